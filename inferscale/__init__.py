@@ -1,0 +1,1 @@
+"""InferScale: shared library of the services (telemetry, Triton access, tensors, the suite launcher)."""

@@ -1,0 +1,68 @@
+"""Domain errors of InferScale and the one place where they become gRPC statuses.
+
+    InferScaleError                  base; never raised itself
+    ├── InvalidArgument              the caller sent something malformed   -> INVALID_ARGUMENT
+    ├── NotFound                     an unknown task or model              -> NOT_FOUND
+    ├── ResourceExhausted            over a size bound or shedding load    -> RESOURCE_EXHAUSTED
+    └── Unavailable                  Triton or a peer service is down      -> UNAVAILABLE
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+
+
+class InferScaleError(Exception):
+    """Base of the errors that carry a gRPC status code and a message a person can act on."""
+
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+
+
+class InvalidArgument(InferScaleError):
+    """The request is malformed; the message names the field and why."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class NotFound(InferScaleError):
+    """A task, model or entry the request names does not exist."""
+
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class ResourceExhausted(InferScaleError):
+    """A size bound is exceeded, or the service sheds load."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class Unavailable(InferScaleError):
+    """Triton or a peer service cannot be reached right now; retrying later may succeed."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
+
+
+def grpc_errors(handler: Handler) -> Handler:
+    """Decorates an async servicer method so that domain errors abort the RPC with their status.
+
+    A peer's own gRPC error is passed on with its code, so that a client of the router sees the
+    orchestrator's NOT_FOUND as NOT_FOUND rather than as an opaque INTERNAL.
+    """
+
+    @functools.wraps(handler)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return await handler(self, request, context)
+        except InferScaleError as error:
+            await context.abort(error.code, str(error))
+        except grpc.aio.AioRpcError as error:
+            await context.abort(error.code(), error.details() or str(error.code()))
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,74 @@
+"""Tensors in Triton's v2 layout: validation, and conversion to and from numpy where a value must be read."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from inferscale.errors import InvalidArgument
+from inferscale.v1 import common_pb2
+
+# Triton's v2 datatype names and their numpy types; BYTES is variable-length and handled apart.
+NUMPY_DTYPES: dict[str, np.dtype] = {
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype("<u1"),
+    "UINT16": np.dtype("<u2"),
+    "UINT32": np.dtype("<u4"),
+    "UINT64": np.dtype("<u8"),
+    "INT8": np.dtype("<i1"),
+    "INT16": np.dtype("<i2"),
+    "INT32": np.dtype("<i4"),
+    "INT64": np.dtype("<i8"),
+    "FP16": np.dtype("<f2"),
+    "FP32": np.dtype("<f4"),
+    "FP64": np.dtype("<f8"),
+}
+
+
+def validate_tensor(tensor: common_pb2.InferTensor, field: str) -> None:
+    """Raises InvalidArgument, naming ``field``, unless the tensor's bytes match its datatype and shape."""
+    if not tensor.name:
+        raise InvalidArgument(f"{field}.name must not be empty")
+    dtype = NUMPY_DTYPES.get(tensor.datatype)
+    if dtype is None:
+        known = ", ".join(sorted(NUMPY_DTYPES))
+        raise InvalidArgument(f"{field}.datatype {tensor.datatype!r} is not one of {known}")
+    if any(dim < 0 for dim in tensor.shape):
+        raise InvalidArgument(f"{field}.shape {list(tensor.shape)} has a negative dimension")
+    expected = math.prod(tensor.shape) * dtype.itemsize
+    if len(tensor.raw_contents) != expected:
+        raise InvalidArgument(
+            f"{field}.raw_contents has {len(tensor.raw_contents)} bytes, but shape "
+            f"{list(tensor.shape)} of {tensor.datatype} needs {expected}"
+        )
+
+
+def to_numpy(tensor: common_pb2.InferTensor) -> np.ndarray:
+    """Views a validated tensor's bytes as a numpy array, without copying."""
+    return np.frombuffer(tensor.raw_contents, dtype=NUMPY_DTYPES[tensor.datatype]).reshape(
+        tuple(tensor.shape)
+    )
+
+
+def from_numpy(name: str, array: np.ndarray) -> common_pb2.InferTensor:
+    """Builds a tensor from a numpy array of a datatype Triton knows."""
+    for datatype, dtype in NUMPY_DTYPES.items():
+        if array.dtype == dtype:
+            return common_pb2.InferTensor(
+                name=name,
+                datatype=datatype,
+                shape=list(array.shape),
+                raw_contents=np.ascontiguousarray(array).tobytes(),
+            )
+    raise ValueError(f"numpy dtype {array.dtype} has no Triton datatype")
+
+
+def tensors_digest_parts(tensors: Sequence[common_pb2.InferTensor]) -> list[bytes]:
+    """Returns the byte strings that identify a list of tensors, in order, for hashing."""
+    parts: list[bytes] = []
+    for tensor in tensors:
+        parts.append(f"{tensor.name}|{tensor.datatype}|{list(tensor.shape)}|".encode())
+        parts.append(tensor.raw_contents)
+    return parts

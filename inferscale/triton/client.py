@@ -1,0 +1,139 @@
+"""An async Triton client that passes InferScale's tensors to Triton's v2 gRPC protocol as they are.
+
+Built on tritonclient's generated stub rather than its numpy-level API, so that a tensor's raw
+bytes go from the caller to Triton without being decoded and re-encoded. The channel is an
+instrumented grpc.aio channel: each call is a client span and carries the W3C ``traceparent``
+that makes Triton's own spans join the caller's trace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import grpc
+from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
+
+from inferscale.errors import InferScaleError, InvalidArgument, NotFound, Unavailable
+from inferscale.rpc import open_channel
+from inferscale.v1 import common_pb2
+
+
+@dataclass(frozen=True)
+class RepositoryEntry:
+    """One line of Triton's repository index."""
+
+    name: str
+    version: str
+    state: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class InferResult:
+    """A model's outputs and the version that produced them."""
+
+    outputs: list[common_pb2.InferTensor]
+    model_version: int
+
+
+def _translate(error: grpc.aio.AioRpcError, what: str) -> InferScaleError:
+    code = error.code()
+    details = error.details() or code.name
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
+        return Unavailable(f"Triton {what}: {details}")
+    if code == grpc.StatusCode.NOT_FOUND or "unknown model" in details or "is not found" in details:
+        return NotFound(f"Triton {what}: {details}")
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return InvalidArgument(f"Triton {what}: {details}")
+    return Unavailable(f"Triton {what} failed with {code.name}: {details}")
+
+
+class TritonClient:
+    """Calls one Triton server over a reused gRPC channel."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._channel = open_channel(url)
+        self._stub = service_pb2_grpc.GRPCInferenceServiceStub(self._channel)
+
+    async def close(self) -> None:
+        """Closes the channel."""
+        await self._channel.close()
+
+    async def infer(
+        self,
+        model_name: str,
+        model_version: int,
+        inputs: Sequence[common_pb2.InferTensor],
+        *,
+        timeout_seconds: float,
+    ) -> InferResult:
+        """Runs one inference; ``model_version`` 0 lets Triton pick the latest ready version."""
+        request = service_pb2.ModelInferRequest(
+            model_name=model_name,
+            model_version=str(model_version) if model_version else "",
+            inputs=[
+                service_pb2.ModelInferRequest.InferInputTensor(
+                    name=tensor.name, datatype=tensor.datatype, shape=tensor.shape
+                )
+                for tensor in inputs
+            ],
+            raw_input_contents=[tensor.raw_contents for tensor in inputs],
+        )
+        try:
+            reply = await self._stub.ModelInfer(request, timeout=timeout_seconds)
+        except grpc.aio.AioRpcError as error:
+            raise _translate(error, f"inference on {model_name}") from error
+        outputs = [
+            common_pb2.InferTensor(
+                name=output.name, datatype=output.datatype, shape=output.shape, raw_contents=raw
+            )
+            for output, raw in zip(reply.outputs, reply.raw_output_contents, strict=True)
+        ]
+        return InferResult(outputs=outputs, model_version=int(reply.model_version or 0))
+
+    async def repository_index(self, *, timeout_seconds: float = 5.0) -> list[RepositoryEntry]:
+        """Returns every model of the repository with its state (READY, UNAVAILABLE, LOADING…)."""
+        try:
+            reply = await self._stub.RepositoryIndex(
+                service_pb2.RepositoryIndexRequest(), timeout=timeout_seconds
+            )
+        except grpc.aio.AioRpcError as error:
+            raise _translate(error, "repository index") from error
+        return [
+            RepositoryEntry(name=m.name, version=m.version, state=m.state, reason=m.reason)
+            for m in reply.models
+        ]
+
+    async def model_config(self, name: str, *, timeout_seconds: float = 5.0) -> model_config_pb2.ModelConfig:
+        """Returns the configuration Triton loaded for a model."""
+        try:
+            reply = await self._stub.ModelConfig(
+                service_pb2.ModelConfigRequest(name=name), timeout=timeout_seconds
+            )
+        except grpc.aio.AioRpcError as error:
+            raise _translate(error, f"config of {name}") from error
+        return reply.config
+
+    async def model_ready(self, name: str, version: int = 0, *, timeout_seconds: float = 2.0) -> bool:
+        """Returns whether a model version is ready; a dead backend stub makes it not ready."""
+        try:
+            reply = await self._stub.ModelReady(
+                service_pb2.ModelReadyRequest(name=name, version=str(version) if version else ""),
+                timeout=timeout_seconds,
+            )
+        except grpc.aio.AioRpcError as error:
+            raise _translate(error, f"readiness of {name}") from error
+        return bool(reply.ready)
+
+    async def model_statistics(
+        self, name: str = "", *, timeout_seconds: float = 5.0
+    ) -> service_pb2.ModelStatisticsResponse:
+        """Returns Triton's own per-model statistics (counts and cumulative times in ns)."""
+        try:
+            return await self._stub.ModelStatistics(
+                service_pb2.ModelStatisticsRequest(name=name), timeout=timeout_seconds
+            )
+        except grpc.aio.AioRpcError as error:
+            raise _translate(error, f"statistics of {name or 'all models'}") from error

@@ -1,0 +1,244 @@
+"""Starts the ``tritonserver`` binary shipped in the nvidia-pytriton wheel, waits for it, stops it cleanly.
+
+The wheel carries the server, the python backend and one backend stub per Python version; the
+stub must match the Python whose packages the models import, so it is copied next to the
+backend in a private work directory before the server starts. The stub finds this environment's
+packages through PATH (the environment's ``bin`` first) and links the matching libpython.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytriton
+
+_DIST = pathlib.Path(pytriton.__file__).parent / "tritonserver"
+_LIBS = pathlib.Path(pytriton.__file__).parent.parent / "nvidia_pytriton.libs"
+
+
+def default_otlp_traces_url() -> str:
+    """Returns where Triton sends its spans: the OTLP/HTTP endpoint of the standard variables.
+
+    Triton speaks OTLP over HTTP only, and wants the full path of the traces resource.
+    """
+    explicit = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
+    if explicit:
+        return explicit
+    base = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip() or "http://localhost:4318"
+    return base.rstrip("/") + "/v1/traces"
+
+
+@dataclass(frozen=True)
+class TritonSettings:
+    """How to start the embedded Triton."""
+
+    model_repository: pathlib.Path
+    grpc_port: int = 8001
+    http_port: int = 8000
+    metrics_port: int = 8002
+    # "poll" follows changes to the repository on disk; "explicit" loads through the API only.
+    model_control_mode: str = "poll"
+    repository_poll_seconds: int = 2
+    # Triton's OpenTelemetry export: rate 1 traces every request, so that a caller's trace
+    # always gets Triton's spans joined to it.
+    otlp_traces_url: str = field(default_factory=default_otlp_traces_url)
+    trace_rate: int = 1
+    log_path: pathlib.Path | None = None
+    exit_timeout_seconds: int = 10
+
+    def command(self, tritonserver: pathlib.Path, backend_dir: pathlib.Path) -> list[str]:
+        """Returns the server's command line."""
+        args = [
+            str(tritonserver),
+            f"--model-repository={self.model_repository}",
+            f"--backend-directory={backend_dir}",
+            f"--grpc-port={self.grpc_port}",
+            f"--http-port={self.http_port}",
+            f"--metrics-port={self.metrics_port}",
+            "--allow-gpu-metrics=false",
+            f"--model-control-mode={self.model_control_mode}",
+            f"--exit-timeout-secs={self.exit_timeout_seconds}",
+            "--trace-config=mode=opentelemetry",
+            f"--trace-config=opentelemetry,url={self.otlp_traces_url}",
+            "--trace-config=opentelemetry,resource=service.name=triton",
+            "--trace-config=opentelemetry,resource=service.namespace=inferscale",
+            # A short export delay keeps Triton's spans close behind the services' spans.
+            "--trace-config=opentelemetry,bsp_schedule_delay=200",
+            f"--trace-config=rate={self.trace_rate}",
+            "--trace-config=level=TIMESTAMPS",
+        ]
+        if self.model_control_mode == "poll":
+            args.append(f"--repository-poll-secs={self.repository_poll_seconds}")
+        if self.model_control_mode == "explicit":
+            args.append("--load-model=*")
+        return args
+
+
+class TritonStartError(RuntimeError):
+    """Triton exited or did not become ready; the message ends with its last log lines."""
+
+
+class EmbeddedTriton:
+    """One tritonserver process from the nvidia-pytriton wheel, used as a context manager or by start/stop."""
+
+    def __init__(self, settings: TritonSettings) -> None:
+        self.settings = settings
+        self._work_dir: pathlib.Path | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log_path: pathlib.Path | None = None
+
+    @property
+    def grpc_url(self) -> str:
+        """The "host:port" of Triton's gRPC endpoint."""
+        return f"127.0.0.1:{self.settings.grpc_port}"
+
+    @property
+    def http_url(self) -> str:
+        """The base URL of Triton's HTTP endpoint."""
+        return f"http://127.0.0.1:{self.settings.http_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        """The URL of Triton's Prometheus metrics."""
+        return f"http://127.0.0.1:{self.settings.metrics_port}/metrics"
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs."""
+        return self._process.pid if self._process else None
+
+    def _prepare_backends(self, work_dir: pathlib.Path) -> pathlib.Path:
+        version = f"{sys.version_info.major}.{sys.version_info.minor}"
+        stub = _DIST / "python_backend_stubs" / version / "triton_python_backend_stub"
+        if not stub.exists():
+            raise TritonStartError(f"nvidia-pytriton ships no python backend stub for Python {version}")
+        backends = work_dir / "backends"
+        shutil.copytree(_DIST / "backends", backends)
+        shutil.copy2(stub, backends / "python" / "triton_python_backend_stub")
+        return backends
+
+    def _environment(self) -> dict[str, str]:
+        env = os.environ.copy()
+        libdirs = [str(_LIBS), sysconfig.get_config_var("LIBDIR") or ""]
+        if env.get("LD_LIBRARY_PATH"):
+            libdirs.append(env["LD_LIBRARY_PATH"])
+        env["LD_LIBRARY_PATH"] = ":".join(d for d in libdirs if d)
+        env["PATH"] = f"{pathlib.Path(sys.executable).parent}:{env.get('PATH', '')}"
+        return env
+
+    def start(self, timeout_seconds: float = 180.0) -> None:
+        """Starts the server and returns once it and every model in the repository are ready."""
+        self._work_dir = pathlib.Path(tempfile.mkdtemp(prefix="inferscale-triton-"))
+        backends = self._prepare_backends(self._work_dir)
+        self._log_path = self.settings.log_path or self._work_dir / "tritonserver.log"
+        self._log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self._log_path, "ab") as log:
+            self._process = subprocess.Popen(
+                self.settings.command(_DIST / "bin" / "tritonserver", backends),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self._environment(),
+                start_new_session=True,
+            )
+        self._wait_ready(timeout_seconds)
+
+    def _wait_ready(self, timeout_seconds: float) -> None:
+        deadline = time.monotonic() + timeout_seconds
+        while time.monotonic() < deadline:
+            assert self._process is not None
+            if self._process.poll() is not None:
+                raise TritonStartError(
+                    f"tritonserver exited with {self._process.returncode}:\n{self.log_tail()}"
+                )
+            try:
+                with urllib.request.urlopen(f"{self.http_url}/v2/health/ready", timeout=1) as reply:
+                    if reply.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise TritonStartError(f"tritonserver not ready after {timeout_seconds} s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 30) -> str:
+        """Returns the last lines of the server's log."""
+        if self._log_path is None or not self._log_path.exists():
+            return ""
+        return "\n".join(self._log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        """Stops the server: SIGTERM lets it unload models; SIGKILL follows if it lingers."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=self.settings.exit_timeout_seconds + 10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        if self._work_dir is not None:
+            shutil.rmtree(self._work_dir, ignore_errors=True)
+            self._work_dir = None
+
+    def kill(self) -> None:
+        """Kills the server and its backend stubs at once, as a crash would."""
+        if self._process is not None and self._process.poll() is None:
+            os.killpg(self._process.pid, signal.SIGKILL)
+            self._process.wait()
+
+    def __enter__(self) -> EmbeddedTriton:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def embedded_triton(settings: TritonSettings) -> Iterator[EmbeddedTriton]:
+    """Runs an embedded Triton for the duration of a ``with`` block."""
+    server = EmbeddedTriton(settings)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def main() -> None:
+    """Runs the embedded Triton in the foreground until interrupted (``python -m inferscale.triton.launcher``)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-repository", type=pathlib.Path, default=pathlib.Path("model_repository"))
+    parser.add_argument("--grpc-port", type=int, default=8001)
+    parser.add_argument("--http-port", type=int, default=8000)
+    parser.add_argument("--metrics-port", type=int, default=8002)
+    args = parser.parse_args()
+    settings = TritonSettings(
+        model_repository=args.model_repository.resolve(),
+        grpc_port=args.grpc_port,
+        http_port=args.http_port,
+        metrics_port=args.metrics_port,
+    )
+    with embedded_triton(settings) as server:
+        print(f"Triton ready: gRPC {server.grpc_url}, HTTP {server.http_url}, metrics {server.metrics_url}", flush=True)
+        stop_signals = {signal.SIGINT, signal.SIGTERM}
+        signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+        signal.sigwait(stop_signals)
+
+
+if __name__ == "__main__":
+    main()
