@@ -1,0 +1,1 @@
+"""InferScale services: one package per gRPC service."""

@@ -1,0 +1,149 @@
+"""Adds up the services' events into counts per strategy, model version and cache level.
+
+Pure logic, no gRPC: it reads event messages and keeps plain counters that both the GetStats
+RPC and the Prometheus collector read, so the two never disagree.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from inferscale.v1 import common_pb2, monitor_service_pb2
+
+# Latency histogram bounds in seconds, from a cache hit to a deep cascade.
+LATENCY_BUCKETS_SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+@dataclass
+class Histogram:
+    """Counts of observations per bucket (non-cumulative) and their sum."""
+
+    counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS_SECONDS) + 1))
+    total: float = 0.0
+
+    def observe(self, seconds: float) -> None:
+        """Adds one observation."""
+        self.counts[bisect.bisect_left(LATENCY_BUCKETS_SECONDS, seconds)] += 1
+        self.total += seconds
+
+    @property
+    def count(self) -> int:
+        """How many observations there were."""
+        return sum(self.counts)
+
+
+@dataclass
+class ModelCounters:
+    """The steps one model version ran."""
+
+    tier: int = 0
+    steps: int = 0
+    accepted: int = 0
+    escalated: int = 0
+    confidence_sum: float = 0.0
+    cost: float = 0.0
+    latency: Histogram = field(default_factory=Histogram)
+
+
+@dataclass
+class StrategyCounters:
+    """The requests one strategy finished."""
+
+    requests: int = 0
+    errors: int = 0
+    cost: float = 0.0
+    latency: Histogram = field(default_factory=Histogram)
+
+
+@dataclass
+class CacheCounters:
+    """The lookups at one cache level."""
+
+    hits: int = 0
+    misses: int = 0
+
+
+@dataclass
+class Aggregates:
+    """Everything the monitor has added up since it started."""
+
+    events_recorded: int = 0
+    events_dropped: int = 0
+    requests: int = 0
+    strategies: dict[int, StrategyCounters] = field(default_factory=dict)
+    models: dict[tuple[str, int], ModelCounters] = field(default_factory=dict)
+    cache_levels: dict[int, CacheCounters] = field(default_factory=dict)
+
+    def record(self, events: Iterable[monitor_service_pb2.Event], dropped: int = 0) -> int:
+        """Adds a batch of events and the sender's count of dropped ones; returns how many it recorded."""
+        self.events_dropped += max(dropped, 0)
+        recorded = 0
+        for event in events:
+            kind = event.WhichOneof("kind")
+            if kind == "request":
+                self._record_request(event.request)
+            elif kind == "step":
+                self._record_step(event.step.step)
+            elif kind == "cache":
+                self._record_cache(event.cache)
+            else:
+                continue
+            recorded += 1
+        self.events_recorded += recorded
+        return recorded
+
+    def _record_request(self, request: monitor_service_pb2.RequestEvent) -> None:
+        self.requests += 1
+        counters = self.strategies.setdefault(request.strategy, StrategyCounters())
+        counters.requests += 1
+        counters.errors += int(request.status_code != 0)
+        counters.cost += request.total_cost
+        counters.latency.observe(request.latency_ms / 1000)
+
+    def _record_step(self, step: common_pb2.EscalationStep) -> None:
+        counters = self.models.setdefault((step.model.name, step.model.version), ModelCounters())
+        counters.tier = step.tier
+        counters.steps += 1
+        counters.accepted += int(step.decision == common_pb2.DECISION_ACCEPT)
+        counters.escalated += int(step.decision == common_pb2.DECISION_ESCALATE)
+        counters.confidence_sum += step.answer.confidence
+        counters.cost += step.cost
+        counters.latency.observe(step.latency_ms / 1000)
+
+    def _record_cache(self, cache: monitor_service_pb2.CacheEvent) -> None:
+        counters = self.cache_levels.setdefault(cache.level, CacheCounters())
+        counters.hits += int(cache.hit)
+        counters.misses += int(not cache.hit)
+
+    def to_proto(self) -> monitor_service_pb2.GetStatsResponse:
+        """Returns the counts as the GetStats answer, in the documented order."""
+        return monitor_service_pb2.GetStatsResponse(
+            events_recorded=self.events_recorded,
+            events_dropped=self.events_dropped,
+            requests=self.requests,
+            strategies=[
+                monitor_service_pb2.StrategyStats(
+                    strategy=strategy, requests=c.requests, errors=c.errors, total_cost=c.cost
+                )
+                for strategy, c in sorted(self.strategies.items())
+            ],
+            models=[
+                monitor_service_pb2.ModelStats(
+                    model=common_pb2.ModelRef(name=name, version=version),
+                    tier=c.tier,
+                    steps=c.steps,
+                    accepted=c.accepted,
+                    escalated=c.escalated,
+                    mean_latency_ms=1000 * c.latency.total / c.steps if c.steps else 0.0,
+                    mean_confidence=c.confidence_sum / c.steps if c.steps else 0.0,
+                    total_cost=c.cost,
+                )
+                for (name, version), c in sorted(self.models.items(), key=lambda kv: (kv[1].tier, kv[0]))
+            ],
+            cache_levels=[
+                monitor_service_pb2.CacheLevelStats(level=level, hits=c.hits, misses=c.misses)
+                for level, c in sorted(self.cache_levels.items())
+            ],
+        )

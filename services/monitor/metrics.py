@@ -1,0 +1,70 @@
+"""Prometheus exposition of the monitor's aggregates, read at scrape time so it never drifts from GetStats."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from itertools import accumulate
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from inferscale.v1 import common_pb2
+from services.monitor.aggregates import LATENCY_BUCKETS_SECONDS, Aggregates, Histogram
+
+
+def _buckets(histogram: Histogram) -> list[tuple[str, float]]:
+    bounds = [*(str(b) for b in LATENCY_BUCKETS_SECONDS), "+Inf"]
+    return list(zip(bounds, accumulate(histogram.counts), strict=True))
+
+
+class AggregatesCollector(Collector):
+    """Turns an Aggregates into metric families named ``inferscale_*``."""
+
+    def __init__(self, aggregates: Aggregates) -> None:
+        self._aggregates = aggregates
+
+    def collect(self) -> Iterator[Metric]:
+        a = self._aggregates
+        yield CounterMetricFamily("inferscale_events_recorded", "Events the monitor recorded.", value=a.events_recorded)
+        yield CounterMetricFamily(
+            "inferscale_events_dropped", "Events the services dropped before delivery.", value=a.events_dropped
+        )
+        requests = CounterMetricFamily("inferscale_requests", "Client requests finished.", labels=["strategy"])
+        errors = CounterMetricFamily("inferscale_request_errors", "Client requests that failed.", labels=["strategy"])
+        cost = CounterMetricFamily(
+            "inferscale_request_compute_cost", "Compute spent on requests, relative units.", labels=["strategy"]
+        )
+        latency = HistogramMetricFamily(
+            "inferscale_request_latency_seconds", "Request latency in the router.", labels=["strategy"]
+        )
+        for strategy, c in sorted(a.strategies.items()):
+            name = common_pb2.Strategy.Name(strategy)
+            requests.add_metric([name], c.requests)
+            errors.add_metric([name], c.errors)
+            cost.add_metric([name], c.cost)
+            latency.add_metric([name], _buckets(c.latency), c.latency.total)
+        yield from (requests, errors, cost, latency)
+        labels = ["model", "version", "tier"]
+        steps = CounterMetricFamily("inferscale_steps", "Plan steps a model ran, by decision.", labels=[*labels, "decision"])
+        step_cost = CounterMetricFamily("inferscale_step_compute_cost", "Compute the steps cost, relative units.", labels=labels)
+        confidence = GaugeMetricFamily("inferscale_step_mean_confidence", "Mean confidence of a model's answers.", labels=labels)
+        step_latency = HistogramMetricFamily("inferscale_step_latency_seconds", "Step latency, Triton call included.", labels=labels)
+        for (model, version), c in sorted(a.models.items()):
+            key = [model, str(version), str(c.tier)]
+            steps.add_metric([*key, "DECISION_ACCEPT"], c.accepted)
+            steps.add_metric([*key, "DECISION_ESCALATE"], c.escalated)
+            step_cost.add_metric(key, c.cost)
+            confidence.add_metric(key, c.confidence_sum / c.steps if c.steps else 0.0)
+            step_latency.add_metric(key, _buckets(c.latency), c.latency.total)
+        yield from (steps, step_cost, confidence, step_latency)
+        lookups = CounterMetricFamily("inferscale_cache_lookups", "Cache lookups, by level and result.", labels=["level", "result"])
+        for level, c in sorted(a.cache_levels.items()):
+            name = common_pb2.CacheLevel.Name(level)
+            lookups.add_metric([name, "hit"], c.hits)
+            lookups.add_metric([name, "miss"], c.misses)
+        yield lookups

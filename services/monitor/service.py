@@ -1,0 +1,35 @@
+"""The monitor's RPC handlers."""
+
+from __future__ import annotations
+
+import grpc
+
+from inferscale.errors import InvalidArgument, grpc_errors
+from inferscale.v1 import monitor_service_pb2, monitor_service_pb2_grpc
+from services.monitor.aggregates import Aggregates
+
+MAX_EVENTS_PER_BATCH = 10_000
+
+
+class MonitorService(monitor_service_pb2_grpc.MonitorServiceServicer):
+    """Records event batches into the aggregates and serves them."""
+
+    def __init__(self, aggregates: Aggregates) -> None:
+        self._aggregates = aggregates
+
+    @grpc_errors
+    async def RecordEvents(
+        self, request: monitor_service_pb2.RecordEventsRequest, context: grpc.aio.ServicerContext
+    ) -> monitor_service_pb2.RecordEventsResponse:
+        if len(request.events) > MAX_EVENTS_PER_BATCH:
+            raise InvalidArgument(f"events holds {len(request.events)} events, more than the {MAX_EVENTS_PER_BATCH} allowed")
+        if request.dropped_since_last_batch < 0:
+            raise InvalidArgument(f"dropped_since_last_batch {request.dropped_since_last_batch} must not be negative")
+        recorded = self._aggregates.record(request.events, request.dropped_since_last_batch)
+        return monitor_service_pb2.RecordEventsResponse(recorded=recorded)
+
+    @grpc_errors
+    async def GetStats(
+        self, request: monitor_service_pb2.GetStatsRequest, context: grpc.aio.ServicerContext
+    ) -> monitor_service_pb2.GetStatsResponse:
+        return self._aggregates.to_proto()

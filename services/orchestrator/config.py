@@ -1,0 +1,51 @@
+"""The orchestrator's settings, read once from the environment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from inferscale.settings import (
+    DEFAULT_MONITOR_PORT,
+    DEFAULT_ORCHESTRATOR_PORT,
+    DEFAULT_TRITON_GRPC_PORT,
+    env_float,
+    env_str,
+)
+
+
+@dataclass(frozen=True)
+class OrchestratorConfig:
+    """Where the orchestrator listens and whom it calls."""
+
+    # INFERSCALE_ORCHESTRATOR_LISTEN: the address the server binds, "host:port".
+    listen: str
+    # INFERSCALE_TRITON_URL: Triton's gRPC endpoint, "host:port".
+    triton_url: str
+    # INFERSCALE_MONITOR_ADDRESS: the monitor, "host:port"; "off" sends no events.
+    monitor_address: str
+    # INFERSCALE_REGISTRY_REFRESH_SECONDS: how often the registry re-reads Triton's repository.
+    registry_refresh_seconds: float
+    # INFERSCALE_TRITON_TIMEOUT_SECONDS: the longest one Triton call may take when the caller set
+    # no deadline.
+    triton_timeout_seconds: float
+    # INFERSCALE_SHUTDOWN_GRACE_SECONDS: how long calls in flight may finish on SIGTERM.
+    shutdown_grace_seconds: float
+
+    @classmethod
+    def from_env(cls) -> OrchestratorConfig:
+        """Reads the settings; raises SettingError naming a malformed variable."""
+        monitor = env_str("INFERSCALE_MONITOR_ADDRESS", f"127.0.0.1:{DEFAULT_MONITOR_PORT}")
+        return cls(
+            listen=env_str("INFERSCALE_ORCHESTRATOR_LISTEN", f"[::]:{DEFAULT_ORCHESTRATOR_PORT}"),
+            triton_url=env_str("INFERSCALE_TRITON_URL", f"127.0.0.1:{DEFAULT_TRITON_GRPC_PORT}"),
+            monitor_address="" if monitor == "off" else monitor,
+            registry_refresh_seconds=env_float(
+                "INFERSCALE_REGISTRY_REFRESH_SECONDS", 2.0, low=0.1, high=3600
+            ),
+            triton_timeout_seconds=env_float(
+                "INFERSCALE_TRITON_TIMEOUT_SECONDS", 30.0, low=0.01, high=3600
+            ),
+            shutdown_grace_seconds=env_float(
+                "INFERSCALE_SHUTDOWN_GRACE_SECONDS", 5.0, low=0, high=600
+            ),
+        )

@@ -1,0 +1,106 @@
+"""The model registry: what each model in Triton's repository declares about itself, and which are routable.
+
+Pure logic: it parses the ``parameters`` of a model's config.pbtxt into a RegisteredModel and
+keeps a snapshot; reading Triton is the caller's business.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+# The config.pbtxt parameters every routable model declares.
+PARAM_TASK = "inferscale.task"
+PARAM_TIER = "inferscale.tier"
+PARAM_COST = "inferscale.cost"
+PARAM_ANSWER_KIND = "inferscale.answer_kind"
+PARAM_CONFIDENCE = "inferscale.confidence"
+PARAM_OUTPUT = "inferscale.output"
+REQUIRED_PARAMETERS = (PARAM_TASK, PARAM_TIER, PARAM_COST, PARAM_ANSWER_KIND, PARAM_CONFIDENCE, PARAM_OUTPUT)
+
+ANSWER_KINDS = frozenset({"class_probabilities"})
+CONFIDENCE_METHODS = frozenset({"max_probability"})
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    """A model as the registry knows it. ``problem`` is empty for a model that can be routed to."""
+
+    name: str
+    version: int
+    ready: bool
+    task: str = ""
+    tier: int = 0
+    cost: float = 0.0
+    answer_kind: str = ""
+    confidence_method: str = ""
+    output_name: str = ""
+    problem: str = ""
+
+    @property
+    def routable(self) -> bool:
+        """Whether plans may use the model: ready, and its config declares all the registry needs."""
+        return self.ready and not self.problem
+
+
+def parse_model(name: str, version: int, ready: bool, parameters: Mapping[str, str]) -> RegisteredModel:
+    """Reads a model's declared metadata; a missing or malformed parameter becomes its ``problem``."""
+    missing = [key for key in REQUIRED_PARAMETERS if not parameters.get(key, "").strip()]
+    if missing:
+        return RegisteredModel(
+            name, version, ready, problem=f"config.pbtxt lacks parameters {', '.join(missing)}"
+        )
+    try:
+        tier = int(parameters[PARAM_TIER])
+        cost = float(parameters[PARAM_COST])
+    except ValueError:
+        return RegisteredModel(
+            name,
+            version,
+            ready,
+            problem=f"{PARAM_TIER} must be an integer and {PARAM_COST} a number, got "
+            f"{parameters[PARAM_TIER]!r} and {parameters[PARAM_COST]!r}",
+        )
+    problem = ""
+    if tier < 1:
+        problem = f"{PARAM_TIER} must be at least 1, got {tier}"
+    elif not cost > 0:
+        problem = f"{PARAM_COST} must be positive, got {cost}"
+    elif parameters[PARAM_ANSWER_KIND] not in ANSWER_KINDS:
+        problem = f"{PARAM_ANSWER_KIND} {parameters[PARAM_ANSWER_KIND]!r} is not one of {sorted(ANSWER_KINDS)}"
+    elif parameters[PARAM_CONFIDENCE] not in CONFIDENCE_METHODS:
+        problem = f"{PARAM_CONFIDENCE} {parameters[PARAM_CONFIDENCE]!r} is not one of {sorted(CONFIDENCE_METHODS)}"
+    return RegisteredModel(
+        name=name,
+        version=version,
+        ready=ready,
+        task=parameters[PARAM_TASK].strip(),
+        tier=tier,
+        cost=cost,
+        answer_kind=parameters[PARAM_ANSWER_KIND],
+        confidence_method=parameters[PARAM_CONFIDENCE],
+        output_name=parameters[PARAM_OUTPUT],
+        problem=problem,
+    )
+
+
+class RegistrySnapshot:
+    """The registry at one moment: models by name, and the routable ones by task in tier order."""
+
+    def __init__(self, models: Iterable[RegisteredModel] = ()) -> None:
+        self.models: dict[str, RegisteredModel] = {model.name: model for model in models}
+
+    def get(self, name: str) -> RegisteredModel | None:
+        """Returns the model called ``name``, routable or not."""
+        return self.models.get(name)
+
+    def for_task(self, task: str) -> list[RegisteredModel]:
+        """Returns the routable models of ``task``, cheapest tier first, then by name."""
+        return sorted(
+            (m for m in self.models.values() if m.routable and m.task == task),
+            key=lambda m: (m.tier, m.cost, m.name),
+        )
+
+    def ordered(self) -> list[RegisteredModel]:
+        """Returns every model, ordered by task, tier and name."""
+        return sorted(self.models.values(), key=lambda m: (m.task, m.tier, m.name))

@@ -1,0 +1,61 @@
+"""The router's settings, read once from the environment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from inferscale.settings import (
+    DEFAULT_CACHE_PORT,
+    DEFAULT_MONITOR_PORT,
+    DEFAULT_ORCHESTRATOR_PORT,
+    DEFAULT_ROUTER_PORT,
+    env_float,
+    env_str,
+)
+
+
+def _peer(name: str, default_port: int) -> str:
+    address = env_str(name, f"127.0.0.1:{default_port}")
+    return "" if address == "off" else address
+
+
+@dataclass(frozen=True)
+class RouterConfig:
+    """Where the router listens, whom it calls and its routing defaults."""
+
+    # INFERSCALE_ROUTER_LISTEN: the address the server binds, "host:port".
+    listen: str
+    # INFERSCALE_ORCHESTRATOR_ADDRESS: the orchestrator, "host:port".
+    orchestrator_address: str
+    # INFERSCALE_CACHE_ADDRESS: the cache, "host:port"; "off" runs without a cache.
+    cache_address: str
+    # INFERSCALE_MONITOR_ADDRESS: the monitor, "host:port"; "off" sends no events.
+    monitor_address: str
+    # INFERSCALE_CONFIDENCE_THRESHOLD: the confidence at which a cascade stops escalating.
+    confidence_threshold: float
+    # INFERSCALE_CACHE_TIMEOUT_SECONDS: the longest a cache call may delay a request; past it the
+    # router goes on without the cache.
+    cache_timeout_seconds: float
+    # INFERSCALE_REQUEST_TIMEOUT_SECONDS: the deadline of a plan's execution when the client set none.
+    request_timeout_seconds: float
+    # INFERSCALE_CATALOG_TTL_SECONDS: how long the router reuses the orchestrator's model list.
+    catalog_ttl_seconds: float
+    # INFERSCALE_SHUTDOWN_GRACE_SECONDS: how long calls in flight may finish on SIGTERM.
+    shutdown_grace_seconds: float
+
+    @classmethod
+    def from_env(cls) -> RouterConfig:
+        """Reads the settings; raises SettingError naming a malformed variable."""
+        return cls(
+            listen=env_str("INFERSCALE_ROUTER_LISTEN", f"[::]:{DEFAULT_ROUTER_PORT}"),
+            orchestrator_address=env_str(
+                "INFERSCALE_ORCHESTRATOR_ADDRESS", f"127.0.0.1:{DEFAULT_ORCHESTRATOR_PORT}"
+            ),
+            cache_address=_peer("INFERSCALE_CACHE_ADDRESS", DEFAULT_CACHE_PORT),
+            monitor_address=_peer("INFERSCALE_MONITOR_ADDRESS", DEFAULT_MONITOR_PORT),
+            confidence_threshold=env_float("INFERSCALE_CONFIDENCE_THRESHOLD", 0.90, low=0.0, high=1.0),
+            cache_timeout_seconds=env_float("INFERSCALE_CACHE_TIMEOUT_SECONDS", 0.25, low=0.001, high=60),
+            request_timeout_seconds=env_float("INFERSCALE_REQUEST_TIMEOUT_SECONDS", 30.0, low=0.01, high=3600),
+            catalog_ttl_seconds=env_float("INFERSCALE_CATALOG_TTL_SECONDS", 1.0, low=0.0, high=3600),
+            shutdown_grace_seconds=env_float("INFERSCALE_SHUTDOWN_GRACE_SECONDS", 5.0, low=0, high=600),
+        )

@@ -1,0 +1,85 @@
+"""Starts the router: config, telemetry, channels to its peers, gRPC server (``python -m services.router.server``)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import grpc
+
+from inferscale.events import EventSender
+from inferscale.rpc import RunningServer, configure_logging, open_channel, serve_until_stopped, start_server
+from inferscale.telemetry import setup_telemetry
+from inferscale.v1 import (
+    cache_service_pb2_grpc,
+    orchestrator_service_pb2_grpc,
+    router_service_pb2,
+    router_service_pb2_grpc,
+)
+from services.router.config import RouterConfig
+from services.router.service import ModelCatalog, RouterService
+
+SERVICE_NAME = router_service_pb2.DESCRIPTOR.services_by_name["RouterService"].full_name
+
+
+@dataclass
+class Router:
+    """A running router and what it must close on stop."""
+
+    running: RunningServer
+    events: EventSender
+    channels: list[grpc.aio.Channel] = field(default_factory=list)
+
+    async def close(self) -> None:
+        """Flushes events and closes the channels."""
+        await self.events.close()
+        for channel in self.channels:
+            await channel.close()
+
+
+async def create_server(config: RouterConfig) -> Router:
+    """Builds and starts the router."""
+    orchestrator_channel = open_channel(config.orchestrator_address)
+    channels = [orchestrator_channel]
+    orchestrator = orchestrator_service_pb2_grpc.OrchestratorServiceStub(orchestrator_channel)
+    cache = None
+    if config.cache_address:
+        cache_channel = open_channel(config.cache_address)
+        channels.append(cache_channel)
+        cache = cache_service_pb2_grpc.CacheServiceStub(cache_channel)
+    events = EventSender(config.monitor_address, "router")
+    events.start()
+    servicer = RouterService(
+        orchestrator,
+        cache,
+        events,
+        ModelCatalog(orchestrator, config.catalog_ttl_seconds),
+        default_threshold=config.confidence_threshold,
+        cache_timeout_seconds=config.cache_timeout_seconds,
+        request_timeout_seconds=config.request_timeout_seconds,
+    )
+    running = await start_server(
+        config.listen,
+        [SERVICE_NAME],
+        lambda server: router_service_pb2_grpc.add_RouterServiceServicer_to_server(servicer, server),
+    )
+    return Router(running, events, channels)
+
+
+async def serve() -> None:
+    """Runs the router until SIGTERM."""
+    config = RouterConfig.from_env()
+    provider = setup_telemetry("router")
+    router = await create_server(config)
+    await serve_until_stopped(router.running, grace_seconds=config.shutdown_grace_seconds, on_stop=router.close)
+    provider.shutdown()
+
+
+def main() -> None:
+    """Entry point."""
+    configure_logging("router")
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()

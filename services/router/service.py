@@ -1,0 +1,189 @@
+"""The router's RPC handler: validation, cache check, planning, execution, cache store and events."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+import grpc
+from opentelemetry import trace
+
+from inferscale import telemetry
+from inferscale.errors import InferScaleError, grpc_errors
+from inferscale.events import EventSender
+from inferscale.v1 import (
+    cache_service_pb2,
+    cache_service_pb2_grpc,
+    common_pb2,
+    monitor_service_pb2,
+    orchestrator_service_pb2,
+    orchestrator_service_pb2_grpc,
+    router_service_pb2,
+    router_service_pb2_grpc,
+)
+from services.router.planning import build_plan, result_key, validate_request
+
+LOG = logging.getLogger(__name__)
+L4 = common_pb2.CACHE_LEVEL_L4_FINAL_RESULT
+
+
+class ModelCatalog:
+    """The orchestrator's model list, reused for ``ttl_seconds`` so that planning costs no extra call."""
+
+    def __init__(self, orchestrator: orchestrator_service_pb2_grpc.OrchestratorServiceStub, ttl_seconds: float) -> None:
+        self._orchestrator = orchestrator
+        self._ttl = ttl_seconds
+        self._models: list[common_pb2.ModelInfo] = []
+        self._fetched_at = float("-inf")
+
+    async def routable(self, task: str) -> list[common_pb2.ModelInfo]:
+        """Returns the routable models of ``task``."""
+        if time.monotonic() - self._fetched_at > self._ttl:
+            reply = await self._orchestrator.ListModels(orchestrator_service_pb2.ListModelsRequest(), timeout=5.0)
+            self._models = list(reply.models)
+            self._fetched_at = time.monotonic()
+        return [m for m in self._models if m.task == task and m.ready and not m.problem]
+
+
+class RouterService(router_service_pb2_grpc.RouterServiceServicer):
+    """InferScale's front door."""
+
+    def __init__(
+        self,
+        orchestrator: orchestrator_service_pb2_grpc.OrchestratorServiceStub,
+        cache: cache_service_pb2_grpc.CacheServiceStub | None,
+        events: EventSender,
+        catalog: ModelCatalog,
+        *,
+        default_threshold: float,
+        cache_timeout_seconds: float,
+        request_timeout_seconds: float,
+    ) -> None:
+        self._orchestrator = orchestrator
+        self._cache = cache
+        self._events = events
+        self._catalog = catalog
+        self._default_threshold = default_threshold
+        self._cache_timeout = cache_timeout_seconds
+        self._request_timeout = request_timeout_seconds
+
+    @grpc_errors
+    async def Infer(
+        self, request: router_service_pb2.InferRequest, context: grpc.aio.ServicerContext
+    ) -> router_service_pb2.InferResponse:
+        started = time.perf_counter()
+        request_id = request.request_id or uuid.uuid4().hex
+        response = router_service_pb2.InferResponse(request_id=request_id, trace_id=telemetry.current_trace_id())
+        trace.get_current_span().set_attribute(telemetry.ATTR_REQUEST_ID, request_id)
+        status = grpc.StatusCode.UNKNOWN
+        try:
+            await self._answer(request, request_id, response, context)
+            status = grpc.StatusCode.OK
+            return response
+        except InferScaleError as error:
+            status = error.code
+            raise
+        except grpc.aio.AioRpcError as error:
+            status = error.code()
+            raise
+        finally:
+            self._events.emit(
+                monitor_service_pb2.Event(
+                    request_id=request_id,
+                    request=monitor_service_pb2.RequestEvent(
+                        task=request.task,
+                        strategy=response.plan.strategy,
+                        cache_level=response.cache_level,
+                        latency_ms=(time.perf_counter() - started) * 1000,
+                        total_cost=response.total_cost,
+                        status_code=status.value[0],
+                    ),
+                )
+            )
+
+    async def _answer(
+        self,
+        request: router_service_pb2.InferRequest,
+        request_id: str,
+        response: router_service_pb2.InferResponse,
+        context: grpc.aio.ServicerContext,
+    ) -> None:
+        validate_request(request)
+        models = await self._catalog.routable(request.task)
+        plan = build_plan(request, models, self._default_threshold)
+        response.plan.CopyFrom(plan)
+        span = trace.get_current_span()
+        span.set_attributes(
+            {
+                telemetry.ATTR_TASK: plan.task,
+                telemetry.ATTR_STRATEGY: common_pb2.Strategy.Name(plan.strategy),
+            }
+        )
+        key = result_key(plan, request.inputs)
+        use_cache = self._cache is not None and not request.skip_cache
+        if use_cache:
+            cached = await self._lookup(key, request_id)
+            if cached is not None:
+                executed, entry = cached
+                self._fill(response, executed)
+                response.cache_level = L4
+                response.total_cost = 0.0
+                response.computed_cost = entry.compute_cost
+                span.set_attribute(telemetry.ATTR_CACHE_LEVEL, common_pb2.CacheLevel.Name(L4))
+                return
+        remaining = context.time_remaining()
+        executed = await self._orchestrator.Execute(
+            orchestrator_service_pb2.ExecuteRequest(request_id=request_id, plan=plan, inputs=request.inputs),
+            timeout=remaining if remaining is not None else self._request_timeout,
+        )
+        self._fill(response, executed)
+        response.total_cost = executed.total_cost
+        response.computed_cost = executed.total_cost
+        if use_cache:
+            await self._store(key, executed)
+
+    @staticmethod
+    def _fill(response: router_service_pb2.InferResponse, executed: orchestrator_service_pb2.ExecuteResponse) -> None:
+        response.outputs.extend(executed.outputs)
+        response.answer.CopyFrom(executed.answer)
+        response.steps.extend(executed.steps)
+
+    async def _lookup(
+        self, key: str, request_id: str
+    ) -> tuple[orchestrator_service_pb2.ExecuteResponse, cache_service_pb2.CacheEntry] | None:
+        """Returns the stored result, or None on a miss or when the cache fails: a cache never fails a request."""
+        assert self._cache is not None
+        try:
+            reply = await self._cache.Lookup(
+                cache_service_pb2.LookupRequest(level=L4, key=key), timeout=self._cache_timeout
+            )
+        except grpc.aio.AioRpcError as error:
+            LOG.warning("cache lookup failed, going on without it: %s", error.code().name)
+            return None
+        self._events.emit(
+            monitor_service_pb2.Event(request_id=request_id, cache=monitor_service_pb2.CacheEvent(level=L4, hit=reply.hit))
+        )
+        if not reply.hit:
+            return None
+        executed = orchestrator_service_pb2.ExecuteResponse()
+        try:
+            executed.ParseFromString(reply.entry.value)
+        except Exception:  # noqa: BLE001 - a corrupt entry is a miss, never a failed request
+            LOG.warning("cache entry %s does not parse; treating it as a miss", key)
+            return None
+        return executed, reply.entry
+
+    async def _store(self, key: str, executed: orchestrator_service_pb2.ExecuteResponse) -> None:
+        assert self._cache is not None
+        entry = cache_service_pb2.CacheEntry(
+            value=executed.SerializeToString(),
+            produced_by=[step.model for step in executed.steps],
+            compute_cost=executed.total_cost,
+        )
+        try:
+            await self._cache.Store(
+                cache_service_pb2.StoreRequest(level=L4, key=key, entry=entry), timeout=self._cache_timeout
+            )
+        except grpc.aio.AioRpcError as error:
+            LOG.warning("cache store failed, answer not cached: %s", error.code().name)
