@@ -1,0 +1,45 @@
+# One front door. `make run` and `make test` set everything up on a fresh machine first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+PROTOS := $(wildcard protos/inferscale/v1/*.proto)
+GENERATED := inferscale/v1/__init__.py
+MODEL_WEIGHTS := model_repository/digits_linear/1/weights.npz
+
+.PHONY: setup protos models run test bench lint check clean
+
+setup: $(STAMP) $(GENERATED) $(MODEL_WEIGHTS)
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[test]'
+	touch $@
+
+# Generated code: one command, never edited by hand.
+protos: $(STAMP)
+	$(PY) scripts/generate_protos.py
+
+$(GENERATED): $(STAMP) $(PROTOS) scripts/generate_protos.py
+	$(PY) scripts/generate_protos.py
+
+# The sample models' weights, trained reproducibly from scikit-learn's bundled digits.
+models: $(STAMP)
+	$(PY) -m inferscale.models.train
+
+$(MODEL_WEIGHTS): $(STAMP) inferscale/models/digits.py inferscale/models/train.py
+	$(PY) -m inferscale.models.train
+
+# The main job: the whole suite on the embedded Triton with a demonstration workload.
+run: setup
+	$(PY) -m inferscale.demo
+
+test: setup
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) benchmarks/model_costs.py
+	$(PY) benchmarks/router_overhead.py
+
+clean:
+	rm -rf $(VENV) inferscale/v1 model_repository/*/1/weights.npz results .pytest_cache

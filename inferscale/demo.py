@@ -1,0 +1,131 @@
+"""The main job: brings the whole suite up on the embedded Triton and runs a short demonstration workload.
+
+``python -m inferscale.demo`` (``make run``) prints every request with its escalation steps, a
+few repeats served from the cache, one malformed request and its clear error, and what the
+monitor counted. ``--serve`` keeps the suite up afterwards for your own clients.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import signal
+import time
+import urllib.request
+
+import grpc
+import numpy as np
+
+from inferscale.models.digits import load_split
+from inferscale.suite import REPO_ROOT, Suite, SuitePorts
+from inferscale.tensors import from_numpy
+from inferscale.v1 import (
+    common_pb2,
+    monitor_service_pb2,
+    monitor_service_pb2_grpc,
+    router_service_pb2,
+    router_service_pb2_grpc,
+)
+
+
+def describe_steps(response: router_service_pb2.InferResponse) -> str:
+    """Renders the escalation steps on one line: model, confidence and decision of each."""
+    parts = []
+    for step in response.steps:
+        decision = "accept" if step.decision == common_pb2.DECISION_ACCEPT else "escalate"
+        parts.append(f"{step.model.name} v{step.model.version} {step.answer.confidence:.2f} {decision}")
+    return " -> ".join(parts)
+
+
+def run_workload(router_address: str, requests: int, repeats: int) -> None:
+    """Sends the workload through the router and prints each answer and how it was made."""
+    _, _, images, labels = load_split()
+    order = np.random.default_rng(7).permutation(len(images))[:requests]
+    picked = list(order) + list(order[:repeats])
+    right = 0
+    cost = 0.0
+    hits = 0
+    with grpc.insecure_channel(router_address) as channel:
+        router = router_service_pb2_grpc.RouterServiceStub(channel)
+        print(f"\n{'#':>3} {'truth':>5} {'answer':>6}  {'cost':>5} {'ms':>6}  {'cache':<5}  steps")
+        for number, index in enumerate(picked, start=1):
+            started = time.perf_counter()
+            response = router.Infer(
+                router_service_pb2.InferRequest(
+                    request_id=f"demo-{number}",
+                    task="digits",
+                    inputs=[from_numpy("IMAGE", images[index : index + 1].astype(np.float32))],
+                ),
+                timeout=30,
+            )
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            hit = response.cache_level == common_pb2.CACHE_LEVEL_L4_FINAL_RESULT
+            right += int(response.answer.label == str(labels[index]))
+            cost += response.total_cost
+            hits += int(hit)
+            print(
+                f"{number:>3} {labels[index]:>5} {response.answer.label:>6}  {response.total_cost:>5.1f} "
+                f"{elapsed_ms:>6.1f}  {'L4' if hit else '-':<5}  {describe_steps(response)}"
+                f"  trace {response.trace_id[:8]}"
+            )
+        print(f"\n{right}/{len(picked)} right, compute {cost:.1f} units in all, {hits} served from the L4 cache")
+        print("\nA malformed request gets a clear status and changes nothing:")
+        try:
+            router.Infer(
+                router_service_pb2.InferRequest(
+                    task="digits",
+                    inputs=[common_pb2.InferTensor(name="IMAGE", datatype="FP32", shape=[1, 64], raw_contents=b"\0" * 10)],
+                ),
+                timeout=10,
+            )
+        except grpc.RpcError as error:
+            print(f"  {error.code().name}: {error.details()}")
+
+
+def print_monitor(suite: Suite) -> None:
+    """Prints what the monitor counted, from its RPC and from its Prometheus page."""
+    time.sleep(0.5)  # events travel in batches every 100 ms
+    with grpc.insecure_channel(suite.address("monitor")) as channel:
+        stats = monitor_service_pb2_grpc.MonitorServiceStub(channel).GetStats(monitor_service_pb2.GetStatsRequest(), timeout=5)
+    print(f"\nThe monitor counted {stats.requests} requests and {stats.events_recorded} events:")
+    for model in stats.models:
+        print(
+            f"  tier {model.tier} {model.model.name:<14} steps {model.steps:>3}  accepted {model.accepted:>3}  "
+            f"escalated {model.escalated:>3}  mean {model.mean_latency_ms:6.2f} ms  cost {model.total_cost:7.1f}"
+        )
+    for level in stats.cache_levels:
+        print(f"  {common_pb2.CacheLevel.Name(level.level)}: {level.hits} hits, {level.misses} misses")
+    with urllib.request.urlopen(suite.metrics_url, timeout=5) as page:
+        lines = [line for line in page.read().decode().splitlines() if line.startswith("inferscale_requests_total")]
+    print(f"  {suite.metrics_url}: {'; '.join(lines)}")
+
+
+def main() -> None:
+    """Entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=30, help="distinct digits to send (default 30)")
+    parser.add_argument("--repeats", type=int, default=6, help="of them, how many to send again (default 6)")
+    parser.add_argument("--serve", action="store_true", help="keep the suite up afterwards until Ctrl-C")
+    parser.add_argument("--free-ports", action="store_true", help="use free ports instead of the defaults")
+    args = parser.parse_args()
+    log_dir = REPO_ROOT / "results" / "logs"
+    suite = Suite(ports=SuitePorts.free() if args.free_ports else SuitePorts(), log_dir=log_dir)
+    print("Starting Triton (embedded, from the nvidia-pytriton wheel) and the four services ...", flush=True)
+    started = time.perf_counter()
+    with suite:
+        print(f"Suite up in {time.perf_counter() - started:.1f} s; logs in {log_dir.relative_to(pathlib.Path.cwd()) if log_dir.is_relative_to(pathlib.Path.cwd()) else log_dir}")
+        for service in ("router", "orchestrator", "cache", "monitor"):
+            print(f"  {service:<12} {suite.address(service)}")
+        print(f"  {'triton':<12} {suite.triton_url}   metrics {suite.metrics_url}")
+        run_workload(suite.address("router"), args.requests, args.repeats)
+        print_monitor(suite)
+        if args.serve:
+            print("\nServing until Ctrl-C ...", flush=True)
+            stop_signals = {signal.SIGINT, signal.SIGTERM}
+            signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+            signal.sigwait(stop_signals)
+    print("Suite stopped.")
+
+
+if __name__ == "__main__":
+    main()

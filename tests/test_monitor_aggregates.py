@@ -1,0 +1,71 @@
+"""The monitor's pure aggregation of events and its Prometheus exposition of the same numbers."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, generate_latest
+
+from inferscale.v1 import common_pb2, monitor_service_pb2
+from services.monitor.aggregates import Aggregates
+from services.monitor.metrics import AggregatesCollector
+
+
+def step_event(model: str, tier: int, decision: int, confidence: float, cost: float) -> monitor_service_pb2.Event:
+    return monitor_service_pb2.Event(
+        step=monitor_service_pb2.StepEvent(
+            task="digits",
+            strategy=common_pb2.STRATEGY_CASCADE,
+            step=common_pb2.EscalationStep(
+                model=common_pb2.ModelRef(name=model, version=1),
+                tier=tier,
+                answer=common_pb2.Answer(label="3", confidence=confidence),
+                decision=decision,
+                latency_ms=2.0,
+                cost=cost,
+            ),
+        )
+    )
+
+
+def workload() -> list[monitor_service_pb2.Event]:
+    return [
+        step_event("cheap", 1, common_pb2.DECISION_ESCALATE, 0.5, 1.0),
+        step_event("heavy", 2, common_pb2.DECISION_ACCEPT, 0.9, 10.0),
+        step_event("cheap", 1, common_pb2.DECISION_ACCEPT, 0.95, 1.0),
+        monitor_service_pb2.Event(
+            request=monitor_service_pb2.RequestEvent(strategy=common_pb2.STRATEGY_CASCADE, latency_ms=3, total_cost=11)
+        ),
+        monitor_service_pb2.Event(
+            request=monitor_service_pb2.RequestEvent(strategy=common_pb2.STRATEGY_CASCADE, latency_ms=1, status_code=5)
+        ),
+        monitor_service_pb2.Event(cache=monitor_service_pb2.CacheEvent(level=common_pb2.CACHE_LEVEL_L4_FINAL_RESULT, hit=True)),
+        monitor_service_pb2.Event(cache=monitor_service_pb2.CacheEvent(level=common_pb2.CACHE_LEVEL_L4_FINAL_RESULT, hit=False)),
+        monitor_service_pb2.Event(),  # an event without a kind is not counted
+    ]
+
+
+def test_events_add_up_per_model_strategy_and_cache_level() -> None:
+    aggregates = Aggregates()
+    assert aggregates.record(workload(), dropped=4) == 7
+    stats = aggregates.to_proto()
+    assert (stats.events_recorded, stats.events_dropped, stats.requests) == (7, 4, 2)
+    cheap, heavy = stats.models
+    assert (cheap.model.name, cheap.steps, cheap.accepted, cheap.escalated) == ("cheap", 2, 1, 1)
+    assert cheap.mean_confidence == 0.725
+    assert (heavy.model.name, heavy.steps, heavy.accepted, heavy.total_cost) == ("heavy", 1, 1, 10.0)
+    (cascade,) = stats.strategies
+    assert (cascade.requests, cascade.errors, cascade.total_cost) == (2, 1, 11.0)
+    (l4,) = stats.cache_levels
+    assert (l4.hits, l4.misses) == (1, 1)
+
+
+def test_prometheus_exposition_reports_the_same_numbers() -> None:
+    aggregates = Aggregates()
+    aggregates.record(workload())
+    registry = CollectorRegistry()
+    registry.register(AggregatesCollector(aggregates))
+    page = generate_latest(registry).decode()
+    assert 'inferscale_requests_total{strategy="STRATEGY_CASCADE"} 2.0' in page
+    assert 'inferscale_request_errors_total{strategy="STRATEGY_CASCADE"} 1.0' in page
+    assert 'inferscale_steps_total{decision="DECISION_ESCALATE",model="cheap",tier="1",version="1"} 1.0' in page
+    assert 'inferscale_cache_lookups_total{level="CACHE_LEVEL_L4_FINAL_RESULT",result="hit"} 1.0' in page
+    assert 'inferscale_step_latency_seconds_count{model="heavy",tier="2",version="1"} 1.0' in page

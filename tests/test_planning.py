@@ -1,0 +1,96 @@
+"""The router's pure planning: request validation, plan building and the final-result cache key."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from inferscale.errors import InvalidArgument, NotFound
+from inferscale.tensors import from_numpy
+from inferscale.v1 import common_pb2, router_service_pb2
+from services.router.planning import build_plan, result_key, validate_request
+
+
+def model(name: str, tier: int, cost: float, version: int = 1) -> common_pb2.ModelInfo:
+    return common_pb2.ModelInfo(
+        model=common_pb2.ModelRef(name=name, version=version), task="digits", tier=tier, cost=cost, ready=True
+    )
+
+
+MODELS = [model("heavy", 3, 20.0), model("cheap", 1, 1.0), model("mid", 2, 4.0)]
+IMAGE = from_numpy("IMAGE", np.zeros((1, 64), np.float32))
+
+
+def request(**fields: object) -> router_service_pb2.InferRequest:
+    return router_service_pb2.InferRequest(task="digits", inputs=[IMAGE], **fields)
+
+
+def test_cascade_plan_runs_tiers_cheapest_first_with_the_default_threshold() -> None:
+    plan = build_plan(request(), MODELS, default_threshold=0.9)
+    assert plan.strategy == common_pb2.STRATEGY_CASCADE
+    assert [s.model.name for s in plan.steps] == ["cheap", "mid", "heavy"]
+    assert [s.accept_threshold for s in plan.steps] == [0.9, 0.9, 0.9]
+    assert [s.cost for s in plan.steps] == [1.0, 4.0, 20.0]
+
+
+def test_a_requested_threshold_overrides_the_default() -> None:
+    plan = build_plan(request(confidence_threshold=0.5), MODELS, default_threshold=0.9)
+    assert {s.accept_threshold for s in plan.steps} == {0.5}
+
+
+def test_single_strategy_plans_only_the_named_model() -> None:
+    plan = build_plan(request(strategy=common_pb2.STRATEGY_SINGLE, model_name="mid"), MODELS, 0.9)
+    assert plan.strategy == common_pb2.STRATEGY_SINGLE
+    assert [s.model.name for s in plan.steps] == ["mid"]
+
+
+def test_single_strategy_with_an_unknown_model_is_not_found() -> None:
+    with pytest.raises(NotFound, match="'nope'"):
+        build_plan(request(strategy=common_pb2.STRATEGY_SINGLE, model_name="nope"), MODELS, 0.9)
+
+
+def test_a_task_without_models_is_not_found() -> None:
+    with pytest.raises(NotFound, match="task 'digits'"):
+        build_plan(request(), [], 0.9)
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"task": ""}, "task"),
+        ({"request_id": "x" * 129}, "request_id"),
+        ({"confidence_threshold": 1.5}, "confidence_threshold"),
+        ({"confidence_threshold": float("nan")}, "confidence_threshold"),
+        ({"model_name": "cheap"}, "model_name"),
+        ({"strategy": common_pb2.STRATEGY_SINGLE}, "model_name"),
+        ({"strategy": 99}, "strategy"),
+    ],
+)
+def test_malformed_requests_are_refused_naming_the_field(fields: dict, named: str) -> None:
+    message = router_service_pb2.InferRequest(task="digits", inputs=[IMAGE])
+    for key, value in fields.items():
+        setattr(message, key, value)
+    with pytest.raises(InvalidArgument, match=named):
+        validate_request(message)
+
+
+def test_a_request_without_inputs_is_refused() -> None:
+    with pytest.raises(InvalidArgument, match="inputs"):
+        validate_request(router_service_pb2.InferRequest(task="digits"))
+
+
+def test_a_tensor_whose_bytes_do_not_match_its_shape_is_refused_naming_it() -> None:
+    bad = common_pb2.InferTensor(name="IMAGE", datatype="FP32", shape=[1, 64], raw_contents=b"\0" * 255)
+    with pytest.raises(InvalidArgument, match=r"inputs\[0\]\.raw_contents has 255 bytes.*needs 256"):
+        validate_request(router_service_pb2.InferRequest(task="digits", inputs=[bad]))
+
+
+def test_result_key_is_stable_and_changes_with_inputs_threshold_and_model_version() -> None:
+    plan = build_plan(request(), MODELS, 0.9)
+    key = result_key(plan, [IMAGE])
+    assert key == result_key(build_plan(request(), MODELS, 0.9), [IMAGE])
+    other_image = from_numpy("IMAGE", np.ones((1, 64), np.float32))
+    assert result_key(plan, [other_image]) != key
+    assert result_key(build_plan(request(), MODELS, 0.8), [IMAGE]) != key
+    newer = [model("heavy", 3, 20.0, version=2), model("cheap", 1, 1.0), model("mid", 2, 4.0)]
+    assert result_key(build_plan(request(), newer, 0.9), [IMAGE]) != key

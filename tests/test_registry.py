@@ -1,0 +1,54 @@
+"""The registry's pure parsing of config.pbtxt parameters, and its routable view."""
+
+from __future__ import annotations
+
+from services.orchestrator.registry import RegistrySnapshot, parse_model
+
+GOOD = {
+    "inferscale.task": "digits",
+    "inferscale.tier": "2",
+    "inferscale.cost": "4.5",
+    "inferscale.answer_kind": "class_probabilities",
+    "inferscale.confidence": "max_probability",
+    "inferscale.output": "PROBS",
+}
+
+
+def test_a_complete_config_is_routable() -> None:
+    model = parse_model("mid", 1, True, GOOD)
+    assert model.routable
+    assert (model.task, model.tier, model.cost, model.output_name) == ("digits", 2, 4.5, "PROBS")
+
+
+def test_missing_parameters_are_named_and_the_model_left_out() -> None:
+    model = parse_model("bare", 1, True, {"inferscale.task": "digits"})
+    assert not model.routable
+    assert "inferscale.tier" in model.problem and "inferscale.output" in model.problem
+
+
+def test_malformed_numbers_are_reported() -> None:
+    model = parse_model("odd", 1, True, {**GOOD, "inferscale.tier": "two"})
+    assert not model.routable
+    assert "'two'" in model.problem
+
+
+def test_unknown_answer_kind_is_reported() -> None:
+    model = parse_model("odd", 1, True, {**GOOD, "inferscale.answer_kind": "poetry"})
+    assert "'poetry'" in model.problem
+
+
+def test_a_model_that_is_not_ready_is_not_routable() -> None:
+    assert not parse_model("mid", 1, False, GOOD).routable
+
+
+def test_for_task_orders_routable_models_by_tier() -> None:
+    snapshot = RegistrySnapshot(
+        [
+            parse_model("heavy", 1, True, {**GOOD, "inferscale.tier": "3"}),
+            parse_model("cheap", 1, True, {**GOOD, "inferscale.tier": "1"}),
+            parse_model("broken", 1, True, {}),
+            parse_model("other", 1, True, {**GOOD, "inferscale.task": "text"}),
+        ]
+    )
+    assert [m.name for m in snapshot.for_task("digits")] == ["cheap", "heavy"]
+    assert snapshot.get("broken") is not None

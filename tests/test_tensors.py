@@ -1,0 +1,32 @@
+"""Tensor validation and conversion in Triton's v2 layout."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from inferscale.errors import InvalidArgument
+from inferscale.tensors import from_numpy, to_numpy, validate_tensor
+from inferscale.v1 import common_pb2
+
+
+def test_numpy_round_trip_keeps_values_shape_and_datatype() -> None:
+    array = np.arange(12, dtype=np.float32).reshape(3, 4)
+    tensor = from_numpy("X", array)
+    assert (tensor.datatype, list(tensor.shape)) == ("FP32", [3, 4])
+    validate_tensor(tensor, "x")
+    np.testing.assert_array_equal(to_numpy(tensor), array)
+
+
+@pytest.mark.parametrize(
+    ("tensor", "message"),
+    [
+        (common_pb2.InferTensor(datatype="FP32", shape=[1]), r"x\.name"),
+        (common_pb2.InferTensor(name="X", datatype="FP128", shape=[1]), "'FP128' is not one of"),
+        (common_pb2.InferTensor(name="X", datatype="FP32", shape=[-1, 4]), "negative"),
+        (common_pb2.InferTensor(name="X", datatype="INT64", shape=[2], raw_contents=b"\0" * 8), "needs 16"),
+    ],
+)
+def test_malformed_tensors_are_refused_with_the_reason(tensor: common_pb2.InferTensor, message: str) -> None:
+    with pytest.raises(InvalidArgument, match=message):
+        validate_tensor(tensor, "x")
