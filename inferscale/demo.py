@@ -68,7 +68,11 @@ def run_workload(router_address: str, requests: int, repeats: int) -> None:
                 f"{elapsed_ms:>6.1f}  {'L4' if hit else '-':<5}  {describe_steps(response)}"
                 f"  trace {response.trace_id[:8]}"
             )
-        print(f"\n{right}/{len(picked)} right, compute {cost:.1f} units in all, {hits} served from the L4 cache")
+        top_cost = max((s.cost for s in response.plan.steps), default=0.0)
+        print(
+            f"\n{right}/{len(picked)} right, compute {cost:.1f} units in all, {hits} served from the L4 cache "
+            f"(the top tier alone would have spent {top_cost * len(picked):.1f})"
+        )
         print("\nA malformed request gets a clear status and changes nothing:")
         try:
             router.Infer(
@@ -90,7 +94,7 @@ def print_monitor(suite: Suite) -> None:
     print(f"\nThe monitor counted {stats.requests} requests and {stats.events_recorded} events:")
     for model in stats.models:
         print(
-            f"  tier {model.tier} {model.model.name:<14} steps {model.steps:>3}  accepted {model.accepted:>3}  "
+            f"  tier {model.tier} {model.model.name:<16} steps {model.steps:>3}  accepted {model.accepted:>3}  "
             f"escalated {model.escalated:>3}  mean {model.mean_latency_ms:6.2f} ms  cost {model.total_cost:7.1f}"
         )
     for level in stats.cache_levels:

@@ -6,6 +6,7 @@ processes the same way.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pathlib
 import signal
@@ -25,7 +26,7 @@ from inferscale.settings import (
     DEFAULT_ROUTER_PORT,
     DEFAULT_TRITON_GRPC_PORT,
 )
-from inferscale.triton.launcher import EmbeddedTriton, TritonSettings
+from inferscale.triton.launcher import EmbeddedTriton, TritonSettings, otlp_traces_url
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 SERVICES = ("cache", "monitor", "orchestrator", "router")
@@ -92,10 +93,9 @@ class Suite:
                 metrics_port=self.ports.triton_metrics,
                 log_path=self.log_dir / "tritonserver.log",
             )
-            if "OTEL_EXPORTER_OTLP_ENDPOINT" in self.env:
-                settings = TritonSettings(
-                    **{**settings.__dict__, "otlp_traces_url": self.env["OTEL_EXPORTER_OTLP_ENDPOINT"].rstrip("/") + "/v1/traces"}
-                )
+            if self.triton_settings is None:
+                # Triton exports where the services export, as the suite's environment says.
+                settings = dataclasses.replace(settings, otlp_traces_url=otlp_traces_url({**os.environ, **self.env}))
             self.triton = EmbeddedTriton(settings)
             self.triton.start(timeout_seconds)
             self.triton_url = self.triton.grpc_url

@@ -21,7 +21,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import pytriton
@@ -30,16 +30,22 @@ _DIST = pathlib.Path(pytriton.__file__).parent / "tritonserver"
 _LIBS = pathlib.Path(pytriton.__file__).parent.parent / "nvidia_pytriton.libs"
 
 
-def default_otlp_traces_url() -> str:
-    """Returns where Triton sends its spans: the OTLP/HTTP endpoint of the standard variables.
+def otlp_traces_url(env: Mapping[str, str] = os.environ) -> str | None:
+    """Returns where Triton sends its spans, from OpenTelemetry's standard variables; None when nowhere.
 
-    Triton speaks OTLP over HTTP only, and wants the full path of the traces resource.
+    Triton speaks OTLP over HTTP only and wants the full path of the traces resource. With no
+    endpoint configured (or ``OTEL_TRACES_EXPORTER=none``) Triton's tracing stays off, as the
+    services' export does: nothing would receive the spans, and Triton 2.51 tracing every
+    request with its exporter failing was seen to crash with SIGSEGV under load (upstream issue
+    triton-inference-server/server#7795).
     """
-    explicit = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
+    if env.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() == "none":
+        return None
+    explicit = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
     if explicit:
         return explicit
-    base = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip() or "http://localhost:4318"
-    return base.rstrip("/") + "/v1/traces"
+    base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+    return base.rstrip("/") + "/v1/traces" if base else None
 
 
 @dataclass(frozen=True)
@@ -53,9 +59,9 @@ class TritonSettings:
     # "poll" follows changes to the repository on disk; "explicit" loads through the API only.
     model_control_mode: str = "poll"
     repository_poll_seconds: int = 2
-    # Triton's OpenTelemetry export: rate 1 traces every request, so that a caller's trace
-    # always gets Triton's spans joined to it.
-    otlp_traces_url: str = field(default_factory=default_otlp_traces_url)
+    # Triton's OpenTelemetry export, None for none; rate 1 traces every request, so that a
+    # caller's trace always gets Triton's spans joined to it.
+    otlp_traces_url: str | None = field(default_factory=otlp_traces_url)
     trace_rate: int = 1
     log_path: pathlib.Path | None = None
     exit_timeout_seconds: int = 10
@@ -72,6 +78,17 @@ class TritonSettings:
             "--allow-gpu-metrics=false",
             f"--model-control-mode={self.model_control_mode}",
             f"--exit-timeout-secs={self.exit_timeout_seconds}",
+        ]
+        if self.otlp_traces_url:
+            args += self._trace_args()
+        if self.model_control_mode == "poll":
+            args.append(f"--repository-poll-secs={self.repository_poll_seconds}")
+        if self.model_control_mode == "explicit":
+            args.append("--load-model=*")
+        return args
+
+    def _trace_args(self) -> list[str]:
+        return [
             "--trace-config=mode=opentelemetry",
             f"--trace-config=opentelemetry,url={self.otlp_traces_url}",
             "--trace-config=opentelemetry,resource=service.name=triton",
@@ -81,11 +98,6 @@ class TritonSettings:
             f"--trace-config=rate={self.trace_rate}",
             "--trace-config=level=TIMESTAMPS",
         ]
-        if self.model_control_mode == "poll":
-            args.append(f"--repository-poll-secs={self.repository_poll_seconds}")
-        if self.model_control_mode == "explicit":
-            args.append("--load-model=*")
-        return args
 
 
 class TritonStartError(RuntimeError):

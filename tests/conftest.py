@@ -1,0 +1,77 @@
+"""Session-wide real servers for the integration tests: an OTLP receiver, Triton and the four services."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import grpc
+import pytest
+
+from inferscale.suite import REPO_ROOT, Suite, SuitePorts
+from inferscale.v1 import (
+    cache_service_pb2_grpc,
+    monitor_service_pb2_grpc,
+    orchestrator_service_pb2_grpc,
+    router_service_pb2_grpc,
+)
+from tests.otlp_receiver import OtlpReceiver
+
+MODEL_REPOSITORY = REPO_ROOT / "model_repository"
+
+
+def ensure_trained_models() -> None:
+    """Trains the sample models when their weights are missing (a fresh clone without `make`)."""
+    if not list(MODEL_REPOSITORY.glob("*/1/weights.npz")):
+        subprocess.run([sys.executable, "-m", "inferscale.models.train"], cwd=REPO_ROOT, check=True)
+
+
+@pytest.fixture(scope="session")
+def otlp_receiver() -> Iterator[OtlpReceiver]:
+    receiver = OtlpReceiver()
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture(scope="session")
+def suite(otlp_receiver: OtlpReceiver, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:
+    ensure_trained_models()
+    running = Suite(
+        model_repository=MODEL_REPOSITORY,
+        ports=SuitePorts.free(),
+        log_dir=tmp_path_factory.mktemp("suite-logs"),
+        env={
+            "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.endpoint,
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            "OTEL_BSP_SCHEDULE_DELAY": "100",
+            "INFERSCALE_SHUTDOWN_GRACE_SECONDS": "2",
+        },
+    )
+    running.start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def router(suite: Suite) -> Iterator[router_service_pb2_grpc.RouterServiceStub]:
+    with grpc.insecure_channel(suite.address("router")) as channel:
+        yield router_service_pb2_grpc.RouterServiceStub(channel)
+
+
+@pytest.fixture(scope="session")
+def orchestrator(suite: Suite) -> Iterator[orchestrator_service_pb2_grpc.OrchestratorServiceStub]:
+    with grpc.insecure_channel(suite.address("orchestrator")) as channel:
+        yield orchestrator_service_pb2_grpc.OrchestratorServiceStub(channel)
+
+
+@pytest.fixture(scope="session")
+def cache(suite: Suite) -> Iterator[cache_service_pb2_grpc.CacheServiceStub]:
+    with grpc.insecure_channel(suite.address("cache")) as channel:
+        yield cache_service_pb2_grpc.CacheServiceStub(channel)
+
+
+@pytest.fixture(scope="session")
+def monitor(suite: Suite) -> Iterator[monitor_service_pb2_grpc.MonitorServiceStub]:
+    with grpc.insecure_channel(suite.address("monitor")) as channel:
+        yield monitor_service_pb2_grpc.MonitorServiceStub(channel)
