@@ -1,89 +1,17 @@
-"""Triton python-backend adapter: serves an InferScale digits model (the model folder's name).
+"""Triton python-backend entry point of this digits model; the adapter lives in inferscale.models.triton_adapter.
 
-All model logic lives in :mod:`inferscale.models.digits`; this file only moves tensors. The same
-adapter serves every digits model: the weights come from ``weights.npz`` next to this file.
+The same adapter serves every digits model: it loads ``weights.npz`` next to this file.
 """
 
-from __future__ import annotations
-
-import os
 import pathlib
 import sys
 
-import triton_python_backend_utils as pb_utils
-
 try:
-    from inferscale.models.digits import load_model, validate_images
+    from inferscale.models.triton_adapter import TritonPythonModel
 except ImportError:
-    # Triton's python stub may embed an interpreter without the project installed; the model
-    # repository lives in the project root, three levels above this file.
+    # Triton's python stub may embed an interpreter without the project installed (NVIDIA's
+    # container with the project mounted): the project root is three levels above this file.
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3]))
-    from inferscale.models.digits import load_model, validate_images
+    from inferscale.models.triton_adapter import TritonPythonModel
 
-INPUT = "IMAGE"
-OUTPUT = "PROBS"
-
-
-class TritonPythonModel:
-    """One model instance: loads the weights once, then answers requests with numpy."""
-
-    def initialize(self, args: dict[str, str]) -> None:
-        """Loads the weights of this model version.
-
-        Parameters
-        ----------
-        args : dict of str to str
-            Triton's instance arguments; ``model_name``, ``model_repository`` (the model's folder)
-            and ``model_version`` locate ``weights.npz``.
-
-        Raises
-        ------
-        KeyError, FileNotFoundError, ValueError
-            If the model is unknown or its weights are missing or malformed; Triton then marks
-            the model unavailable with this message.
-        """
-        version_dir = os.path.join(args["model_repository"], args["model_version"])
-        self.model = load_model(args["model_name"], version_dir)
-
-    def execute(self, requests: list) -> list:
-        """Classifies the images of each request independently.
-
-        Parameters
-        ----------
-        requests : list of pb_utils.InferenceRequest
-            Each with an ``IMAGE`` tensor, FP32, shape [N, 64], pixel values 0..16.
-
-        Returns
-        -------
-        list of pb_utils.InferenceResponse
-            One per request, in order: ``PROBS``, FP32 [N, 10], or an error naming what was wrong
-            with that request, so one bad request does not fail the others.
-        """
-        responses = []
-        for request in requests:
-            tensor = pb_utils.get_input_tensor_by_name(request, INPUT)
-            if tensor is None:
-                responses.append(_error(f"missing input tensor {INPUT!r}"))
-                continue
-            try:
-                images = validate_images(tensor.as_numpy())
-            except ValueError as exc:
-                responses.append(_error(f"{INPUT}: {exc}"))
-                continue
-            try:
-                probs = self.model.predict_proba(images)
-            except Exception as exc:  # noqa: BLE001 - an answer per request beats a failed batch
-                responses.append(_error(f"inference failed: {type(exc).__name__}: {exc}"))
-                continue
-            responses.append(
-                pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(OUTPUT, probs)])
-            )
-        return responses
-
-    def finalize(self) -> None:
-        """Releases the weights."""
-        self.model = None
-
-
-def _error(message: str) -> pb_utils.InferenceResponse:
-    return pb_utils.InferenceResponse(error=pb_utils.TritonError(message))
+__all__ = ["TritonPythonModel"]
