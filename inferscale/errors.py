@@ -4,6 +4,9 @@
     ├── InvalidArgument              the caller sent something malformed   -> INVALID_ARGUMENT
     ├── NotFound                     an unknown task or model              -> NOT_FOUND
     ├── ResourceExhausted            over a size bound or shedding load    -> RESOURCE_EXHAUSTED
+    ├── FailedPrecondition           the system is not in a state to do it -> FAILED_PRECONDITION
+    ├── Unauthenticated              no valid credentials                  -> UNAUTHENTICATED
+    ├── PermissionDenied             the call is not allowed at all        -> PERMISSION_DENIED
     └── Unavailable                  Triton or a peer service is down      -> UNAVAILABLE
 """
 
@@ -38,6 +41,24 @@ class ResourceExhausted(InferScaleError):
     """A size bound is exceeded, or the service sheds load."""
 
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class FailedPrecondition(InferScaleError):
+    """The request is well formed but the system is not in a state to carry it out."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class Unauthenticated(InferScaleError):
+    """The call carries no valid credentials."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(InferScaleError):
+    """The caller may not make this call."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
 
 
 class Unavailable(InferScaleError):

@@ -306,3 +306,34 @@ def test_the_suite_runs_against_an_external_triton_given_by_url(suite: Suite, ro
 
             response = infer(router_service_pb2_grpc.RouterServiceStub(channel), holdout()[0][0], skip_cache=True)
     assert list(response.steps) and response.answer == infer(router, holdout()[0][0], skip_cache=True).answer
+
+
+def test_a_plan_step_whose_model_left_routing_is_skipped_and_reported(orchestrator, tiers, local_probabilities) -> None:
+    image = holdout()[0][2]
+    plan = common_pb2.Plan(
+        strategy=common_pb2.STRATEGY_CASCADE,
+        task="digits",
+        steps=[
+            common_pb2.PlanStep(model=common_pb2.ModelRef(name="retired_model", version=1), tier=1, accept_threshold=0.9),
+            common_pb2.PlanStep(model=common_pb2.ModelRef(name=tiers[-1]), tier=3, accept_threshold=0.9),
+        ],
+    )
+    executed = orchestrator.Execute(
+        orchestrator_service_pb2.ExecuteRequest(plan=plan, inputs=[from_numpy("IMAGE", image[None, :])]), timeout=30
+    )
+    assert [(s.model.name, s.decision) for s in executed.steps] == [
+        ("retired_model", common_pb2.DECISION_SKIPPED),
+        (tiers[-1], common_pb2.DECISION_ACCEPT),
+    ]
+    assert executed.steps[0].cost == 0 and "left routing" in executed.steps[0].reason
+    assert executed.answer.label == str(local_probabilities[tiers[-1]][2].argmax())
+    with pytest.raises(grpc.RpcError) as raised:
+        orchestrator.Execute(
+            orchestrator_service_pb2.ExecuteRequest(
+                plan=common_pb2.Plan(strategy=common_pb2.STRATEGY_CASCADE, task="digits", steps=plan.steps[:1]),
+                inputs=[from_numpy("IMAGE", image[None, :])],
+            ),
+            timeout=30,
+        )
+    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "'retired_model' is not in the registry" in raised.value.details()

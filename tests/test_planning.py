@@ -8,7 +8,7 @@ import pytest
 from inferscale.errors import InvalidArgument, NotFound
 from inferscale.tensors import from_numpy
 from inferscale.v1 import common_pb2, router_service_pb2
-from services.router.planning import build_plan, result_key, validate_request
+from services.router.planning import build_plan, produced_by_current_versions, result_key, validate_request
 
 
 def model(name: str, tier: int, cost: float, version: int = 1) -> common_pb2.ModelInfo:
@@ -94,3 +94,12 @@ def test_result_key_is_stable_and_changes_with_inputs_threshold_and_model_versio
     assert result_key(build_plan(request(), MODELS, 0.8), [IMAGE]) != key
     newer = [model("heavy", 3, 20.0, version=2), model("cheap", 1, 1.0), model("mid", 2, 4.0)]
     assert result_key(build_plan(request(), newer, 0.9), [IMAGE]) != key
+
+
+def test_a_cached_value_counts_only_while_its_model_versions_are_current() -> None:
+    made_by = [common_pb2.ModelRef(name="cheap", version=1), common_pb2.ModelRef(name="mid", version=1)]
+    assert produced_by_current_versions(made_by, MODELS)
+    replaced = [model("cheap", 1, 1.0, version=2), model("mid", 2, 4.0)]
+    assert not produced_by_current_versions(made_by, replaced)
+    removed = [model("cheap", 1, 1.0)]
+    assert not produced_by_current_versions(made_by, removed)

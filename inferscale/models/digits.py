@@ -612,10 +612,13 @@ MODEL_CLASSES: dict[str, type[DigitsModel]] = {
 def load_model(name: str, version_dir: str | os.PathLike[str]) -> DigitsModel:
     """Loads a model's weights from its Triton version directory.
 
+    The architecture is read from the weights file itself, so a model copied or renamed in the
+    repository (a canary, a new version under another name) loads without code changes.
+
     Parameters
     ----------
     name : str
-        A key of :data:`MODEL_CLASSES`, e.g. ``"digits_linear"``.
+        The Triton model name, used in error messages.
     version_dir : path-like
         The directory holding ``weights.npz``, e.g. ``model_repository/digits_linear/1``.
 
@@ -625,20 +628,20 @@ def load_model(name: str, version_dir: str | os.PathLike[str]) -> DigitsModel:
 
     Raises
     ------
-    KeyError
-        If ``name`` is not a known model.
     FileNotFoundError
         If the weights have not been trained (``python -m inferscale.models.train``).
+    ValueError
+        If the weights file names no known architecture.
     """
-    try:
-        cls = MODEL_CLASSES[name]
-    except KeyError:
-        raise KeyError(
-            f"unknown digits model {name!r}; known: {', '.join(MODEL_CLASSES)}"
-        ) from None
     path = pathlib.Path(version_dir) / WEIGHTS_FILE
     if not path.is_file():
         raise FileNotFoundError(
             f"{path} is missing; train it with `python -m inferscale.models.train`"
         )
-    return cls.from_npz(path)
+    stored = str(load_arrays(path).get("model_class", ""))
+    by_architecture = {cls.__name__: cls for cls in MODEL_CLASSES.values()}
+    if stored not in by_architecture:
+        raise ValueError(
+            f"model {name!r}: {path} holds architecture {stored!r}, not one of {', '.join(by_architecture)}"
+        )
+    return by_architecture[stored].from_npz(path)

@@ -137,3 +137,33 @@ class TritonClient:
             )
         except grpc.aio.AioRpcError as error:
             raise _translate(error, f"statistics of {name or 'all models'}") from error
+
+    async def server_live(self, *, timeout_seconds: float = 1.0) -> bool:
+        """Returns whether the server answers and reports itself live; False when it cannot be reached.
+
+        Liveness, not readiness: Triton's strict readiness turns false while any one model
+        reloads, which says nothing about the other models this server can serve.
+        """
+        try:
+            reply = await self._stub.ServerLive(service_pb2.ServerLiveRequest(), timeout=timeout_seconds)
+        except grpc.aio.AioRpcError:
+            return False
+        return bool(reply.live)
+
+    async def load_model(self, name: str, *, timeout_seconds: float = 120.0) -> None:
+        """Loads (or reloads) a model through Triton's repository API; needs explicit model control."""
+        try:
+            await self._stub.RepositoryModelLoad(
+                service_pb2.RepositoryModelLoadRequest(model_name=name), timeout=timeout_seconds
+            )
+        except grpc.aio.AioRpcError as error:
+            raise _translate(error, f"load of {name}") from error
+
+    async def unload_model(self, name: str, *, timeout_seconds: float = 60.0) -> None:
+        """Unloads a model through Triton's repository API; needs explicit model control."""
+        try:
+            await self._stub.RepositoryModelUnload(
+                service_pb2.RepositoryModelUnloadRequest(model_name=name), timeout=timeout_seconds
+            )
+        except grpc.aio.AioRpcError as error:
+            raise _translate(error, f"unload of {name}") from error

@@ -21,6 +21,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -66,8 +67,8 @@ class TritonSettings:
     log_path: pathlib.Path | None = None
     exit_timeout_seconds: int = 10
 
-    def command(self, tritonserver: pathlib.Path, backend_dir: pathlib.Path) -> list[str]:
-        """Returns the server's command line."""
+    def command(self, tritonserver: pathlib.Path, backend_dir: pathlib.Path, shm_prefix: str) -> list[str]:
+        """Returns the server's command line; ``shm_prefix`` names its python-backend shared memory."""
         args = [
             str(tritonserver),
             f"--model-repository={self.model_repository}",
@@ -78,6 +79,9 @@ class TritonSettings:
             "--allow-gpu-metrics=false",
             f"--model-control-mode={self.model_control_mode}",
             f"--exit-timeout-secs={self.exit_timeout_seconds}",
+            # Each server its own shared-memory regions: two servers on one machine, or one
+            # restarted after a crash left its regions behind, must not share their locks.
+            f"--backend-config=python,shm-region-prefix-name={shm_prefix}",
         ]
         if self.otlp_traces_url:
             args += self._trace_args()
@@ -112,6 +116,7 @@ class EmbeddedTriton:
         self._work_dir: pathlib.Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._log_path: pathlib.Path | None = None
+        self._shm_prefix = f"inferscale_{uuid.uuid4().hex[:12]}_"
 
     @property
     def grpc_url(self) -> str:
@@ -160,7 +165,7 @@ class EmbeddedTriton:
         self._log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self._log_path, "ab") as log:
             self._process = subprocess.Popen(
-                self.settings.command(_DIST / "bin" / "tritonserver", backends),
+                self.settings.command(_DIST / "bin" / "tritonserver", backends, self._shm_prefix),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=self._environment(),
@@ -202,15 +207,22 @@ class EmbeddedTriton:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+        self._remove_leftovers()
+
+    def _remove_leftovers(self) -> None:
         if self._work_dir is not None:
             shutil.rmtree(self._work_dir, ignore_errors=True)
             self._work_dir = None
+        for region in pathlib.Path("/dev/shm").glob(f"{self._shm_prefix}*"):
+            region.unlink(missing_ok=True)
 
     def kill(self) -> None:
         """Kills the server and its backend stubs at once, as a crash would."""
-        if self._process is not None and self._process.poll() is None:
-            os.killpg(self._process.pid, signal.SIGKILL)
-            self._process.wait()
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        self._remove_leftovers()
 
     def __enter__(self) -> EmbeddedTriton:
         self.start()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from inferscale.settings import (
+    DEFAULT_CACHE_PORT,
     DEFAULT_MONITOR_PORT,
     DEFAULT_ORCHESTRATOR_PORT,
     DEFAULT_TRITON_GRPC_PORT,
@@ -19,8 +20,16 @@ class OrchestratorConfig:
 
     # INFERSCALE_ORCHESTRATOR_LISTEN: the address the server binds, "host:port".
     listen: str
-    # INFERSCALE_TRITON_URL: Triton's gRPC endpoint, "host:port".
-    triton_url: str
+    # INFERSCALE_TRITON_URL: Triton's gRPC endpoints, "host:port", several separated by commas
+    # (replicas serving the same repository, balanced and failed over).
+    triton_urls: tuple[str, ...]
+    # INFERSCALE_CACHE_ADDRESS: the cache, told when a model version retires; "off" for none.
+    cache_address: str
+    # INFERSCALE_ADMIN_TOKEN: the bearer token admin RPCs (LoadModel, UnloadModel) require; unset
+    # turns them off.
+    admin_token: str = field(repr=False)
+    # INFERSCALE_TRITON_HEALTH_SECONDS: how often each Triton endpoint's readiness is checked.
+    triton_health_seconds: float
     # INFERSCALE_MONITOR_ADDRESS: the monitor, "host:port"; "off" sends no events.
     monitor_address: str
     # INFERSCALE_REGISTRY_REFRESH_SECONDS: how often the registry re-reads Triton's repository.
@@ -35,9 +44,17 @@ class OrchestratorConfig:
     def from_env(cls) -> OrchestratorConfig:
         """Reads the settings; raises SettingError naming a malformed variable."""
         monitor = env_str("INFERSCALE_MONITOR_ADDRESS", f"127.0.0.1:{DEFAULT_MONITOR_PORT}")
+        cache = env_str("INFERSCALE_CACHE_ADDRESS", f"127.0.0.1:{DEFAULT_CACHE_PORT}")
         return cls(
             listen=env_str("INFERSCALE_ORCHESTRATOR_LISTEN", f"[::]:{DEFAULT_ORCHESTRATOR_PORT}"),
-            triton_url=env_str("INFERSCALE_TRITON_URL", f"127.0.0.1:{DEFAULT_TRITON_GRPC_PORT}"),
+            triton_urls=tuple(
+                url.strip()
+                for url in env_str("INFERSCALE_TRITON_URL", f"127.0.0.1:{DEFAULT_TRITON_GRPC_PORT}").split(",")
+                if url.strip()
+            ),
+            cache_address="" if cache == "off" else cache,
+            admin_token=env_str("INFERSCALE_ADMIN_TOKEN", ""),
+            triton_health_seconds=env_float("INFERSCALE_TRITON_HEALTH_SECONDS", 1.0, low=0.05, high=3600),
             monitor_address="" if monitor == "off" else monitor,
             registry_refresh_seconds=env_float(
                 "INFERSCALE_REGISTRY_REFRESH_SECONDS", 2.0, low=0.1, high=3600

@@ -1,13 +1,18 @@
-"""Keeps the registry in step with Triton: reads the repository index and each model's config, live."""
+"""Keeps the registry in step with Triton: reads the repository index and each model's config, live.
+
+When a model's version changes or the model leaves, ``on_retired`` is told which version went,
+so that what it produced stops being served; it returns how many cache entries it removed.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
-from inferscale.errors import InferScaleError
-from inferscale.triton.client import TritonClient
+from inferscale.errors import InferScaleError, NotFound
 from services.orchestrator.registry import RegisteredModel, RegistrySnapshot, parse_model
+from services.orchestrator.triton_pool import TritonPool
 
 LOG = logging.getLogger(__name__)
 
@@ -15,12 +20,17 @@ LOG = logging.getLogger(__name__)
 class TritonRegistry:
     """The current RegistrySnapshot, refreshed from Triton every ``refresh_seconds``."""
 
-    def __init__(self, triton: TritonClient, refresh_seconds: float) -> None:
+    def __init__(
+        self,
+        triton: TritonPool,
+        refresh_seconds: float,
+        on_retired: Callable[[RegisteredModel], Awaitable[int]] | None = None,
+    ) -> None:
         self._triton = triton
+        self._on_retired = on_retired
         self._refresh_seconds = refresh_seconds
         self.snapshot = RegistrySnapshot()
-        # A config is read again only when its model's version changes.
-        self._parsed: dict[tuple[str, int], RegisteredModel] = {}
+        self.retired_entries_removed = 0
         self._task: asyncio.Task[None] | None = None
 
     async def refresh(self) -> RegistrySnapshot:
@@ -36,20 +46,33 @@ class TritonRegistry:
                 latest[entry.name] = (version, ready)
         models = []
         for name, (version, ready) in latest.items():
-            parsed = self._parsed.get((name, version))
-            if parsed is None and ready:
-                config = await self._triton.model_config(name)
+            if ready:
+                # Read every time: a config edited in place is reloaded by Triton under the same version.
+                try:
+                    config = await self._triton.model_config(name)
+                except NotFound:
+                    # Unloaded between the index and this read; the next refresh sees it gone.
+                    models.append(RegisteredModel(name=name, version=version, ready=False, problem="not ready in Triton"))
+                    continue
                 parameters = {key: value.string_value for key, value in config.parameters.items()}
-                parsed = parse_model(name, version, True, parameters)
-                self._parsed[(name, version)] = parsed
-                if parsed.problem:
-                    LOG.warning("model %s v%d is left out of routing: %s", name, version, parsed.problem)
+                models.append(parse_model(name, version, True, parameters))
+            else:
+                models.append(RegisteredModel(name=name, version=version, ready=False, problem="not ready in Triton"))
+        for model in models:
+            known = self.snapshot.get(model.name)
+            if known is None or (known.version, known.problem) != (model.version, model.problem):
+                if model.problem:
+                    LOG.warning("model %s v%d is left out of routing: %s", model.name, model.version, model.problem)
                 else:
-                    LOG.info("model %s v%d registered: task %s, tier %d", name, version, parsed.task, parsed.tier)
-            if parsed is None or not ready:
-                parsed = RegisteredModel(name=name, version=version, ready=False, problem="not ready in Triton")
-            models.append(parsed)
-        self.snapshot = RegistrySnapshot(models)
+                    LOG.info("model %s v%d registered: task %s, tier %d", model.name, model.version, model.task, model.tier)
+        previous, self.snapshot = self.snapshot, RegistrySnapshot(models)
+        for old in previous.models.values():
+            new = self.snapshot.get(old.name)
+            if old.ready and (new is None or not new.ready or new.version != old.version):
+                LOG.info("model %s v%d retired (now %s)", old.name, old.version,
+                         f"v{new.version}" if new is not None and new.ready else "gone")
+                if self._on_retired is not None:
+                    self.retired_entries_removed += await self._on_retired(old)
         return self.snapshot
 
     def start(self) -> None:

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+
+import grpc
 
 from inferscale.errors import InferScaleError
 from inferscale.events import EventSender
-from inferscale.rpc import RunningServer, configure_logging, serve_until_stopped, start_server
+from inferscale.rpc import RunningServer, configure_logging, open_channel, serve_until_stopped, start_server
 from inferscale.telemetry import setup_telemetry
-from inferscale.triton.client import TritonClient
-from inferscale.v1 import orchestrator_service_pb2, orchestrator_service_pb2_grpc
+from inferscale.v1 import cache_service_pb2, cache_service_pb2_grpc, orchestrator_service_pb2, orchestrator_service_pb2_grpc
 from services.orchestrator.config import OrchestratorConfig
+from services.orchestrator.registry import RegisteredModel
 from services.orchestrator.registry_source import TritonRegistry
+from services.orchestrator.triton_pool import TritonPool
 from services.orchestrator.service import OrchestratorService
 
 LOG = logging.getLogger(__name__)
@@ -26,21 +30,49 @@ class Orchestrator:
     """A running orchestrator and what it must close on stop."""
 
     running: RunningServer
-    triton: TritonClient
+    triton: TritonPool
     registry: TritonRegistry
     events: EventSender
+    cache_channel: grpc.aio.Channel | None
 
     async def close(self) -> None:
         """Stops the background work and closes the channels."""
         await self.registry.stop()
         await self.events.close()
         await self.triton.close()
+        if self.cache_channel is not None:
+            await self.cache_channel.close()
+
+
+def cache_invalidator(
+    cache: cache_service_pb2_grpc.CacheServiceStub | None,
+) -> Callable[[RegisteredModel], Awaitable[int]]:
+    """Returns the registry's callback that removes what a retired model version produced from the cache."""
+
+    async def invalidate(model: RegisteredModel) -> int:
+        if cache is None:
+            return 0
+        try:
+            reply = await cache.Invalidate(
+                cache_service_pb2.InvalidateRequest(model_name=model.name, model_version=model.version), timeout=2.0
+            )
+        except grpc.aio.AioRpcError as error:
+            # The router also refuses entries whose producer versions are not current, so a
+            # missed invalidation costs memory, never a stale answer.
+            LOG.warning("cache invalidation of %s v%d failed: %s", model.name, model.version, error.code().name)
+            return 0
+        return int(reply.removed)
+
+    return invalidate
 
 
 async def create_server(config: OrchestratorConfig) -> Orchestrator:
     """Builds and starts the orchestrator; the registry is read from Triton before it serves."""
-    triton = TritonClient(config.triton_url)
-    registry = TritonRegistry(triton, config.registry_refresh_seconds)
+    triton = TritonPool(config.triton_urls, health_interval_seconds=config.triton_health_seconds)
+    triton.start()
+    cache_channel = open_channel(config.cache_address) if config.cache_address else None
+    cache = cache_service_pb2_grpc.CacheServiceStub(cache_channel) if cache_channel else None
+    registry = TritonRegistry(triton, config.registry_refresh_seconds, on_retired=cache_invalidator(cache))
     try:
         await registry.refresh()
     except InferScaleError as error:
@@ -50,14 +82,18 @@ async def create_server(config: OrchestratorConfig) -> Orchestrator:
     events = EventSender(config.monitor_address, "orchestrator")
     events.start()
     servicer = OrchestratorService(
-        registry, triton, events, default_timeout_seconds=config.triton_timeout_seconds
+        registry,
+        triton,
+        events,
+        default_timeout_seconds=config.triton_timeout_seconds,
+        admin_token=config.admin_token,
     )
     running = await start_server(
         config.listen,
         [SERVICE_NAME],
         lambda server: orchestrator_service_pb2_grpc.add_OrchestratorServiceServicer_to_server(servicer, server),
     )
-    return Orchestrator(running, triton, registry, events)
+    return Orchestrator(running, triton, registry, events, cache_channel)
 
 
 async def serve() -> None:

@@ -8,10 +8,10 @@ import grpc
 from opentelemetry import trace
 
 from inferscale import telemetry
-from inferscale.errors import InvalidArgument, NotFound, grpc_errors
+from inferscale.auth import require_bearer_token
+from inferscale.errors import FailedPrecondition, InferScaleError, InvalidArgument, NotFound, grpc_errors
 from inferscale.events import EventSender
 from inferscale.tensors import to_numpy, validate_tensor
-from inferscale.triton.client import TritonClient
 from inferscale.v1 import (
     common_pb2,
     monitor_service_pb2,
@@ -21,6 +21,7 @@ from inferscale.v1 import (
 from services.orchestrator.escalation import decide, read_class_probabilities
 from services.orchestrator.registry import RegisteredModel
 from services.orchestrator.registry_source import TritonRegistry
+from services.orchestrator.triton_pool import TritonPool
 
 TRACER = trace.get_tracer("inferscale.orchestrator")
 
@@ -45,15 +46,17 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
     def __init__(
         self,
         registry: TritonRegistry,
-        triton: TritonClient,
+        triton: TritonPool,
         events: EventSender,
         *,
         default_timeout_seconds: float,
+        admin_token: str,
     ) -> None:
         self._registry = registry
         self._triton = triton
         self._events = events
         self._default_timeout = default_timeout_seconds
+        self._admin_token = admin_token
 
     @grpc_errors
     async def ListModels(
@@ -66,7 +69,8 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
         ]
         return orchestrator_service_pb2.ListModelsResponse(models=models)
 
-    def _validate(self, request: orchestrator_service_pb2.ExecuteRequest) -> list[RegisteredModel]:
+    def _validate(self, request: orchestrator_service_pb2.ExecuteRequest) -> list[RegisteredModel | None]:
+        """Checks the request; returns each step's model, or None for a step whose model left routing."""
         plan = request.plan
         if not plan.steps:
             raise InvalidArgument("plan.steps must hold at least one step")
@@ -78,16 +82,24 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
             raise InvalidArgument("inputs must hold at least one tensor")
         for index, tensor in enumerate(request.inputs):
             validate_tensor(tensor, f"inputs[{index}]")
-        models = []
+        models: list[RegisteredModel | None] = []
+        problems = []
         for index, step in enumerate(plan.steps):
-            model = self._registry.snapshot.get(step.model.name)
-            if model is None:
-                raise NotFound(f"plan.steps[{index}].model {step.model.name!r} is not in the registry")
-            if not model.routable:
-                raise NotFound(f"plan.steps[{index}].model {step.model.name!r} cannot be routed to: {model.problem}")
             if not 0.0 <= step.accept_threshold <= 1.0:
                 raise InvalidArgument(f"plan.steps[{index}].accept_threshold {step.accept_threshold} is outside [0, 1]")
-            models.append(model)
+            model = self._registry.snapshot.get(step.model.name)
+            if model is None or not model.routable:
+                # The plan may be a moment older than the registry: a model removed or unloaded
+                # since is skipped rather than failing the request.
+                problems.append(
+                    f"plan.steps[{index}].model {step.model.name!r} "
+                    + ("is not in the registry" if model is None else f"cannot be routed to: {model.problem}")
+                )
+                models.append(None)
+            else:
+                models.append(model)
+        if all(model is None for model in models):
+            raise NotFound("; ".join(problems))
         return models
 
     @grpc_errors
@@ -98,8 +110,21 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
         plan = request.plan
         strategy = common_pb2.Strategy.Name(plan.strategy)
         response = orchestrator_service_pb2.ExecuteResponse()
+        last_runnable = max(index for index, model in enumerate(models) if model is not None)
         for index, (step, model) in enumerate(zip(plan.steps, models, strict=True)):
-            is_last = index == len(plan.steps) - 1
+            if model is None:
+                response.steps.append(
+                    common_pb2.EscalationStep(
+                        index=index,
+                        model=step.model,
+                        tier=step.tier,
+                        threshold=step.accept_threshold,
+                        decision=common_pb2.DECISION_SKIPPED,
+                        reason=f"model {step.model.name} left routing after the plan was made",
+                    )
+                )
+                continue
+            is_last = index == last_runnable
             with TRACER.start_as_current_span(
                 "inferscale.escalation_step",
                 attributes={
@@ -114,9 +139,12 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
             ) as span:
                 started = time.perf_counter()
                 remaining = context.time_remaining()
+                # Triton's latest ready version answers: a plan built from a registry a moment
+                # old must not fail on a version that has just been replaced. The step reports
+                # the version that really ran, and the cache keys on it.
                 result = await self._triton.infer(
                     model.name,
-                    step.model.version,
+                    0,
                     request.inputs,
                     timeout_seconds=remaining if remaining is not None else self._default_timeout,
                 )
@@ -160,3 +188,44 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
                 response.answer.CopyFrom(reported.answer)
                 break
         return response
+
+    @grpc_errors
+    async def LoadModel(
+        self, request: orchestrator_service_pb2.LoadModelRequest, context: grpc.aio.ServicerContext
+    ) -> orchestrator_service_pb2.LoadModelResponse:
+        require_bearer_token(context.invocation_metadata(), self._admin_token, what="LoadModel")
+        if not request.model_name:
+            raise InvalidArgument("model_name must name a model of the Triton repository")
+        await self._repository_call(self._triton.load_model, request.model_name)
+        snapshot = await self._registry.refresh()
+        model = snapshot.get(request.model_name)
+        if model is None:
+            raise NotFound(f"model_name {request.model_name!r} loaded but is not in Triton's repository index")
+        return orchestrator_service_pb2.LoadModelResponse(model=_model_info(model))
+
+    @grpc_errors
+    async def UnloadModel(
+        self, request: orchestrator_service_pb2.UnloadModelRequest, context: grpc.aio.ServicerContext
+    ) -> orchestrator_service_pb2.UnloadModelResponse:
+        require_bearer_token(context.invocation_metadata(), self._admin_token, what="UnloadModel")
+        if not request.model_name:
+            raise InvalidArgument("model_name must name a model of the Triton repository")
+        if self._registry.snapshot.get(request.model_name) is None:
+            raise NotFound(f"model_name {request.model_name!r} is not in the registry")
+        await self._repository_call(self._triton.unload_model, request.model_name)
+        removed_before = self._registry.retired_entries_removed
+        await self._registry.refresh()
+        return orchestrator_service_pb2.UnloadModelResponse(
+            cache_entries_removed=self._registry.retired_entries_removed - removed_before
+        )
+
+    @staticmethod
+    async def _repository_call(call, model_name: str) -> None:  # type: ignore[no-untyped-def]
+        try:
+            await call(model_name)
+        except InferScaleError as error:
+            if "not allowed" in str(error):
+                raise FailedPrecondition(
+                    f"Triton refuses to load or unload models unless it runs with --model-control-mode=explicit: {error}"
+                ) from None
+            raise

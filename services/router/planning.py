@@ -84,3 +84,15 @@ def result_key(plan: common_pb2.Plan, inputs: Sequence[common_pb2.InferTensor]) 
     for part in tensors_digest_parts(inputs):
         digest.update(part)
     return digest.hexdigest()
+
+
+def produced_by_current_versions(
+    produced_by: Sequence[common_pb2.ModelRef], models: Sequence[common_pb2.ModelInfo]
+) -> bool:
+    """Returns whether every model version a cached value was made with is still the registry's current one.
+
+    A cache entry of a replaced or removed model version must never be served, even before the
+    invalidation that the orchestrator sends has reached the cache.
+    """
+    current = {m.model.name: m.model.version for m in models}
+    return all(current.get(ref.name) == ref.version for ref in produced_by)

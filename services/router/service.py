@@ -22,7 +22,7 @@ from inferscale.v1 import (
     router_service_pb2,
     router_service_pb2_grpc,
 )
-from services.router.planning import build_plan, result_key, validate_request
+from services.router.planning import build_plan, produced_by_current_versions, result_key, validate_request
 
 LOG = logging.getLogger(__name__)
 L4 = common_pb2.CACHE_LEVEL_L4_FINAL_RESULT
@@ -123,7 +123,7 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
         key = result_key(plan, request.inputs)
         use_cache = self._cache is not None and not request.skip_cache
         if use_cache:
-            cached = await self._lookup(key, request_id)
+            cached = await self._lookup(key, request_id, models)
             if cached is not None:
                 executed, entry = cached
                 self._fill(response, executed)
@@ -150,7 +150,7 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
         response.steps.extend(executed.steps)
 
     async def _lookup(
-        self, key: str, request_id: str
+        self, key: str, request_id: str, models: list[common_pb2.ModelInfo]
     ) -> tuple[orchestrator_service_pb2.ExecuteResponse, cache_service_pb2.CacheEntry] | None:
         """Returns the stored result, or None on a miss or when the cache fails: a cache never fails a request."""
         assert self._cache is not None
@@ -161,10 +161,13 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
         except grpc.aio.AioRpcError as error:
             LOG.warning("cache lookup failed, going on without it: %s", error.code().name)
             return None
+        hit = reply.hit and produced_by_current_versions(reply.entry.produced_by, models)
+        if reply.hit and not hit:
+            LOG.info("cache entry %s was made by a model version that is no longer current; recomputing", key)
         self._events.emit(
-            monitor_service_pb2.Event(request_id=request_id, cache=monitor_service_pb2.CacheEvent(level=L4, hit=reply.hit))
+            monitor_service_pb2.Event(request_id=request_id, cache=monitor_service_pb2.CacheEvent(level=L4, hit=hit))
         )
-        if not reply.hit:
+        if not hit:
             return None
         executed = orchestrator_service_pb2.ExecuteResponse()
         try:
@@ -178,7 +181,7 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
         assert self._cache is not None
         entry = cache_service_pb2.CacheEntry(
             value=executed.SerializeToString(),
-            produced_by=[step.model for step in executed.steps],
+            produced_by=[step.model for step in executed.steps if step.decision != common_pb2.DECISION_SKIPPED],
             compute_cost=executed.total_cost,
         )
         try:

@@ -1,0 +1,113 @@
+"""Several Triton replicas behind one interface: balanced, health-checked, and failed over.
+
+Inference is retried on another replica when one is unreachable; it is safe to retry because a
+model call has no side effect. The replicas are expected to serve the same model repository, so
+the registry may be read from any healthy one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+from tritonclient.grpc import model_config_pb2
+
+from inferscale.errors import Unavailable
+from inferscale.triton.client import InferResult, RepositoryEntry, TritonClient
+from inferscale.v1 import common_pb2
+from services.orchestrator.balancing import Endpoint, choose
+
+LOG = logging.getLogger(__name__)
+Result = TypeVar("Result")
+
+
+class TritonPool:
+    """Balances calls over Triton endpoints by least outstanding requests and fails over on UNAVAILABLE."""
+
+    def __init__(self, urls: Sequence[str], *, health_interval_seconds: float = 1.0) -> None:
+        if not urls:
+            raise ValueError("at least one Triton URL is needed")
+        self.endpoints = [Endpoint(url) for url in urls]
+        self._clients = {url: TritonClient(url) for url in urls}
+        self._health_interval = health_interval_seconds
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Starts the background health checks."""
+        self._task = asyncio.create_task(self._check_health_forever(), name="triton-health")
+
+    async def close(self) -> None:
+        """Stops the health checks and closes every channel."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        for client in self._clients.values():
+            await client.close()
+
+    async def check_health(self) -> None:
+        """Asks every endpoint whether it is live, and moves it in or out of the rotation."""
+        results = await asyncio.gather(*(self._clients[e.url].server_live() for e in self.endpoints))
+        for endpoint, ready in zip(self.endpoints, results, strict=True):
+            if ready and not endpoint.healthy:
+                LOG.info("Triton %s is healthy again; back in the rotation", endpoint.url)
+                endpoint.mark_healthy()
+            elif not ready and endpoint.healthy:
+                LOG.warning("Triton %s failed its health check; out of the rotation", endpoint.url)
+                endpoint.mark_failed("health check failed")
+
+    async def _check_health_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._health_interval)
+            await self.check_health()
+
+    async def _call(self, what: str, call: Callable[[TritonClient, float], Awaitable[Result]], timeout_seconds: float) -> Result:
+        """Runs ``call`` on the best endpoint, and on UNAVAILABLE on the next one, until one answers."""
+        deadline = time.monotonic() + timeout_seconds
+        tried: set[str] = set()
+        errors: list[str] = []
+        while True:
+            endpoint = choose(self.endpoints, frozenset(tried))
+            remaining = deadline - time.monotonic()
+            if endpoint is None or remaining <= 0:
+                detail = "; ".join(errors) or "no endpoint is left to try"
+                raise Unavailable(f"no Triton endpoint could serve {what}: {detail}")
+            tried.add(endpoint.url)
+            endpoint.outstanding += 1
+            endpoint.served += 1
+            try:
+                return await call(self._clients[endpoint.url], remaining)
+            except Unavailable as error:
+                endpoint.mark_failed(str(error))
+                errors.append(f"{endpoint.url}: {error}")
+                LOG.warning("Triton %s failed %s; trying another endpoint: %s", endpoint.url, what, error)
+            finally:
+                endpoint.outstanding -= 1
+
+    async def infer(
+        self, model_name: str, model_version: int, inputs: Sequence[common_pb2.InferTensor], *, timeout_seconds: float
+    ) -> InferResult:
+        """Runs one inference on the least busy healthy replica, failing over to the others."""
+        return await self._call(
+            f"inference on {model_name}",
+            lambda client, remaining: client.infer(model_name, model_version, inputs, timeout_seconds=remaining),
+            timeout_seconds,
+        )
+
+    async def repository_index(self) -> list[RepositoryEntry]:
+        """Returns the repository index of a healthy replica."""
+        return await self._call("the repository index", lambda client, remaining: client.repository_index(timeout_seconds=remaining), 10.0)
+
+    async def model_config(self, name: str) -> model_config_pb2.ModelConfig:
+        """Returns a model's config from a healthy replica."""
+        return await self._call(f"the config of {name}", lambda client, remaining: client.model_config(name, timeout_seconds=remaining), 10.0)
+
+    async def load_model(self, name: str) -> None:
+        """Loads a model on every replica; one that fails makes the whole load fail."""
+        await asyncio.gather(*(self._clients[e.url].load_model(name) for e in self.endpoints))
+
+    async def unload_model(self, name: str) -> None:
+        """Unloads a model on every replica."""
+        await asyncio.gather(*(self._clients[e.url].unload_model(name) for e in self.endpoints))
