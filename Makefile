@@ -7,7 +7,7 @@ PROTOS := $(wildcard protos/inferscale/v1/*.proto)
 GENERATED := inferscale/v1/__init__.py
 MODEL_WEIGHTS := model_repository/digits_linear/1/weights.npz
 
-.PHONY: setup protos models run test bench lint check clean
+.PHONY: setup protos models contracts run test bench clean
 
 setup: $(STAMP) $(GENERATED) $(MODEL_WEIGHTS)
 
@@ -30,11 +30,25 @@ models: $(STAMP)
 $(MODEL_WEIGHTS): $(STAMP) inferscale/models/digits.py inferscale/models/train.py
 	$(PY) -m inferscale.models.train
 
+# Contract checks: buf lint and buf breaking against the previous contracts (buf pinned via npm).
+BUF := tools/buf/node_modules/.bin/buf
+$(BUF): tools/buf/package.json tools/buf/package-lock.json
+	cd tools/buf && npm ci --silent --no-audit --no-fund
+	touch $@
+
+contracts: $(BUF)
+	scripts/check_contracts.sh
+
+# The Node.js client that CI runs against the real suite.
+NODE_CLIENT := clients/node/node_modules/.package-lock.json
+$(NODE_CLIENT): clients/node/package.json clients/node/package-lock.json
+	cd clients/node && npm ci --silent --no-audit --no-fund
+
 # The main job: the whole suite on the embedded Triton with a demonstration workload.
 run: setup
 	$(PY) -m inferscale.demo
 
-test: setup
+test: setup contracts $(NODE_CLIENT)
 	$(PY) -m pytest
 
 bench: setup
@@ -42,4 +56,4 @@ bench: setup
 	$(PY) benchmarks/router_overhead.py
 
 clean:
-	rm -rf $(VENV) inferscale/v1 model_repository/*/1/weights.npz results .pytest_cache
+	rm -rf $(VENV) inferscale/v1 model_repository/*/1/weights.npz results .pytest_cache tools/buf/node_modules clients/node/node_modules
