@@ -7,6 +7,7 @@
     ├── FailedPrecondition           the system is not in a state to do it -> FAILED_PRECONDITION
     ├── Unauthenticated              no valid credentials                  -> UNAUTHENTICATED
     ├── PermissionDenied             the call is not allowed at all        -> PERMISSION_DENIED
+    ├── ModelFailed                  a model failed on a valid request     -> INTERNAL
     └── Unavailable                  Triton or a peer service is down      -> UNAVAILABLE
 """
 
@@ -59,6 +60,12 @@ class PermissionDenied(InferScaleError):
     """The caller may not make this call."""
 
     code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class ModelFailed(InferScaleError):
+    """A model failed on a request it should have answered, or answered in a shape its config does not declare."""
+
+    code = grpc.StatusCode.INTERNAL
 
 
 class Unavailable(InferScaleError):

@@ -35,8 +35,12 @@ def validate_tensor(tensor: common_pb2.InferTensor, field: str) -> None:
     if dtype is None:
         known = ", ".join(sorted(NUMPY_DTYPES))
         raise InvalidArgument(f"{field}.datatype {tensor.datatype!r} is not one of {known}")
+    if not tensor.shape:
+        raise InvalidArgument(f"{field}.shape must have at least one dimension")
     if any(dim < 0 for dim in tensor.shape):
         raise InvalidArgument(f"{field}.shape {list(tensor.shape)} has a negative dimension")
+    if 0 in tensor.shape:
+        raise InvalidArgument(f"{field}.shape {list(tensor.shape)} holds no elements; there is nothing to infer")
     expected = math.prod(tensor.shape) * dtype.itemsize
     if len(tensor.raw_contents) != expected:
         raise InvalidArgument(

@@ -265,7 +265,18 @@ def test_malformed_requests_get_clear_statuses_and_the_suite_keeps_serving(route
         (
             router_service_pb2.InferRequest(task="digits", inputs=[from_numpy("IMAGE", image[None, :32])], skip_cache=True),
             grpc.StatusCode.INVALID_ARGUMENT,
-            "",
+            "unexpected shape for input 'IMAGE'",
+        ),
+        (
+            router_service_pb2.InferRequest(task="digits", inputs=[from_numpy("IMAGE", np.zeros((0, 64), np.float32))]),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "holds no elements",
+        ),
+        (
+            # The model itself refuses it; that must not count against the Triton endpoint.
+            router_service_pb2.InferRequest(task="digits", inputs=[from_numpy("IMAGE", np.full((1, 64), np.nan, np.float32))], skip_cache=True),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "must not contain NaN",
         ),
     ]
     for request, code, fragment in cases:

@@ -30,3 +30,12 @@ def test_numpy_round_trip_keeps_values_shape_and_datatype() -> None:
 def test_malformed_tensors_are_refused_with_the_reason(tensor: common_pb2.InferTensor, message: str) -> None:
     with pytest.raises(InvalidArgument, match=message):
         validate_tensor(tensor, "x")
+
+
+@pytest.mark.parametrize(
+    ("shape", "message"),
+    [([], "at least one dimension"), ([0, 64], "holds no elements")],
+)
+def test_tensors_without_elements_are_refused(shape: list[int], message: str) -> None:
+    with pytest.raises(InvalidArgument, match=message):
+        validate_tensor(common_pb2.InferTensor(name="X", datatype="FP32", shape=shape), "x")

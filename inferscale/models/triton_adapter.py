@@ -55,17 +55,17 @@ class TritonPythonModel:
         for request in requests:
             tensor = pb_utils.get_input_tensor_by_name(request, INPUT)
             if tensor is None:
-                responses.append(_error(f"missing input tensor {INPUT!r}"))
+                responses.append(_error(f"missing input tensor {INPUT!r}", pb_utils.TritonError.INVALID_ARG))
                 continue
             try:
                 images = validate_images(tensor.as_numpy())
             except ValueError as exc:
-                responses.append(_error(f"{INPUT}: {exc}"))
+                responses.append(_error(f"{INPUT}: {exc}", pb_utils.TritonError.INVALID_ARG))
                 continue
             try:
                 probs = self.model.predict_proba(images)
             except Exception as exc:  # noqa: BLE001 - an answer per request beats a failed batch
-                responses.append(_error(f"inference failed: {type(exc).__name__}: {exc}"))
+                responses.append(_error(f"inference failed: {type(exc).__name__}: {exc}", pb_utils.TritonError.INTERNAL))
                 continue
             responses.append(
                 pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(OUTPUT, probs)])
@@ -77,5 +77,7 @@ class TritonPythonModel:
         self.model = None
 
 
-def _error(message: str) -> pb_utils.InferenceResponse:
-    return pb_utils.InferenceResponse(error=pb_utils.TritonError(message))
+def _error(message: str, code: int) -> pb_utils.InferenceResponse:
+    # The code reaches the caller as the gRPC status: INVALID_ARG tells InferScale that the
+    # request, not this server, is at fault, so no replica is taken out of rotation for it.
+    return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, code))

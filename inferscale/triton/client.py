@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import grpc
 from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 
-from inferscale.errors import InferScaleError, InvalidArgument, NotFound, Unavailable
+from inferscale.errors import InferScaleError, InvalidArgument, ModelFailed, NotFound, Unavailable
 from inferscale.rpc import open_channel
 from inferscale.v1 import common_pb2
 
@@ -46,6 +46,9 @@ def _translate(error: grpc.aio.AioRpcError, what: str) -> InferScaleError:
         return NotFound(f"Triton {what}: {details}")
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         return InvalidArgument(f"Triton {what}: {details}")
+    if code == grpc.StatusCode.INTERNAL:
+        # The server answered: the model failed, not the endpoint; failing over would not help.
+        return ModelFailed(f"Triton {what} failed: {details}")
     return Unavailable(f"Triton {what} failed with {code.name}: {details}")
 
 

@@ -9,7 +9,7 @@ from opentelemetry import trace
 
 from inferscale import telemetry
 from inferscale.auth import require_bearer_token
-from inferscale.errors import FailedPrecondition, InferScaleError, InvalidArgument, NotFound, grpc_errors
+from inferscale.errors import FailedPrecondition, InferScaleError, InvalidArgument, ModelFailed, NotFound, grpc_errors
 from inferscale.events import EventSender
 from inferscale.tensors import to_numpy, validate_tensor
 from inferscale.v1 import (
@@ -151,8 +151,14 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
                 latency_ms = (time.perf_counter() - started) * 1000
                 output = next((t for t in result.outputs if t.name == model.output_name), None)
                 if output is None:
-                    raise NotFound(f"model {model.name} returned no output named {model.output_name!r}")
-                answer = read_class_probabilities(to_numpy(output))
+                    raise ModelFailed(
+                        f"model {model.name} returned no output named {model.output_name!r}, "
+                        "which its config's inferscale.output declares"
+                    )
+                try:
+                    answer = read_class_probabilities(to_numpy(output))
+                except ValueError as error:
+                    raise ModelFailed(f"model {model.name}'s output {model.output_name!r} cannot be read: {error}") from None
                 decision = decide(answer.confidence, step.accept_threshold, is_last=is_last)
                 decision_enum = common_pb2.DECISION_ACCEPT if decision.accept else common_pb2.DECISION_ESCALATE
                 span.set_attributes(
