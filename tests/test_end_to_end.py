@@ -27,7 +27,8 @@ from tests.conftest import MODEL_REPOSITORY
 from tests.otlp_receiver import OtlpReceiver
 
 pytestmark = pytest.mark.integration
-THRESHOLD = 0.9  # the router's default
+THRESHOLD = 0.9  # the router's default accept threshold
+ESCALATE_THRESHOLD = 0.7  # and its default escalate threshold
 L4 = common_pb2.CACHE_LEVEL_L4_FINAL_RESULT
 
 
@@ -128,7 +129,7 @@ def test_an_unsure_cheap_answer_escalates_to_the_next_tier(router, tiers, local_
         (tiers[1], common_pb2.DECISION_ACCEPT),
     ]
     assert steps[0].answer.confidence == pytest.approx(cheap[index].max(), abs=1e-5)
-    assert steps[0].reason.startswith(f"confidence {cheap[index].max():.3f} < threshold {THRESHOLD:.3f}")
+    assert steps[0].reason == f"confidence {cheap[index].max():.3f} < escalate threshold {ESCALATE_THRESHOLD:.3f}"
     assert response.answer.label == str(mid[index].argmax())
     assert response.total_cost == pytest.approx(sum(s.cost for s in response.plan.steps[:2]))
     assert np.argmax(np.frombuffer(response.outputs[0].raw_contents, np.float32)) == mid[index].argmax()

@@ -39,6 +39,9 @@ class OrchestratorConfig:
     triton_timeout_seconds: float
     # INFERSCALE_SHUTDOWN_GRACE_SECONDS: how long calls in flight may finish on SIGTERM.
     shutdown_grace_seconds: float
+    # INFERSCALE_MIN_GAIN_PER_COST: between a cascade's two thresholds, the least expected gain in
+    # the chance of being right, per unit of the next tier's cost, that is worth escalating for.
+    min_gain_per_cost: float
 
     @classmethod
     def from_env(cls) -> OrchestratorConfig:
@@ -65,4 +68,5 @@ class OrchestratorConfig:
             shutdown_grace_seconds=env_float(
                 "INFERSCALE_SHUTDOWN_GRACE_SECONDS", 5.0, low=0, high=600
             ),
+            min_gain_per_cost=env_float("INFERSCALE_MIN_GAIN_PER_COST", 0.01, low=0.0, high=1e6),
         )

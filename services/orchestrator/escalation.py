@@ -1,4 +1,11 @@
-"""Reading a model's answer and confidence from its output, and the cascade's accept-or-escalate decision."""
+"""Reading a model's answer and confidence from its output, and the cascade's decisions.
+
+Pure logic, no gRPC. A cascade step's answer is judged in three bands: at or above the accept
+threshold it is accepted; below the escalate threshold it escalates; in between, it escalates
+only if the request is complex or the next tier's expected gain is worth its cost. Before a step
+starts, the remaining deadline and the cost ceiling may stop the cascade, which then returns the
+best answer so far.
+"""
 
 from __future__ import annotations
 
@@ -37,12 +44,71 @@ class StepDecision:
     reason: str
 
 
-def decide(confidence: float, threshold: float, *, is_last: bool) -> StepDecision:
-    """Accepts an answer whose confidence reaches the threshold, and always the last step's."""
-    if confidence >= threshold:
-        return StepDecision(True, f"confidence {confidence:.3f} >= threshold {threshold:.3f}")
+@dataclass(frozen=True)
+class NextTier:
+    """What the cascade knows of the tier it would escalate to."""
+
+    cost: float
+    # How often the next tier is expected to be right, in [0, 1]: its recent mean confidence
+    # until the monitor's measured accuracy replaces it.
+    expected_accuracy: float
+
+
+def decide(
+    confidence: float,
+    accept_threshold: float,
+    *,
+    is_last: bool,
+    escalate_threshold: float | None = None,
+    complexity: float = 0.0,
+    complexity_cutoff: float = 0.5,
+    next_tier: NextTier | None = None,
+    min_gain_per_cost: float = 0.0,
+) -> StepDecision:
+    """Decides a cascade step by the three confidence bands.
+
+    ``escalate_threshold`` None (or not below ``accept_threshold``) leaves one threshold: accept
+    at or above it, escalate below. In the band between the thresholds the step escalates when
+    ``complexity`` reaches ``complexity_cutoff``, or when the next tier's expected gain in the
+    chance of being right, per unit of its cost, reaches ``min_gain_per_cost``; else it accepts.
+    The last step is always accepted.
+    """
+    c, high = confidence, accept_threshold
+    if c >= high:
+        return StepDecision(True, f"confidence {c:.3f} >= threshold {high:.3f}")
     if is_last:
+        return StepDecision(True, f"confidence {c:.3f} < threshold {high:.3f}, but no tier is left")
+    low = escalate_threshold if escalate_threshold is not None and escalate_threshold < high else high
+    if c < low:
+        return StepDecision(False, f"confidence {c:.3f} < threshold {low:.3f}" if low == high
+                            else f"confidence {c:.3f} < escalate threshold {low:.3f}")
+    band = f"confidence {c:.3f} in [{low:.3f}, {high:.3f})"
+    if complexity >= complexity_cutoff:
+        return StepDecision(False, f"{band} and complexity {complexity:.2f} >= {complexity_cutoff:.2f}")
+    if next_tier is not None and next_tier.cost > 0:
+        gain_per_cost = (next_tier.expected_accuracy - c) / next_tier.cost
+        if gain_per_cost >= min_gain_per_cost:
+            return StepDecision(
+                False, f"{band}; expected gain per cost {gain_per_cost:.4f} >= {min_gain_per_cost:.4f}"
+            )
         return StepDecision(
-            True, f"confidence {confidence:.3f} < threshold {threshold:.3f}, but no tier is left"
+            True, f"{band}; expected gain per cost {gain_per_cost:.4f} < {min_gain_per_cost:.4f}"
         )
-    return StepDecision(False, f"confidence {confidence:.3f} < threshold {threshold:.3f}")
+    return StepDecision(True, f"{band} and complexity {complexity:.2f} < {complexity_cutoff:.2f}")
+
+
+def stop_before(
+    *,
+    cost: float,
+    spent: float,
+    cost_ceiling: float,
+    p95_ms: float | None,
+    remaining_ms: float | None,
+) -> str:
+    """Returns why a step must not start (empty when it may): it would break the cost ceiling,
+    or its recent p95 latency exceeds what is left of the deadline."""
+    if cost_ceiling > 0 and spent + cost > cost_ceiling:
+        return f"cost {spent:.2f} + {cost:.2f} would exceed the ceiling {cost_ceiling:.2f}"
+    if p95_ms is not None and remaining_ms is not None and p95_ms > remaining_ms:
+        return f"recent p95 latency {p95_ms:.1f} ms exceeds the {remaining_ms:.1f} ms left of the deadline"
+    return ""

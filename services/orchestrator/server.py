@@ -87,6 +87,7 @@ async def create_server(config: OrchestratorConfig) -> Orchestrator:
         events,
         default_timeout_seconds=config.triton_timeout_seconds,
         admin_token=config.admin_token,
+        min_gain_per_cost=config.min_gain_per_cost,
     )
     running = await start_server(
         config.listen,

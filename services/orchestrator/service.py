@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import math
 import time
 
 import grpc
@@ -9,16 +11,27 @@ from opentelemetry import trace
 
 from inferscale import telemetry
 from inferscale.auth import require_bearer_token
-from inferscale.errors import FailedPrecondition, InferScaleError, InvalidArgument, ModelFailed, NotFound, grpc_errors
+from inferscale.errors import (
+    FailedPrecondition,
+    InferScaleError,
+    InvalidArgument,
+    ModelFailed,
+    NotFound,
+    Unavailable,
+    grpc_errors,
+)
 from inferscale.events import EventSender
-from inferscale.tensors import to_numpy, validate_tensor
+from inferscale.tensors import from_numpy, to_numpy, validate_tensor
+from inferscale.triton.client import InferResult
 from inferscale.v1 import (
     common_pb2,
     monitor_service_pb2,
     orchestrator_service_pb2,
     orchestrator_service_pb2_grpc,
 )
-from services.orchestrator.escalation import decide, read_class_probabilities
+from services.orchestrator.aggregation import mean_probability, plurality, weighted_vote
+from services.orchestrator.escalation import NextTier, ReadAnswer, decide, read_class_probabilities, stop_before
+from services.orchestrator.latency import RecentSteps
 from services.orchestrator.registry import RegisteredModel
 from services.orchestrator.registry_source import TritonRegistry
 from services.orchestrator.triton_pool import TritonPool
@@ -51,7 +64,10 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
         *,
         default_timeout_seconds: float,
         admin_token: str,
+        min_gain_per_cost: float = 0.01,
     ) -> None:
+        self._recent = RecentSteps()
+        self._min_gain_per_cost = min_gain_per_cost
         self._registry = registry
         self._triton = triton
         self._events = events
@@ -76,8 +92,14 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
             raise InvalidArgument("plan.steps must hold at least one step")
         if plan.strategy == common_pb2.STRATEGY_SINGLE and len(plan.steps) != 1:
             raise InvalidArgument(f"plan.steps of a STRATEGY_SINGLE plan must hold one step, not {len(plan.steps)}")
-        if plan.strategy not in (common_pb2.STRATEGY_CASCADE, common_pb2.STRATEGY_SINGLE):
-            raise InvalidArgument(f"plan.strategy {common_pb2.Strategy.Name(plan.strategy)} is not supported")
+        if plan.strategy not in (common_pb2.STRATEGY_CASCADE, common_pb2.STRATEGY_SINGLE, common_pb2.STRATEGY_ENSEMBLE):
+            raise InvalidArgument(f"plan.strategy {plan.strategy} is not a strategy the orchestrator runs")
+        if plan.aggregation not in common_pb2.Aggregation.values():
+            raise InvalidArgument(f"plan.aggregation {plan.aggregation} is not a known Aggregation value")
+        if not (plan.cost_ceiling >= 0 and math.isfinite(plan.cost_ceiling)):
+            raise InvalidArgument(f"plan.cost_ceiling {plan.cost_ceiling} must be a finite number >= 0")
+        if not 0.0 <= plan.complexity <= 1.0:
+            raise InvalidArgument(f"plan.complexity {plan.complexity} is outside [0, 1]")
         if not request.inputs:
             raise InvalidArgument("inputs must hold at least one tensor")
         for index, tensor in enumerate(request.inputs):
@@ -87,6 +109,12 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
         for index, step in enumerate(plan.steps):
             if not 0.0 <= step.accept_threshold <= 1.0:
                 raise InvalidArgument(f"plan.steps[{index}].accept_threshold {step.accept_threshold} is outside [0, 1]")
+            if not 0.0 <= step.escalate_threshold <= step.accept_threshold:
+                raise InvalidArgument(
+                    f"plan.steps[{index}].escalate_threshold {step.escalate_threshold} is outside [0, accept_threshold]"
+                )
+            if not (step.weight >= 0 and math.isfinite(step.weight)):
+                raise InvalidArgument(f"plan.steps[{index}].weight {step.weight} must be a finite number >= 0")
             model = self._registry.snapshot.get(step.model.name)
             if model is None or not model.routable:
                 # The plan may be a moment older than the registry: a model removed or unloaded
@@ -107,92 +135,252 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
         self, request: orchestrator_service_pb2.ExecuteRequest, context: grpc.aio.ServicerContext
     ) -> orchestrator_service_pb2.ExecuteResponse:
         models = self._validate(request)
+        if request.plan.strategy == common_pb2.STRATEGY_ENSEMBLE:
+            return await self._run_ensemble(request, models, context)
+        return await self._run_cascade(request, models, context)
+
+    async def _call_model(
+        self, model: RegisteredModel, request: orchestrator_service_pb2.ExecuteRequest, timeout_seconds: float
+    ) -> tuple[InferResult, ReadAnswer, float]:
+        """Runs one model; returns Triton's result, the answer read from it and the latency in ms."""
+        started = time.perf_counter()
+        # Triton's latest ready version answers: a plan built from a registry a moment old must
+        # not fail on a version that has just been replaced. The step reports the version that
+        # really ran, and the cache keys on it.
+        result = await self._triton.infer(model.name, 0, request.inputs, timeout_seconds=timeout_seconds)
+        latency_ms = (time.perf_counter() - started) * 1000
+        output = next((t for t in result.outputs if t.name == model.output_name), None)
+        if output is None:
+            raise ModelFailed(
+                f"model {model.name} returned no output named {model.output_name!r}, "
+                "which its config's inferscale.output declares"
+            )
+        try:
+            answer = read_class_probabilities(to_numpy(output))
+        except ValueError as error:
+            raise ModelFailed(f"model {model.name}'s output {model.output_name!r} cannot be read: {error}") from None
+        self._recent.observe(model.name, latency_ms, answer.confidence)
+        return result, answer, latency_ms
+
+    def _step_span(self, plan: common_pb2.Plan, index: int, step: common_pb2.PlanStep, model: RegisteredModel):  # type: ignore[no-untyped-def]
+        return TRACER.start_as_current_span(
+            "inferscale.escalation_step",
+            attributes={
+                telemetry.ATTR_STRATEGY: common_pb2.Strategy.Name(plan.strategy),
+                telemetry.ATTR_TASK: plan.task,
+                telemetry.ATTR_STEP_INDEX: index,
+                telemetry.ATTR_TIER: model.tier,
+                telemetry.ATTR_MODEL: model.name,
+                telemetry.ATTR_THRESHOLD: step.accept_threshold,
+                telemetry.ATTR_CACHE_LEVEL: common_pb2.CacheLevel.Name(common_pb2.CACHE_LEVEL_UNSPECIFIED),
+            },
+        )
+
+    def _record(
+        self,
+        request: orchestrator_service_pb2.ExecuteRequest,
+        response: orchestrator_service_pb2.ExecuteResponse,
+        span: trace.Span,
+        step: common_pb2.EscalationStep,
+    ) -> None:
+        """Adds a step that ran to the response, its span and the monitor's events."""
+        span.set_attributes(
+            {
+                telemetry.ATTR_MODEL_VERSION: step.model.version,
+                telemetry.ATTR_CONFIDENCE: step.answer.confidence,
+                telemetry.ATTR_DECISION: common_pb2.Decision.Name(step.decision),
+                telemetry.ATTR_REASON: step.reason,
+                telemetry.ATTR_COST: step.cost,
+            }
+        )
+        response.steps.append(step)
+        response.total_cost += step.cost
+        self._events.emit(
+            monitor_service_pb2.Event(
+                request_id=request.request_id,
+                step=monitor_service_pb2.StepEvent(task=request.plan.task, strategy=request.plan.strategy, step=step),
+            )
+        )
+
+    @staticmethod
+    def _not_run(index: int, step: common_pb2.PlanStep, decision: int, reason: str) -> common_pb2.EscalationStep:
+        return common_pb2.EscalationStep(
+            index=index, model=step.model, tier=step.tier, threshold=step.accept_threshold, decision=decision, reason=reason
+        )
+
+    def _timeout(self, context: grpc.aio.ServicerContext) -> float:
+        remaining = context.time_remaining()
+        return remaining if remaining is not None else self._default_timeout
+
+    async def _run_cascade(
+        self,
+        request: orchestrator_service_pb2.ExecuteRequest,
+        models: list[RegisteredModel | None],
+        context: grpc.aio.ServicerContext,
+    ) -> orchestrator_service_pb2.ExecuteResponse:
         plan = request.plan
-        strategy = common_pb2.Strategy.Name(plan.strategy)
         response = orchestrator_service_pb2.ExecuteResponse()
-        last_runnable = max(index for index, model in enumerate(models) if model is not None)
+        runnable = [index for index, model in enumerate(models) if model is not None]
+        best: tuple[common_pb2.EscalationStep, list[common_pb2.InferTensor]] | None = None
+        accepted = False
         for index, (step, model) in enumerate(zip(plan.steps, models, strict=True)):
             if model is None:
                 response.steps.append(
-                    common_pb2.EscalationStep(
-                        index=index,
-                        model=step.model,
-                        tier=step.tier,
-                        threshold=step.accept_threshold,
-                        decision=common_pb2.DECISION_SKIPPED,
-                        reason=f"model {step.model.name} left routing after the plan was made",
-                    )
+                    self._not_run(index, step, common_pb2.DECISION_SKIPPED, f"model {step.model.name} left routing after the plan was made")
                 )
                 continue
-            is_last = index == last_runnable
-            with TRACER.start_as_current_span(
-                "inferscale.escalation_step",
-                attributes={
-                    telemetry.ATTR_STRATEGY: strategy,
-                    telemetry.ATTR_TASK: plan.task,
-                    telemetry.ATTR_STEP_INDEX: index,
-                    telemetry.ATTR_TIER: model.tier,
-                    telemetry.ATTR_MODEL: model.name,
-                    telemetry.ATTR_THRESHOLD: step.accept_threshold,
-                    telemetry.ATTR_CACHE_LEVEL: common_pb2.CacheLevel.Name(common_pb2.CACHE_LEVEL_UNSPECIFIED),
-                },
-            ) as span:
-                started = time.perf_counter()
+            if best is not None:
                 remaining = context.time_remaining()
-                # Triton's latest ready version answers: a plan built from a registry a moment
-                # old must not fail on a version that has just been replaced. The step reports
-                # the version that really ran, and the cache keys on it.
-                result = await self._triton.infer(
-                    model.name,
-                    0,
-                    request.inputs,
-                    timeout_seconds=remaining if remaining is not None else self._default_timeout,
+                why = stop_before(
+                    cost=model.cost,
+                    spent=response.total_cost,
+                    cost_ceiling=plan.cost_ceiling,
+                    p95_ms=self._recent.p95_ms(model.name),
+                    remaining_ms=remaining * 1000 if remaining is not None else None,
                 )
-                latency_ms = (time.perf_counter() - started) * 1000
-                output = next((t for t in result.outputs if t.name == model.output_name), None)
-                if output is None:
-                    raise ModelFailed(
-                        f"model {model.name} returned no output named {model.output_name!r}, "
-                        "which its config's inferscale.output declares"
+                if why:
+                    response.steps.append(
+                        self._not_run(index, step, common_pb2.DECISION_STOPPED, f"{why}; the best answer so far is returned")
                     )
+                    break
+            later = [models[i] for i in runnable if i > index]
+            next_model = later[0] if later else None
+            next_tier = None
+            if next_model is not None:
+                expected = self._recent.mean_confidence(next_model.name)
+                # Before a tier has answered anything, assume it is worth trying.
+                next_tier = NextTier(cost=next_model.cost, expected_accuracy=1.0 if expected is None else expected)
+            with self._step_span(plan, index, step, model) as span:
                 try:
-                    answer = read_class_probabilities(to_numpy(output))
-                except ValueError as error:
-                    raise ModelFailed(f"model {model.name}'s output {model.output_name!r} cannot be read: {error}") from None
-                decision = decide(answer.confidence, step.accept_threshold, is_last=is_last)
-                decision_enum = common_pb2.DECISION_ACCEPT if decision.accept else common_pb2.DECISION_ESCALATE
-                span.set_attributes(
-                    {
-                        telemetry.ATTR_MODEL_VERSION: result.model_version,
-                        telemetry.ATTR_CONFIDENCE: answer.confidence,
-                        telemetry.ATTR_DECISION: common_pb2.Decision.Name(decision_enum),
-                        telemetry.ATTR_REASON: decision.reason,
-                        telemetry.ATTR_COST: model.cost,
-                    }
+                    result, answer, latency_ms = await self._call_model(model, request, self._timeout(context))
+                except (ModelFailed, Unavailable) as error:
+                    if best is None and next_model is None:
+                        raise
+                    # A tier that fails leaves the others: the next tier, or the best answer so far.
+                    failed = self._not_run(index, step, common_pb2.DECISION_FAILED, f"model {model.name} failed: {error}")
+                    self._record(request, response, span, failed)
+                    continue
+                decision = decide(
+                    answer.confidence,
+                    step.accept_threshold,
+                    is_last=index == runnable[-1],
+                    escalate_threshold=step.escalate_threshold if step.escalate_threshold > 0 else None,
+                    complexity=plan.complexity,
+                    next_tier=next_tier,
+                    min_gain_per_cost=self._min_gain_per_cost,
                 )
-            reported = common_pb2.EscalationStep(
-                index=index,
-                model=common_pb2.ModelRef(name=model.name, version=result.model_version),
-                tier=model.tier,
-                answer=common_pb2.Answer(label=answer.label, confidence=answer.confidence),
-                threshold=step.accept_threshold,
-                decision=decision_enum,
-                reason=decision.reason,
-                latency_ms=latency_ms,
-                cost=model.cost,
-            )
-            response.steps.append(reported)
-            response.total_cost += model.cost
-            self._events.emit(
-                monitor_service_pb2.Event(
-                    request_id=request.request_id,
-                    step=monitor_service_pb2.StepEvent(task=plan.task, strategy=plan.strategy, step=reported),
+                reported = common_pb2.EscalationStep(
+                    index=index,
+                    model=common_pb2.ModelRef(name=model.name, version=result.model_version),
+                    tier=model.tier,
+                    answer=common_pb2.Answer(label=answer.label, confidence=answer.confidence),
+                    threshold=step.accept_threshold,
+                    decision=common_pb2.DECISION_ACCEPT if decision.accept else common_pb2.DECISION_ESCALATE,
+                    reason=decision.reason,
+                    latency_ms=latency_ms,
+                    cost=model.cost,
                 )
-            )
+                self._record(request, response, span, reported)
+            if best is None or decision.accept or answer.confidence > best[0].answer.confidence:
+                best = (reported, list(result.outputs))
             if decision.accept:
-                response.outputs.extend(result.outputs)
-                response.answer.CopyFrom(reported.answer)
+                accepted = True
                 break
+        if best is None:
+            raise ModelFailed("no step of the plan produced an answer")
+        if not accepted:
+            # Stopped or failed past the last answer: the most confident answer so far stands.
+            for reported_step in response.steps:
+                if reported_step.index == best[0].index:
+                    reported_step.decision = common_pb2.DECISION_ACCEPT
+                    reported_step.reason += "; accepted as the best answer so far"
+        response.answer.CopyFrom(best[0].answer)
+        response.outputs.extend(best[1])
+        return response
+
+    async def _run_ensemble(
+        self,
+        request: orchestrator_service_pb2.ExecuteRequest,
+        models: list[RegisteredModel | None],
+        context: grpc.aio.ServicerContext,
+    ) -> orchestrator_service_pb2.ExecuteResponse:
+        plan = request.plan
+        response = orchestrator_service_pb2.ExecuteResponse()
+        remaining = context.time_remaining()
+        # Members get most of the deadline; the rest is kept to combine and answer, so that a
+        # slow member costs its vote rather than the whole request.
+        member_timeout = remaining * 0.8 if remaining is not None else self._default_timeout
+
+        async def run_member(index: int, step: common_pb2.PlanStep, model: RegisteredModel):  # type: ignore[no-untyped-def]
+            with self._step_span(plan, index, step, model) as span:
+                try:
+                    result, answer, latency_ms = await self._call_model(model, request, member_timeout)
+                except (ModelFailed, Unavailable, InvalidArgument) as error:
+                    if isinstance(error, InvalidArgument):
+                        raise  # the input is at fault, not the member: every member would refuse it
+                    return span, self._not_run(index, step, common_pb2.DECISION_FAILED, f"member failed: {error}"), None
+                reported = common_pb2.EscalationStep(
+                    index=index,
+                    model=common_pb2.ModelRef(name=model.name, version=result.model_version),
+                    tier=model.tier,
+                    answer=common_pb2.Answer(label=answer.label, confidence=answer.confidence),
+                    threshold=step.accept_threshold,
+                    decision=common_pb2.DECISION_CONTRIBUTED,
+                    reason="answered in time",
+                    latency_ms=latency_ms,
+                    cost=model.cost,
+                )
+                output = next(t for t in result.outputs if t.name == model.output_name)
+                return span, reported, to_numpy(output)
+
+        members = [(i, step, model) for i, (step, model) in enumerate(zip(plan.steps, models, strict=True)) if model is not None]
+        for index, step in enumerate(plan.steps):
+            if models[index] is None:
+                response.steps.append(
+                    self._not_run(index, step, common_pb2.DECISION_SKIPPED, f"model {step.model.name} left routing after the plan was made")
+                )
+        outcomes = await asyncio.gather(*(run_member(i, step, model) for i, step, model in members))
+        answered = []
+        for (index, step, _), (span, reported, probabilities) in zip(members, outcomes, strict=True):
+            self._record(request, response, span, reported)
+            if probabilities is not None:
+                answered.append((step, reported, probabilities))
+        response.steps.sort(key=lambda s: s.index)
+        if not answered:
+            raise Unavailable("every ensemble member failed: " + "; ".join(s.reason for s in response.steps))
+        weights = [step.weight or 1.0 for step, _, _ in answered]
+        labels = [reported.answer.label for _, reported, _ in answered]
+        confidences = [reported.answer.confidence for _, reported, _ in answered]
+        aggregation = plan.aggregation or common_pb2.AGGREGATION_MEAN_PROBABILITY
+        if aggregation == common_pb2.AGGREGATION_MEAN_PROBABILITY:
+            combined = mean_probability([p for _, _, p in answered], weights)
+        elif aggregation == common_pb2.AGGREGATION_WEIGHTED_VOTE:
+            combined = weighted_vote(labels, confidences, weights)
+        else:
+            combined = plurality(labels)
+        with TRACER.start_as_current_span(
+            "inferscale.aggregation",
+            attributes={
+                telemetry.ATTR_STRATEGY: common_pb2.Strategy.Name(plan.strategy),
+                "inferscale.aggregation": common_pb2.Aggregation.Name(aggregation),
+                "inferscale.vote_entropy": combined.vote_entropy,
+                "inferscale.members_failed": len(members) - len(answered),
+                telemetry.ATTR_CONFIDENCE: combined.confidence,
+            },
+        ):
+            pass
+        response.answer.CopyFrom(common_pb2.Answer(label=combined.label, confidence=combined.confidence))
+        output_name = models[answered[0][1].index].output_name  # type: ignore[union-attr]
+        if combined.probabilities is not None:
+            response.outputs.append(from_numpy(output_name, combined.probabilities))
+        response.uncertainty.CopyFrom(
+            common_pb2.Uncertainty(
+                vote_entropy=combined.vote_entropy,
+                probability_spread=combined.probability_spread,
+                members_answered=len(answered),
+                members_failed=len(members) - len(answered),
+            )
+        )
         return response
 
     @grpc_errors

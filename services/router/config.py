@@ -33,6 +33,9 @@ class RouterConfig:
     monitor_address: str
     # INFERSCALE_CONFIDENCE_THRESHOLD: the confidence at which a cascade stops escalating.
     confidence_threshold: float
+    # INFERSCALE_ESCALATE_THRESHOLD: the confidence below which a cascade always escalates; between
+    # it and the accept threshold the orchestrator weighs complexity and expected gain per cost.
+    escalate_threshold: float
     # INFERSCALE_CACHE_TIMEOUT_SECONDS: the longest a cache call may delay a request; past it the
     # router goes on without the cache.
     cache_timeout_seconds: float
@@ -54,6 +57,7 @@ class RouterConfig:
             cache_address=_peer("INFERSCALE_CACHE_ADDRESS", DEFAULT_CACHE_PORT),
             monitor_address=_peer("INFERSCALE_MONITOR_ADDRESS", DEFAULT_MONITOR_PORT),
             confidence_threshold=env_float("INFERSCALE_CONFIDENCE_THRESHOLD", 0.90, low=0.0, high=1.0),
+            escalate_threshold=env_float("INFERSCALE_ESCALATE_THRESHOLD", 0.70, low=0.0, high=1.0),
             cache_timeout_seconds=env_float("INFERSCALE_CACHE_TIMEOUT_SECONDS", 0.25, low=0.001, high=60),
             request_timeout_seconds=env_float("INFERSCALE_REQUEST_TIMEOUT_SECONDS", 30.0, low=0.01, high=3600),
             catalog_ttl_seconds=env_float("INFERSCALE_CATALOG_TTL_SECONDS", 1.0, low=0.0, high=3600),

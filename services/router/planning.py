@@ -38,17 +38,41 @@ def validate_request(request: router_service_pb2.InferRequest) -> None:
     threshold = request.confidence_threshold
     if math.isnan(threshold) or not 0.0 <= threshold <= 1.0:
         raise InvalidArgument(f"confidence_threshold {threshold} is outside [0, 1] (0 means the default)")
+    low = request.escalate_threshold
+    if math.isnan(low) or not 0.0 <= low <= 1.0:
+        raise InvalidArgument(f"escalate_threshold {low} is outside [0, 1] (0 means the default)")
+    if low and threshold and low > threshold:
+        raise InvalidArgument(f"escalate_threshold {low} exceeds confidence_threshold {threshold}")
+    if not (request.cost_ceiling >= 0 and math.isfinite(request.cost_ceiling)):
+        raise InvalidArgument(f"cost_ceiling {request.cost_ceiling} must be a finite number >= 0 (0 means none)")
+    if request.aggregation not in common_pb2.Aggregation.values():
+        raise InvalidArgument(f"aggregation {request.aggregation} is not a known Aggregation value")
+    if request.aggregation and request.strategy != common_pb2.STRATEGY_ENSEMBLE:
+        raise InvalidArgument("aggregation may be set only with strategy STRATEGY_ENSEMBLE")
 
 
 def build_plan(
     request: router_service_pb2.InferRequest,
     models: Sequence[common_pb2.ModelInfo],
     default_threshold: float,
+    default_escalate_threshold: float | None = None,
 ) -> common_pb2.Plan:
-    """Builds the plan for a validated request from the task's routable models, cheapest tier first."""
+    """Builds the plan for a validated request from the task's routable models, cheapest tier first.
+
+    Thresholds: a request that sets neither gets the configured pair (accept, escalate); one
+    that sets only ``confidence_threshold`` gets a single-threshold cascade; an escalate
+    threshold never exceeds the accept threshold. A cost ceiling below the first step's cost is
+    refused; an ensemble keeps the cheapest members that fit under it.
+    """
     if not models:
         raise NotFound(f"task {request.task!r} has no routable model in the registry")
     threshold = request.confidence_threshold or default_threshold
+    if request.escalate_threshold:
+        escalate = request.escalate_threshold
+    elif request.confidence_threshold or default_escalate_threshold is None:
+        escalate = threshold
+    else:
+        escalate = min(default_escalate_threshold, threshold)
     if request.strategy == common_pb2.STRATEGY_SINGLE:
         chosen = [m for m in models if m.model.name == request.model_name]
         if not chosen:
@@ -57,16 +81,35 @@ def build_plan(
         strategy = common_pb2.STRATEGY_SINGLE
     else:
         chosen = sorted(models, key=lambda m: (m.tier, m.cost, m.model.name))
-        strategy = common_pb2.STRATEGY_CASCADE
+        strategy = request.strategy or common_pb2.STRATEGY_CASCADE
+    ceiling = request.cost_ceiling
+    if ceiling and chosen[0].cost > ceiling:
+        raise InvalidArgument(
+            f"cost_ceiling {ceiling} is below the cost {chosen[0].cost} of the plan's first model, {chosen[0].model.name}"
+        )
+    if ceiling and strategy == common_pb2.STRATEGY_ENSEMBLE:
+        affordable, spent = [], 0.0
+        for m in chosen:
+            if spent + m.cost <= ceiling:
+                affordable.append(m)
+                spent += m.cost
+        chosen = affordable
+    aggregation = request.aggregation
+    if strategy == common_pb2.STRATEGY_ENSEMBLE and not aggregation:
+        aggregation = common_pb2.AGGREGATION_MEAN_PROBABILITY
     return common_pb2.Plan(
         strategy=strategy,
         task=request.task,
+        cost_ceiling=ceiling,
+        aggregation=aggregation,
         steps=[
             common_pb2.PlanStep(
                 model=common_pb2.ModelRef(name=m.model.name, version=m.model.version),
                 tier=m.tier,
                 accept_threshold=threshold,
+                escalate_threshold=escalate,
                 cost=m.cost,
+                weight=1.0,
             )
             for m in chosen
         ],

@@ -55,6 +55,7 @@ async def create_server(config: RouterConfig) -> Router:
         events,
         ModelCatalog(orchestrator, config.catalog_ttl_seconds),
         default_threshold=config.confidence_threshold,
+        default_escalate_threshold=config.escalate_threshold,
         cache_timeout_seconds=config.cache_timeout_seconds,
         request_timeout_seconds=config.request_timeout_seconds,
     )

@@ -26,6 +26,8 @@ from services.router.planning import build_plan, produced_by_current_versions, r
 
 LOG = logging.getLogger(__name__)
 L4 = common_pb2.CACHE_LEVEL_L4_FINAL_RESULT
+RAN = frozenset({common_pb2.DECISION_ACCEPT, common_pb2.DECISION_ESCALATE, common_pb2.DECISION_CONTRIBUTED})
+PARTIAL = frozenset({common_pb2.DECISION_STOPPED, common_pb2.DECISION_FAILED})
 
 
 class ModelCatalog:
@@ -57,6 +59,7 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
         catalog: ModelCatalog,
         *,
         default_threshold: float,
+        default_escalate_threshold: float,
         cache_timeout_seconds: float,
         request_timeout_seconds: float,
     ) -> None:
@@ -65,6 +68,7 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
         self._events = events
         self._catalog = catalog
         self._default_threshold = default_threshold
+        self._default_escalate_threshold = default_escalate_threshold
         self._cache_timeout = cache_timeout_seconds
         self._request_timeout = request_timeout_seconds
 
@@ -111,7 +115,7 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
     ) -> None:
         validate_request(request)
         models = await self._catalog.routable(request.task)
-        plan = build_plan(request, models, self._default_threshold)
+        plan = build_plan(request, models, self._default_threshold, self._default_escalate_threshold)
         response.plan.CopyFrom(plan)
         span = trace.get_current_span()
         span.set_attributes(
@@ -140,7 +144,9 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
         self._fill(response, executed)
         response.total_cost = executed.total_cost
         response.computed_cost = executed.total_cost
-        if use_cache:
+        # A partial answer (a step stopped by the deadline, or a failed member) is not what the
+        # plan would give with room to run, so it is not kept for later requests.
+        if use_cache and not any(step.decision in PARTIAL for step in executed.steps):
             await self._store(key, executed)
 
     @staticmethod
@@ -148,6 +154,8 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
         response.outputs.extend(executed.outputs)
         response.answer.CopyFrom(executed.answer)
         response.steps.extend(executed.steps)
+        if executed.HasField("uncertainty"):
+            response.uncertainty.CopyFrom(executed.uncertainty)
 
     async def _lookup(
         self, key: str, request_id: str, models: list[common_pb2.ModelInfo]
@@ -181,7 +189,7 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
         assert self._cache is not None
         entry = cache_service_pb2.CacheEntry(
             value=executed.SerializeToString(),
-            produced_by=[step.model for step in executed.steps if step.decision != common_pb2.DECISION_SKIPPED],
+            produced_by=[step.model for step in executed.steps if step.decision in RAN],
             compute_cost=executed.total_cost,
         )
         try:

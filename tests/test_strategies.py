@@ -1,0 +1,193 @@
+"""Strategies on the real suite: ensemble aggregation and uncertainty, cost ceilings, deadlines, failing members.
+
+A private repository adds two models made for these tests: one that fails every request and one
+that takes 300 ms, so that failure and deadline behaviour is exercised on a real Triton.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import shutil
+from collections.abc import Iterator
+
+import grpc
+import numpy as np
+import pytest
+
+from inferscale.models.digits import load_model, load_split
+from inferscale.suite import Suite, SuitePorts
+from inferscale.tensors import from_numpy
+from inferscale.v1 import common_pb2, router_service_pb2, router_service_pb2_grpc
+from tests.conftest import MODEL_REPOSITORY, ensure_trained_models
+
+pytestmark = pytest.mark.integration
+IMAGES = load_split().x_holdout.astype(np.float32)
+
+CONFIG = """name: "{name}"
+backend: "python"
+max_batch_size: 0
+input [ {{ name: "IMAGE" data_type: TYPE_FP32 dims: [ -1, 64 ] }} ]
+output [ {{ name: "PROBS" data_type: TYPE_FP32 dims: [ -1, 10 ] }} ]
+instance_group [ {{ kind: KIND_CPU count: 1 }} ]
+parameters: {{ key: "inferscale.task" value: {{ string_value: "digits" }} }}
+parameters: {{ key: "inferscale.tier" value: {{ string_value: "{tier}" }} }}
+parameters: {{ key: "inferscale.cost" value: {{ string_value: "1" }} }}
+parameters: {{ key: "inferscale.answer_kind" value: {{ string_value: "class_probabilities" }} }}
+parameters: {{ key: "inferscale.confidence" value: {{ string_value: "max_probability" }} }}
+parameters: {{ key: "inferscale.output" value: {{ string_value: "PROBS" }} }}
+"""
+FAULTY = """import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        return [pb_utils.InferenceResponse(error=pb_utils.TritonError("out of order", pb_utils.TritonError.INTERNAL))
+                for _ in requests]
+"""
+SLOW = """import time
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        time.sleep(0.3)
+        responses = []
+        for request in requests:
+            rows = pb_utils.get_input_tensor_by_name(request, "IMAGE").as_numpy().shape[0]
+            probs = np.full((rows, 10), 0.5 / 9, np.float32)
+            probs[:, 0] = 0.5
+            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("PROBS", probs)]))
+        return responses
+"""
+
+
+def add_model(repository: pathlib.Path, name: str, tier: int, source: str) -> None:
+    (repository / name / "1").mkdir(parents=True)
+    (repository / name / "config.pbtxt").write_text(CONFIG.format(name=name, tier=tier))
+    (repository / name / "1" / "model.py").write_text(source)
+
+
+@pytest.fixture(scope="module")
+def troubled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[router_service_pb2_grpc.RouterServiceStub]:
+    """A router over the sample models plus digits_faulty (tier 2) and digits_slow (tier 4)."""
+    ensure_trained_models()
+    repository = tmp_path_factory.mktemp("troubled") / "model_repository"
+    shutil.copytree(MODEL_REPOSITORY, repository, ignore=shutil.ignore_patterns("__pycache__"))
+    add_model(repository, "digits_faulty", 2, FAULTY)
+    add_model(repository, "digits_slow", 4, SLOW)
+    suite = Suite(
+        model_repository=repository,
+        ports=SuitePorts.free(),
+        log_dir=tmp_path_factory.mktemp("troubled-logs"),
+        env={"OTEL_TRACES_EXPORTER": "none", "INFERSCALE_SHUTDOWN_GRACE_SECONDS": "1"},
+    )
+    with suite, grpc.insecure_channel(suite.address("router")) as channel:
+        yield router_service_pb2_grpc.RouterServiceStub(channel)
+
+
+def infer(router, index: int, timeout: float = 30, **fields: object) -> router_service_pb2.InferResponse:
+    request = router_service_pb2.InferRequest(task="digits", inputs=[from_numpy("IMAGE", IMAGES[index][None, :])], **fields)
+    return router.Infer(request, timeout=timeout)
+
+
+def decisions(response: router_service_pb2.InferResponse) -> list[tuple[str, int]]:
+    return [(s.model.name, s.decision) for s in response.steps]
+
+
+def test_an_ensemble_averages_its_members_and_reports_their_disagreement(router) -> None:
+    names = ["digits_linear", "digits_mlp", "digits_ensemble"]
+    local = {n: load_model(n, MODEL_REPOSITORY / n / "1").predict_proba(IMAGES) for n in names}
+    disagreeing = next(i for i in range(len(IMAGES)) if len({int(local[n][i].argmax()) for n in names}) > 1)
+    response = infer(router, disagreeing, strategy=common_pb2.STRATEGY_ENSEMBLE, skip_cache=True)
+    assert response.plan.aggregation == common_pb2.AGGREGATION_MEAN_PROBABILITY
+    assert sorted(decisions(response)) == sorted((n, common_pb2.DECISION_CONTRIBUTED) for n in names)
+    mean = np.mean([local[n][disagreeing] for n in names], axis=0)
+    assert response.answer.label == str(int(mean.argmax()))
+    assert response.answer.confidence == pytest.approx(float(mean.max()), abs=1e-5)
+    np.testing.assert_allclose(np.frombuffer(response.outputs[0].raw_contents, np.float32), mean, atol=1e-6)
+    assert response.uncertainty.vote_entropy > 0
+    assert (response.uncertainty.members_answered, response.uncertainty.members_failed) == (3, 0)
+    assert response.total_cost == pytest.approx(sum(s.cost for s in response.plan.steps))
+
+
+def test_an_ensemble_by_plurality_and_by_weighted_vote(router) -> None:
+    for aggregation in (common_pb2.AGGREGATION_PLURALITY, common_pb2.AGGREGATION_WEIGHTED_VOTE):
+        response = infer(router, 0, strategy=common_pb2.STRATEGY_ENSEMBLE, aggregation=aggregation, skip_cache=True)
+        labels = [s.answer.label for s in response.steps]
+        assert response.answer.label == max(set(labels), key=labels.count)
+        assert response.answer.confidence == pytest.approx(labels.count(response.answer.label) / 3)
+
+
+def test_a_cost_ceiling_stops_the_cascade_and_returns_the_best_answer_so_far(router) -> None:
+    response = infer(router, 1, confidence_threshold=1.0, cost_ceiling=3.0, skip_cache=True)
+    names = [s.model.name for s in response.steps]
+    assert names == ["digits_linear", "digits_mlp", "digits_ensemble"]
+    stopped = response.steps[-1]
+    assert stopped.decision == common_pb2.DECISION_STOPPED
+    assert stopped.reason.startswith("cost 2.10 + 22.00 would exceed the ceiling 3.00")
+    assert response.total_cost == pytest.approx(2.1)
+    best = max(response.steps[:2], key=lambda s: s.answer.confidence)
+    assert response.answer == best.answer
+    assert best.decision == common_pb2.DECISION_ACCEPT and "best answer so far" in best.reason
+
+
+def test_an_ensemble_under_a_cost_ceiling_keeps_the_cheapest_members_that_fit(router) -> None:
+    response = infer(router, 1, strategy=common_pb2.STRATEGY_ENSEMBLE, cost_ceiling=3.0, skip_cache=True)
+    assert [s.model.name for s in response.plan.steps] == ["digits_linear", "digits_mlp"]
+    assert response.total_cost <= 3.0
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"cost_ceiling": 0.5}, "cost_ceiling 0.5 is below the cost 1.0"),
+        ({"aggregation": common_pb2.AGGREGATION_PLURALITY}, "aggregation may be set only with strategy STRATEGY_ENSEMBLE"),
+        ({"confidence_threshold": 0.8, "escalate_threshold": 0.9}, "escalate_threshold 0.9 exceeds confidence_threshold 0.8"),
+        ({"cost_ceiling": float("inf")}, "cost_ceiling inf must be a finite number"),
+    ],
+)
+def test_bad_strategy_settings_are_refused_naming_the_field(router, fields: dict, named: str) -> None:
+    with pytest.raises(grpc.RpcError) as raised:
+        infer(router, 0, **fields)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert named in raised.value.details()
+
+
+def test_a_failing_tier_is_reported_and_the_cascade_goes_on(troubled) -> None:
+    response = infer(troubled, 2, confidence_threshold=1.0, skip_cache=True)
+    assert [s.model.name for s in response.steps] == [
+        "digits_linear", "digits_faulty", "digits_mlp", "digits_ensemble", "digits_slow",
+    ]
+    failed = response.steps[1]
+    assert failed.decision == common_pb2.DECISION_FAILED and "out of order" in failed.reason
+    assert response.steps[-1].decision == common_pb2.DECISION_ACCEPT
+
+
+def test_an_ensemble_member_that_fails_leaves_a_partial_but_correct_result(troubled) -> None:
+    response = infer(troubled, 3, strategy=common_pb2.STRATEGY_ENSEMBLE)
+    by_name = {s.model.name: s for s in response.steps}
+    assert by_name["digits_faulty"].decision == common_pb2.DECISION_FAILED
+    assert (response.uncertainty.members_answered, response.uncertainty.members_failed) == (4, 1)
+    answered = [s for s in response.steps if s.decision == common_pb2.DECISION_CONTRIBUTED]
+    assert len(answered) == 4
+    assert response.total_cost == pytest.approx(sum(s.cost for s in answered))
+    # A partial result is not cached: the same request runs again.
+    assert infer(troubled, 3, strategy=common_pb2.STRATEGY_ENSEMBLE).cache_level == common_pb2.CACHE_LEVEL_UNSPECIFIED
+
+
+def test_a_step_slower_than_the_deadline_left_is_not_started_and_the_best_answer_returns(troubled) -> None:
+    # digits_slow's recent p95 (300 ms) is learned from calls that had time.
+    for index in range(3):
+        infer(troubled, index, strategy=common_pb2.STRATEGY_SINGLE, model_name="digits_slow", skip_cache=True)
+    response = infer(troubled, 4, timeout=0.2, confidence_threshold=1.0)
+    last = response.steps[-1]
+    assert (last.model.name, last.decision) == ("digits_slow", common_pb2.DECISION_STOPPED)
+    assert "recent p95 latency" in last.reason and "left of the deadline" in last.reason
+    ran = [s for s in response.steps if s.decision in (common_pb2.DECISION_ACCEPT, common_pb2.DECISION_ESCALATE)]
+    assert response.answer == max(ran, key=lambda s: s.answer.confidence).answer
+    # With room to run, the same request is answered by the whole cascade: the cut answer was not cached.
+    full = infer(troubled, 4, confidence_threshold=1.0)
+    assert full.cache_level == common_pb2.CACHE_LEVEL_UNSPECIFIED
+    assert full.steps[-1].model.name == "digits_slow" and full.steps[-1].decision == common_pb2.DECISION_ACCEPT
