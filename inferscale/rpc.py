@@ -51,6 +51,9 @@ async def start_server(
         options=[
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            # gRPC shares a port between servers by default; a second suite on busy ports must
+            # fail to bind, not quietly split the traffic with the first.
+            ("grpc.so_reuseport", 0),
         ]
     )
     add_servicers(server)

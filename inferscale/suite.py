@@ -143,6 +143,12 @@ class Suite:
             if process.poll() is not None:
                 raise RuntimeError(f"{service} exited with {process.returncode}:\n{self.log_tail(service)}") from None
             raise
+        if process.poll() is not None:
+            # Something else answered on the port: this process failed to bind and exited.
+            raise RuntimeError(
+                f"{service} exited with {process.returncode} while {self.address(service)} answered for another "
+                f"server; is the port taken?\n{self.log_tail(service)}"
+            )
 
     def log_tail(self, service: str, lines: int = 40) -> str:
         """Returns the end of a service's log."""

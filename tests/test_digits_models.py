@@ -197,8 +197,10 @@ class _FakePbUtils(types.ModuleType):
                 return self.array
 
         class TritonError:
-            def __init__(self, message: str) -> None:
-                self.message = message
+            INTERNAL, INVALID_ARG = 1, 3
+
+            def __init__(self, message: str, code: int = 1) -> None:
+                self.message, self.code = message, code
 
         class InferenceResponse:
             def __init__(
@@ -227,6 +229,8 @@ def test_the_adapter_answers_good_requests_and_reports_bad_ones(
 ) -> None:
     pb_utils = _FakePbUtils()
     monkeypatch.setitem(sys.modules, "triton_python_backend_utils", pb_utils)
+    # The shared adapter binds pb_utils at import: import it afresh against this test's fake.
+    monkeypatch.delitem(sys.modules, "inferscale.models.triton_adapter", raising=False)
     spec = importlib.util.spec_from_file_location(
         f"adapter_{name}", MODEL_REPOSITORY / name / "1" / "model.py"
     )
@@ -252,3 +256,5 @@ def test_the_adapter_answers_good_requests_and_reports_bad_ones(
     np.testing.assert_array_equal(probs.as_numpy(), models[name].predict_proba(images))
     assert wrong_width.error is not None and "[3, 32]" in wrong_width.error.message
     assert missing.error is not None and "IMAGE" in missing.error.message
+    # The request is at fault, so the caller is told INVALID_ARG, not an internal failure.
+    assert wrong_width.error.code == missing.error.code == pb_utils.TritonError.INVALID_ARG
