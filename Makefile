@@ -54,6 +54,7 @@ test: setup contracts $(NODE_CLIENT)
 bench: setup
 	$(PY) benchmarks/model_costs.py
 	$(PY) benchmarks/router_overhead.py
+	$(PY) benchmarks/strategies.py
 
 clean:
 	rm -rf $(VENV) inferscale/v1 model_repository/*/1/weights.npz results .pytest_cache tools/buf/node_modules clients/node/node_modules
