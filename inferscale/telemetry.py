@@ -36,6 +36,9 @@ ATTR_CACHE_LEVEL = "inferscale.cache_level"
 ATTR_CACHE_HIT = "inferscale.cache_hit"
 ATTR_STEP_INDEX = "inferscale.step_index"
 ATTR_REQUEST_ID = "inferscale.request_id"
+ATTR_AGGREGATION = "inferscale.aggregation"
+ATTR_VOTE_ENTROPY = "inferscale.vote_entropy"
+ATTR_MEMBERS_FAILED = "inferscale.members_failed"
 
 # Health probes and the background event batches are not part of any request's story.
 _UNTRACED = filters.negate(

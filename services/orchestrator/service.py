@@ -362,9 +362,9 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
             "inferscale.aggregation",
             attributes={
                 telemetry.ATTR_STRATEGY: common_pb2.Strategy.Name(plan.strategy),
-                "inferscale.aggregation": common_pb2.Aggregation.Name(aggregation),
-                "inferscale.vote_entropy": combined.vote_entropy,
-                "inferscale.members_failed": len(members) - len(answered),
+                telemetry.ATTR_AGGREGATION: common_pb2.Aggregation.Name(aggregation),
+                telemetry.ATTR_VOTE_ENTROPY: combined.vote_entropy,
+                telemetry.ATTR_MEMBERS_FAILED: len(members) - len(answered),
                 telemetry.ATTR_CONFIDENCE: combined.confidence,
             },
         ):
