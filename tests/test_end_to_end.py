@@ -349,3 +349,24 @@ def test_a_plan_step_whose_model_left_routing_is_skipped_and_reported(orchestrat
         )
     assert raised.value.code() == grpc.StatusCode.NOT_FOUND
     assert "'retired_model' is not in the registry" in raised.value.details()
+
+
+def test_an_ensemble_traces_each_member_and_the_aggregation(router, otlp_receiver: OtlpReceiver) -> None:
+    response = infer(router, holdout()[0][8] + 0.0625, strategy=common_pb2.STRATEGY_ENSEMBLE)
+
+    def complete(spans: list) -> bool:
+        return (
+            sum(s.name == "inferscale.escalation_step" for s in spans) == len(response.steps)
+            and any(s.name == "inferscale.aggregation" for s in spans)
+        )
+
+    spans = otlp_receiver.wait_for(response.trace_id, complete)
+    assert complete(spans), sorted({(s.service, s.name) for s in spans})
+    members = [s for s in spans if s.name == "inferscale.escalation_step"]
+    assert {s.attributes["inferscale.decision"] for s in members} == {"DECISION_CONTRIBUTED"}
+    assert {s.attributes["inferscale.strategy"] for s in members} == {"STRATEGY_ENSEMBLE"}
+    assert all("inferscale.confidence" in s.attributes for s in members)
+    (aggregation,) = [s for s in spans if s.name == "inferscale.aggregation"]
+    assert aggregation.attributes["inferscale.aggregation"] == "AGGREGATION_MEAN_PROBABILITY"
+    assert aggregation.attributes["inferscale.vote_entropy"] == pytest.approx(response.uncertainty.vote_entropy)
+    assert aggregation.attributes["inferscale.members_failed"] == 0

@@ -176,14 +176,9 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
             },
         )
 
-    def _record(
-        self,
-        request: orchestrator_service_pb2.ExecuteRequest,
-        response: orchestrator_service_pb2.ExecuteResponse,
-        span: trace.Span,
-        step: common_pb2.EscalationStep,
-    ) -> None:
-        """Adds a step that ran to the response, its span and the monitor's events."""
+    @staticmethod
+    def _annotate(span: trace.Span, step: common_pb2.EscalationStep) -> None:
+        """Writes what a step concluded onto its span, before the span ends."""
         span.set_attributes(
             {
                 telemetry.ATTR_MODEL_VERSION: step.model.version,
@@ -193,6 +188,14 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
                 telemetry.ATTR_COST: step.cost,
             }
         )
+
+    def _record(
+        self,
+        request: orchestrator_service_pb2.ExecuteRequest,
+        response: orchestrator_service_pb2.ExecuteResponse,
+        step: common_pb2.EscalationStep,
+    ) -> None:
+        """Adds a step that ran to the response and to the monitor's events."""
         response.steps.append(step)
         response.total_cost += step.cost
         self._events.emit(
@@ -258,7 +261,8 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
                         raise
                     # A tier that fails leaves the others: the next tier, or the best answer so far.
                     failed = self._not_run(index, step, common_pb2.DECISION_FAILED, f"model {model.name} failed: {error}")
-                    self._record(request, response, span, failed)
+                    self._annotate(span, failed)
+                    self._record(request, response, failed)
                     continue
                 decision = decide(
                     answer.confidence,
@@ -280,7 +284,8 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
                     latency_ms=latency_ms,
                     cost=model.cost,
                 )
-                self._record(request, response, span, reported)
+                self._annotate(span, reported)
+                self._record(request, response, reported)
             if best is None or decision.accept or answer.confidence > best[0].answer.confidence:
                 best = (reported, list(result.outputs))
             if decision.accept:
@@ -318,7 +323,9 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
                 except (ModelFailed, Unavailable, InvalidArgument) as error:
                     if isinstance(error, InvalidArgument):
                         raise  # the input is at fault, not the member: every member would refuse it
-                    return span, self._not_run(index, step, common_pb2.DECISION_FAILED, f"member failed: {error}"), None
+                    failed = self._not_run(index, step, common_pb2.DECISION_FAILED, f"member failed: {error}")
+                    self._annotate(span, failed)
+                    return failed, None
                 reported = common_pb2.EscalationStep(
                     index=index,
                     model=common_pb2.ModelRef(name=model.name, version=result.model_version),
@@ -330,8 +337,9 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
                     latency_ms=latency_ms,
                     cost=model.cost,
                 )
+                self._annotate(span, reported)
                 output = next(t for t in result.outputs if t.name == model.output_name)
-                return span, reported, to_numpy(output)
+                return reported, to_numpy(output)
 
         members = [(i, step, model) for i, (step, model) in enumerate(zip(plan.steps, models, strict=True)) if model is not None]
         for index, step in enumerate(plan.steps):
@@ -341,8 +349,8 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
                 )
         outcomes = await asyncio.gather(*(run_member(i, step, model) for i, step, model in members))
         answered = []
-        for (index, step, _), (span, reported, probabilities) in zip(members, outcomes, strict=True):
-            self._record(request, response, span, reported)
+        for (index, step, _), (reported, probabilities) in zip(members, outcomes, strict=True):
+            self._record(request, response, reported)
             if probabilities is not None:
                 answered.append((step, reported, probabilities))
         response.steps.sort(key=lambda s: s.index)
