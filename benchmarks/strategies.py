@@ -30,6 +30,9 @@ from inferscale.v1 import common_pb2, router_service_pb2, router_service_pb2_grp
 RESULTS = REPO_ROOT / "results"
 MODELS = ("digits_linear", "digits_mlp", "digits_ensemble")
 CASCADE_THRESHOLDS = ((0.80, 0.60), (0.90, 0.70), (0.95, 0.80), (0.98, 0.90), (0.99, 0.95))
+# Per-tier accept thresholds (tier 1, tier 2), one threshold each: a small grid fixed by hand,
+# not searched on this holdout; learning them from feedback is the monitor's job.
+PER_TIER_THRESHOLDS = ((0.95, 0.80), (0.99, 0.90), (0.99, 0.95))
 
 
 @dataclass
@@ -48,6 +51,17 @@ def configurations() -> list[Config]:
     rows += [
         Config(f"cascade {high:.2f}/{low:.2f}", "cascade", {"confidence_threshold": high, "escalate_threshold": low})
         for high, low in CASCADE_THRESHOLDS
+    ]
+    rows += [
+        Config(
+            f"cascade per tier {first:.2f}, {second:.2f}",
+            "cascade",
+            {"tier_thresholds": [
+                common_pb2.TierThresholds(tier=1, accept_threshold=first),
+                common_pb2.TierThresholds(tier=2, accept_threshold=second),
+            ]},
+        )
+        for first, second in PER_TIER_THRESHOLDS
     ]
     rows.append(Config("ensemble (mean probability)", "ensemble", {"strategy": common_pb2.STRATEGY_ENSEMBLE}))
     return rows

@@ -103,3 +103,28 @@ def test_a_cached_value_counts_only_while_its_model_versions_are_current() -> No
     assert not produced_by_current_versions(made_by, replaced)
     removed = [model("cheap", 1, 1.0)]
     assert not produced_by_current_versions(made_by, removed)
+
+
+def test_tier_thresholds_override_the_request_thresholds_for_their_tier_only() -> None:
+    plan = build_plan(
+        request(tier_thresholds=[common_pb2.TierThresholds(tier=1, accept_threshold=0.95)]), MODELS, 0.9, 0.7
+    )
+    assert [(s.tier, s.accept_threshold, s.escalate_threshold) for s in plan.steps] == [
+        (1, 0.95, 0.95),
+        (2, 0.9, 0.7),
+        (3, 0.9, 0.7),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("tiers", "named"),
+    [
+        ([common_pb2.TierThresholds(tier=0, accept_threshold=0.9)], r"tier_thresholds\[0\]\.tier 0"),
+        ([common_pb2.TierThresholds(tier=1, accept_threshold=0.9)] * 2, r"tier_thresholds\[1\]\.tier 1 .* once"),
+        ([common_pb2.TierThresholds(tier=1, accept_threshold=0)], r"accept_threshold 0\.0 is outside"),
+        ([common_pb2.TierThresholds(tier=1, accept_threshold=0.8, escalate_threshold=0.9)], "escalate_threshold 0.9"),
+    ],
+)
+def test_malformed_tier_thresholds_are_refused_naming_the_entry(tiers: list, named: str) -> None:
+    with pytest.raises(InvalidArgument, match=named):
+        validate_request(request(tier_thresholds=tiers))

@@ -120,6 +120,16 @@ def test_an_ensemble_by_plurality_and_by_weighted_vote(router) -> None:
         assert response.answer.confidence == pytest.approx(labels.count(response.answer.label) / 3)
 
 
+def test_tier_thresholds_hold_the_cheap_tier_to_a_higher_bar(router) -> None:
+    local = load_model("digits_linear", MODEL_REPOSITORY / "digits_linear" / "1").predict_proba(IMAGES)
+    index = next(i for i in range(len(IMAGES)) if 0.91 <= local[i].max() < 0.95)
+    by_default = infer(router, index, skip_cache=True)
+    assert decisions(by_default)[0] == ("digits_linear", common_pb2.DECISION_ACCEPT)
+    strict = infer(router, index, skip_cache=True, tier_thresholds=[common_pb2.TierThresholds(tier=1, accept_threshold=0.95)])
+    assert decisions(strict)[0] == ("digits_linear", common_pb2.DECISION_ESCALATE)
+    assert strict.steps[0].threshold == 0.95 and strict.plan.steps[1].accept_threshold == 0.9
+
+
 def test_a_cost_ceiling_stops_the_cascade_and_returns_the_best_answer_so_far(router) -> None:
     response = infer(router, 1, confidence_threshold=1.0, cost_ceiling=3.0, skip_cache=True)
     names = [s.model.name for s in response.steps]

@@ -49,6 +49,16 @@ def validate_request(request: router_service_pb2.InferRequest) -> None:
         raise InvalidArgument(f"aggregation {request.aggregation} is not a known Aggregation value")
     if request.aggregation and request.strategy != common_pb2.STRATEGY_ENSEMBLE:
         raise InvalidArgument("aggregation may be set only with strategy STRATEGY_ENSEMBLE")
+    seen_tiers: set[int] = set()
+    for index, tier in enumerate(request.tier_thresholds):
+        field = f"tier_thresholds[{index}]"
+        if tier.tier < 1 or tier.tier in seen_tiers:
+            raise InvalidArgument(f"{field}.tier {tier.tier} must be at least 1 and appear once")
+        seen_tiers.add(tier.tier)
+        if math.isnan(tier.accept_threshold) or not 0.0 < tier.accept_threshold <= 1.0:
+            raise InvalidArgument(f"{field}.accept_threshold {tier.accept_threshold} is outside (0, 1]")
+        if math.isnan(tier.escalate_threshold) or not 0.0 <= tier.escalate_threshold <= tier.accept_threshold:
+            raise InvalidArgument(f"{field}.escalate_threshold {tier.escalate_threshold} is outside [0, accept_threshold]")
 
 
 def build_plan(
@@ -94,6 +104,7 @@ def build_plan(
                 affordable.append(m)
                 spent += m.cost
         chosen = affordable
+    by_tier = {t.tier: (t.accept_threshold, t.escalate_threshold or t.accept_threshold) for t in request.tier_thresholds}
     aggregation = request.aggregation
     if strategy == common_pb2.STRATEGY_ENSEMBLE and not aggregation:
         aggregation = common_pb2.AGGREGATION_MEAN_PROBABILITY
@@ -106,8 +117,8 @@ def build_plan(
             common_pb2.PlanStep(
                 model=common_pb2.ModelRef(name=m.model.name, version=m.model.version),
                 tier=m.tier,
-                accept_threshold=threshold,
-                escalate_threshold=escalate,
+                accept_threshold=by_tier.get(m.tier, (threshold, escalate))[0],
+                escalate_threshold=by_tier.get(m.tier, (threshold, escalate))[1],
                 cost=m.cost,
                 weight=1.0,
             )
