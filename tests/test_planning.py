@@ -128,3 +128,12 @@ def test_tier_thresholds_override_the_request_thresholds_for_their_tier_only() -
 def test_malformed_tier_thresholds_are_refused_naming_the_entry(tiers: list, named: str) -> None:
     with pytest.raises(InvalidArgument, match=named):
         validate_request(request(tier_thresholds=tiers))
+
+
+def test_a_refinement_plan_drafts_with_the_cheapest_model_then_runs_the_refiners() -> None:
+    refiner = model("mid", 2, 4.0)
+    refiner.refinement_input = "PRIOR"
+    plan = build_plan(request(strategy=common_pb2.STRATEGY_REFINEMENT), [MODELS[0], MODELS[1], refiner], 0.9)
+    assert [s.model.name for s in plan.steps] == ["cheap", "mid"]
+    with pytest.raises(NotFound, match="inferscale.refinement_input"):
+        build_plan(request(strategy=common_pb2.STRATEGY_REFINEMENT), MODELS, 0.9)

@@ -52,3 +52,8 @@ def test_for_task_orders_routable_models_by_tier() -> None:
     )
     assert [m.name for m in snapshot.for_task("digits")] == ["cheap", "heavy"]
     assert snapshot.get("broken") is not None
+
+
+def test_a_refinement_input_is_read_when_declared() -> None:
+    assert parse_model("mid", 1, True, {**GOOD, "inferscale.refinement_input": "PRIOR"}).refinement_input == "PRIOR"
+    assert parse_model("mid", 1, True, GOOD).refinement_input == ""

@@ -120,6 +120,24 @@ def test_an_ensemble_by_plurality_and_by_weighted_vote(router) -> None:
         assert response.answer.confidence == pytest.approx(labels.count(response.answer.label) / 3)
 
 
+def test_refinement_passes_the_draft_answer_to_the_refining_model(router) -> None:
+    from inferscale.models.digits import refine
+
+    linear = load_model("digits_linear", MODEL_REPOSITORY / "digits_linear" / "1").predict_proba(IMAGES)
+    mlp = load_model("digits_mlp", MODEL_REPOSITORY / "digits_mlp" / "1").predict_proba(IMAGES)
+    index = next(i for i in range(len(IMAGES)) if linear[i].max() < 0.9)
+    refined = refine(mlp[index : index + 1], linear[index : index + 1])[0]
+    response = infer(router, index, strategy=common_pb2.STRATEGY_REFINEMENT, confidence_threshold=1.0, skip_cache=True)
+    assert [s.model.name for s in response.plan.steps] == ["digits_linear", "digits_mlp"]
+    draft, second = response.steps
+    assert draft.answer.confidence == pytest.approx(float(linear[index].max()), abs=1e-5)
+    # The refiner's answer is its own probabilities combined with the draft, not its own alone.
+    assert second.answer.confidence == pytest.approx(float(refined.max()), abs=1e-5)
+    assert second.answer.confidence != pytest.approx(float(mlp[index].max()), abs=1e-5)
+    assert response.answer.label == str(int(refined.argmax()))
+    np.testing.assert_allclose(np.frombuffer(response.outputs[0].raw_contents, np.float32), refined, atol=1e-6)
+
+
 def test_tier_thresholds_hold_the_cheap_tier_to_a_higher_bar(router) -> None:
     local = load_model("digits_linear", MODEL_REPOSITORY / "digits_linear" / "1").predict_proba(IMAGES)
     index = next(i for i in range(len(IMAGES)) if 0.91 <= local[i].max() < 0.95)

@@ -645,3 +645,30 @@ def load_model(name: str, version_dir: str | os.PathLike[str]) -> DigitsModel:
             f"model {name!r}: {path} holds architecture {stored!r}, not one of {', '.join(by_architecture)}"
         )
     return by_architecture[stored].from_npz(path)
+
+
+# How much a refining model trusts the earlier model's answer it receives: the earlier models
+# are the weaker ones, so their evidence is tempered rather than taken at full weight.
+PRIOR_WEIGHT = 0.5
+
+
+def refine(own: np.ndarray, prior: np.ndarray, prior_weight: float = PRIOR_WEIGHT) -> np.ndarray:
+    """Combines a model's probabilities with an earlier model's answer as tempered evidence.
+
+    Returns ``own * prior ** prior_weight``, renormalised per row (a product of experts in which
+    the earlier model's vote counts less). Both arrays are [N, 10] probabilities.
+
+    Raises
+    ------
+    ValueError
+        If the shapes differ or ``prior`` is not a valid probability array.
+    """
+    own = np.asarray(own, dtype=np.float64)
+    prior = np.asarray(prior, dtype=np.float64)
+    if own.shape != prior.shape:
+        raise ValueError(f"the earlier answer has shape {list(prior.shape)}, not {list(own.shape)}")
+    if not np.isfinite(prior).all() or (prior < 0).any():
+        raise ValueError("the earlier answer must hold finite, non-negative probabilities")
+    # A floor keeps one overconfident zero in the prior from vetoing a class outright.
+    combined = own * np.power(np.maximum(prior, 1e-6), prior_weight)
+    return (combined / combined.sum(axis=1, keepdims=True)).astype(np.float32)

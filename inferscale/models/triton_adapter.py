@@ -10,10 +10,12 @@ import os
 
 import triton_python_backend_utils as pb_utils
 
-from inferscale.models.digits import load_model, validate_images
+from inferscale.models.digits import load_model, refine, validate_images
 
 INPUT = "IMAGE"
 OUTPUT = "PROBS"
+# Optional: an earlier model's PROBS for the same images, which a refining model takes into account.
+PRIOR = "PRIOR"
 
 
 class TritonPythonModel:
@@ -43,7 +45,9 @@ class TritonPythonModel:
         Parameters
         ----------
         requests : list of pb_utils.InferenceRequest
-            Each with an ``IMAGE`` tensor, FP32, shape [N, 64], pixel values 0..16.
+            Each with an ``IMAGE`` tensor, FP32, shape [N, 64], pixel values 0..16, and, where
+            the model's config declares it, an optional ``PRIOR`` tensor, FP32 [N, 10]: an
+            earlier model's answer to refine.
 
         Returns
         -------
@@ -67,6 +71,13 @@ class TritonPythonModel:
             except Exception as exc:  # noqa: BLE001 - an answer per request beats a failed batch
                 responses.append(_error(f"inference failed: {type(exc).__name__}: {exc}", pb_utils.TritonError.INTERNAL))
                 continue
+            prior = pb_utils.get_input_tensor_by_name(request, PRIOR)
+            if prior is not None:
+                try:
+                    probs = refine(probs, prior.as_numpy())
+                except ValueError as exc:
+                    responses.append(_error(f"{PRIOR}: {exc}", pb_utils.TritonError.INVALID_ARG))
+                    continue
             responses.append(
                 pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(OUTPUT, probs)])
             )

@@ -16,6 +16,8 @@ PARAM_COST = "inferscale.cost"
 PARAM_ANSWER_KIND = "inferscale.answer_kind"
 PARAM_CONFIDENCE = "inferscale.confidence"
 PARAM_OUTPUT = "inferscale.output"
+# Optional: the input through which the model receives an earlier model's answer to refine.
+PARAM_REFINEMENT_INPUT = "inferscale.refinement_input"
 REQUIRED_PARAMETERS = (PARAM_TASK, PARAM_TIER, PARAM_COST, PARAM_ANSWER_KIND, PARAM_CONFIDENCE, PARAM_OUTPUT)
 
 ANSWER_KINDS = frozenset({"class_probabilities"})
@@ -35,6 +37,7 @@ class RegisteredModel:
     answer_kind: str = ""
     confidence_method: str = ""
     output_name: str = ""
+    refinement_input: str = ""
     problem: str = ""
 
     @property
@@ -80,6 +83,7 @@ def parse_model(name: str, version: int, ready: bool, parameters: Mapping[str, s
         answer_kind=parameters[PARAM_ANSWER_KIND],
         confidence_method=parameters[PARAM_CONFIDENCE],
         output_name=parameters[PARAM_OUTPUT],
+        refinement_input=parameters.get(PARAM_REFINEMENT_INPUT, "").strip(),
         problem=problem,
     )
 

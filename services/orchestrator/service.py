@@ -48,6 +48,7 @@ def _model_info(model: RegisteredModel) -> common_pb2.ModelInfo:
         answer_kind=model.answer_kind,
         confidence_method=model.confidence_method,
         output_name=model.output_name,
+        refinement_input=model.refinement_input,
         ready=model.ready,
         problem=model.problem,
     )
@@ -92,7 +93,12 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
             raise InvalidArgument("plan.steps must hold at least one step")
         if plan.strategy == common_pb2.STRATEGY_SINGLE and len(plan.steps) != 1:
             raise InvalidArgument(f"plan.steps of a STRATEGY_SINGLE plan must hold one step, not {len(plan.steps)}")
-        if plan.strategy not in (common_pb2.STRATEGY_CASCADE, common_pb2.STRATEGY_SINGLE, common_pb2.STRATEGY_ENSEMBLE):
+        if plan.strategy not in (
+            common_pb2.STRATEGY_CASCADE,
+            common_pb2.STRATEGY_SINGLE,
+            common_pb2.STRATEGY_ENSEMBLE,
+            common_pb2.STRATEGY_REFINEMENT,
+        ):
             raise InvalidArgument(f"plan.strategy {plan.strategy} is not a strategy the orchestrator runs")
         if plan.aggregation not in common_pb2.Aggregation.values():
             raise InvalidArgument(f"plan.aggregation {plan.aggregation} is not a known Aggregation value")
@@ -140,14 +146,29 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
         return await self._run_cascade(request, models, context)
 
     async def _call_model(
-        self, model: RegisteredModel, request: orchestrator_service_pb2.ExecuteRequest, timeout_seconds: float
+        self,
+        model: RegisteredModel,
+        request: orchestrator_service_pb2.ExecuteRequest,
+        timeout_seconds: float,
+        prior: common_pb2.InferTensor | None = None,
     ) -> tuple[InferResult, ReadAnswer, float]:
-        """Runs one model; returns Triton's result, the answer read from it and the latency in ms."""
+        """Runs one model; returns Triton's result, the answer read from it and the latency in ms.
+
+        ``prior``, an earlier step's output, goes to a refining model through its refinement
+        input, bytes unchanged.
+        """
+        inputs = list(request.inputs)
+        if prior is not None and model.refinement_input:
+            inputs.append(
+                common_pb2.InferTensor(
+                    name=model.refinement_input, datatype=prior.datatype, shape=prior.shape, raw_contents=prior.raw_contents
+                )
+            )
         started = time.perf_counter()
         # Triton's latest ready version answers: a plan built from a registry a moment old must
         # not fail on a version that has just been replaced. The step reports the version that
         # really ran, and the cache keys on it.
-        result = await self._triton.infer(model.name, 0, request.inputs, timeout_seconds=timeout_seconds)
+        result = await self._triton.infer(model.name, 0, inputs, timeout_seconds=timeout_seconds)
         latency_ms = (time.perf_counter() - started) * 1000
         output = next((t for t in result.outputs if t.name == model.output_name), None)
         if output is None:
@@ -226,6 +247,9 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
         runnable = [index for index, model in enumerate(models) if model is not None]
         best: tuple[common_pb2.EscalationStep, list[common_pb2.InferTensor]] | None = None
         accepted = False
+        # In a refinement plan each step refines the answer of the step before it.
+        previous_output: common_pb2.InferTensor | None = None
+        refining = plan.strategy == common_pb2.STRATEGY_REFINEMENT
         for index, (step, model) in enumerate(zip(plan.steps, models, strict=True)):
             if model is None:
                 response.steps.append(
@@ -255,7 +279,9 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
                 next_tier = NextTier(cost=next_model.cost, expected_accuracy=1.0 if expected is None else expected)
             with self._step_span(plan, index, step, model) as span:
                 try:
-                    result, answer, latency_ms = await self._call_model(model, request, self._timeout(context))
+                    result, answer, latency_ms = await self._call_model(
+                        model, request, self._timeout(context), previous_output if refining else None
+                    )
                 except (ModelFailed, Unavailable) as error:
                     if best is None and next_model is None:
                         raise
@@ -286,6 +312,7 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
                 )
                 self._annotate(span, reported)
                 self._record(request, response, reported)
+            previous_output = next(t for t in result.outputs if t.name == model.output_name)
             if best is None or decision.accept or answer.confidence > best[0].answer.confidence:
                 best = (reported, list(result.outputs))
             if decision.accept:

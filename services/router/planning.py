@@ -92,6 +92,12 @@ def build_plan(
     else:
         chosen = sorted(models, key=lambda m: (m.tier, m.cost, m.model.name))
         strategy = request.strategy or common_pb2.STRATEGY_CASCADE
+        if strategy == common_pb2.STRATEGY_REFINEMENT:
+            # A draft from the cheapest model, then every model that can refine an answer.
+            refiners = [m for m in chosen[1:] if m.refinement_input]
+            if not refiners:
+                raise NotFound(f"task {request.task!r} has no model that declares inferscale.refinement_input")
+            chosen = [chosen[0], *refiners]
     ceiling = request.cost_ceiling
     if ceiling and chosen[0].cost > ceiling:
         raise InvalidArgument(
