@@ -232,6 +232,36 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
             index=index, model=step.model, tier=step.tier, threshold=step.accept_threshold, decision=decision, reason=reason
         )
 
+    @classmethod
+    def _skipped(cls, index: int, step: common_pb2.PlanStep) -> common_pb2.EscalationStep:
+        return cls._not_run(
+            index, step, common_pb2.DECISION_SKIPPED, f"model {step.model.name} left routing after the plan was made"
+        )
+
+    @staticmethod
+    def _ran(
+        index: int,
+        step: common_pb2.PlanStep,
+        model: RegisteredModel,
+        result: InferResult,
+        answer: ReadAnswer,
+        latency_ms: float,
+        decision: int,
+        reason: str,
+    ) -> common_pb2.EscalationStep:
+        """Reports a step that ran: the version Triton ran, the answer, the decision and its cost."""
+        return common_pb2.EscalationStep(
+            index=index,
+            model=common_pb2.ModelRef(name=model.name, version=result.model_version),
+            tier=model.tier,
+            answer=common_pb2.Answer(label=answer.label, confidence=answer.confidence),
+            threshold=step.accept_threshold,
+            decision=decision,
+            reason=reason,
+            latency_ms=latency_ms,
+            cost=model.cost,
+        )
+
     def _timeout(self, context: grpc.aio.ServicerContext) -> float:
         remaining = context.time_remaining()
         return remaining if remaining is not None else self._default_timeout
@@ -253,7 +283,7 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
         for index, (step, model) in enumerate(zip(plan.steps, models, strict=True)):
             if model is None:
                 response.steps.append(
-                    self._not_run(index, step, common_pb2.DECISION_SKIPPED, f"model {step.model.name} left routing after the plan was made")
+                    self._skipped(index, step)
                 )
                 continue
             if best is not None:
@@ -299,16 +329,15 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
                     next_tier=next_tier,
                     min_gain_per_cost=self._min_gain_per_cost,
                 )
-                reported = common_pb2.EscalationStep(
-                    index=index,
-                    model=common_pb2.ModelRef(name=model.name, version=result.model_version),
-                    tier=model.tier,
-                    answer=common_pb2.Answer(label=answer.label, confidence=answer.confidence),
-                    threshold=step.accept_threshold,
-                    decision=common_pb2.DECISION_ACCEPT if decision.accept else common_pb2.DECISION_ESCALATE,
-                    reason=decision.reason,
-                    latency_ms=latency_ms,
-                    cost=model.cost,
+                reported = self._ran(
+                    index,
+                    step,
+                    model,
+                    result,
+                    answer,
+                    latency_ms,
+                    common_pb2.DECISION_ACCEPT if decision.accept else common_pb2.DECISION_ESCALATE,
+                    decision.reason,
                 )
                 self._annotate(span, reported)
                 self._record(request, response, reported)
@@ -353,16 +382,8 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
                     failed = self._not_run(index, step, common_pb2.DECISION_FAILED, f"member failed: {error}")
                     self._annotate(span, failed)
                     return failed, None
-                reported = common_pb2.EscalationStep(
-                    index=index,
-                    model=common_pb2.ModelRef(name=model.name, version=result.model_version),
-                    tier=model.tier,
-                    answer=common_pb2.Answer(label=answer.label, confidence=answer.confidence),
-                    threshold=step.accept_threshold,
-                    decision=common_pb2.DECISION_CONTRIBUTED,
-                    reason="answered in time",
-                    latency_ms=latency_ms,
-                    cost=model.cost,
+                reported = self._ran(
+                    index, step, model, result, answer, latency_ms, common_pb2.DECISION_CONTRIBUTED, "answered in time"
                 )
                 self._annotate(span, reported)
                 output = next(t for t in result.outputs if t.name == model.output_name)
@@ -372,7 +393,7 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
         for index, step in enumerate(plan.steps):
             if models[index] is None:
                 response.steps.append(
-                    self._not_run(index, step, common_pb2.DECISION_SKIPPED, f"model {step.model.name} left routing after the plan was made")
+                    self._skipped(index, step)
                 )
         outcomes = await asyncio.gather(*(run_member(i, step, model) for i, step, model in members))
         answered = []
