@@ -535,9 +535,25 @@ def build_request(args: argparse.Namespace) -> tuple[router_service_pb2.InferReq
         strategy=common_pb2.Strategy.Value(f"STRATEGY_{(strategy or 'unspecified').upper()}"),
         model_name=args.model or "",
         confidence_threshold=args.threshold or 0.0,
+        escalate_threshold=args.escalate_threshold or 0.0,
+        cost_ceiling=args.cost_ceiling or 0.0,
+        aggregation=common_pb2.Aggregation.Value(f"AGGREGATION_{(args.aggregation or 'unspecified').upper()}"),
+        tier_thresholds=[_tier_thresholds(text) for text in args.tier_threshold or ()],
         skip_cache=args.skip_cache,
     )
     return request, truth
+
+
+def _tier_thresholds(text: str) -> common_pb2.TierThresholds:
+    """Parses TIER=ACCEPT[/ESCALATE], e.g. 1=0.95 or 2=0.9/0.7; the router checks the values."""
+    try:
+        tier, thresholds = text.split("=", 1)
+        accept, _, escalate = thresholds.partition("/")
+        return common_pb2.TierThresholds(
+            tier=int(tier), accept_threshold=float(accept), escalate_threshold=float(escalate or 0)
+        )
+    except ValueError:
+        raise CliError(f"--tier-threshold {text!r} is not TIER=ACCEPT[/ESCALATE], e.g. 1=0.95 or 2=0.9/0.7") from None
 
 
 def steps_table(response: router_service_pb2.InferResponse) -> Table:
@@ -595,6 +611,13 @@ def cmd_infer(args: argparse.Namespace) -> int:
         answer += f", truth {truth}: {'right' if response.answer.label == str(truth) else 'wrong'}"
     console.print(answer, highlight=False)
     console.print(steps_table(response))
+    if response.HasField("uncertainty"):
+        u = response.uncertainty
+        console.print(
+            f"uncertainty: vote entropy {u.vote_entropy:.3f} bits, probability spread {u.probability_spread:.3f}, "
+            f"{u.members_answered} members answered, {u.members_failed} failed",
+            highlight=False,
+        )
     console.print(
         f"cache {cache_level_label(response.cache_level)}   cost {response.total_cost:g} "
         f"(computed {response.computed_cost:g})   {_strategy(response.plan.strategy)} plan of "
@@ -1056,6 +1079,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     infer.add_argument(
         "--model", metavar="NAME", help="the model of --strategy single (implies it)"
+    )
+    infer.add_argument(
+        "--escalate-threshold",
+        type=float,
+        metavar="T",
+        help="the cascade's escalate threshold, at most the accept threshold (default: the router's, 0.70)",
+    )
+    infer.add_argument(
+        "--tier-threshold",
+        action="append",
+        metavar="TIER=ACCEPT[/ESCALATE]",
+        help="thresholds for one tier, e.g. 1=0.95; repeat for several tiers",
+    )
+    infer.add_argument(
+        "--cost-ceiling", type=float, metavar="UNITS", help="the most compute the request may spend"
+    )
+    infer.add_argument(
+        "--aggregation",
+        choices=[n.removeprefix("AGGREGATION_").lower() for n in common_pb2.Aggregation.keys() if not n.endswith("UNSPECIFIED")],
+        help="how an ensemble combines its members (with --strategy ensemble)",
     )
     infer.add_argument(
         "--skip-cache", action="store_true", help="neither read nor write the final-result cache"

@@ -391,3 +391,28 @@ def test_up_detached_then_down(capsys: pytest.CaptureFixture[str], tmp_path) -> 
 def test_cache_level_labels() -> None:
     assert cli.cache_level_label(common_pb2.CACHE_LEVEL_UNSPECIFIED) == "none"
     assert cli.cache_level_label(common_pb2.CACHE_LEVEL_L4_FINAL_RESULT) == "L4 final result"
+
+
+@pytest.mark.integration
+def test_infer_passes_strategy_settings_and_shows_an_ensembles_uncertainty(
+    capsys: pytest.CaptureFixture[str], suite: Suite
+) -> None:
+    status, out, err = run(
+        capsys, "infer", "--router", suite.address("router"), "--digit", "5", "--skip-cache",
+        "--strategy", "ensemble", "--aggregation", "plurality", "--json",
+    )
+    assert status == 0, err
+    response = json.loads(out)
+    assert response["plan"]["aggregation"] == "AGGREGATION_PLURALITY"
+    assert response["uncertainty"]["membersAnswered"] == 3
+    status, out, err = run(
+        capsys, "infer", "--router", suite.address("router"), "--digit", "5", "--skip-cache",
+        "--tier-threshold", "1=1.0", "--tier-threshold", "2=1.0", "--cost-ceiling", "3", "--json",
+    )
+    assert status == 0, err
+    response = json.loads(out)
+    assert [s["acceptThreshold"] for s in response["plan"]["steps"]][:2] == [1.0, 1.0]
+    assert response["plan"]["costCeiling"] == 3
+    assert response["steps"][-1]["decision"] == "DECISION_STOPPED"
+    status, _, err = run(capsys, "infer", "--router", suite.address("router"), "--digit", "5", "--tier-threshold", "one")
+    assert status == 2 and "TIER=ACCEPT" in err
