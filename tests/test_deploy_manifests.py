@@ -61,6 +61,8 @@ MONITOR_METRICS = frozenset(
         "inferscale_step_latency_seconds_sum",
         "inferscale_step_latency_seconds_count",
         "inferscale_cache_lookups_total",
+        "inferscale_model_accuracy",
+        "inferscale_model_expected_calibration_error",
     }
 )
 # Triton's own metrics (its /metrics on 8002) that a dashboard may query.

@@ -370,3 +370,31 @@ def test_an_ensemble_traces_each_member_and_the_aggregation(router, otlp_receive
     assert aggregation.attributes["inferscale.aggregation"] == "AGGREGATION_MEAN_PROBABILITY"
     assert aggregation.attributes["inferscale.vote_entropy"] == pytest.approx(response.uncertainty.vote_entropy)
     assert aggregation.attributes["inferscale.members_failed"] == 0
+
+
+def test_feedback_gives_each_model_its_accuracy_and_calibration(router, monitor, tiers, local_probabilities) -> None:
+    images, labels = holdout()
+    before = {m.model.name: m for m in settled_stats(monitor).models}
+    expected: dict[str, list[bool]] = {}
+    request_ids = []
+    for index in range(40, 70):
+        response = infer(router, images[index], request_id=f"feedback-{index}", confidence_threshold=1.0, skip_cache=True)
+        request_ids.append((response.request_id, index))
+        for step in response.steps:
+            expected.setdefault(step.model.name, []).append(step.answer.label == str(labels[index]))
+    settled_stats(monitor)
+    for request_id, index in request_ids:
+        reply = monitor.RecordFeedback(monitor_service_pb2.RecordFeedbackRequest(request_id=request_id, label=str(labels[index])), timeout=5)
+        assert reply.steps_scored == len(tiers)
+    after = {m.model.name: m for m in monitor.GetStats(monitor_service_pb2.GetStatsRequest(), timeout=5).models}
+    for name, rights in expected.items():
+        old = before.get(name, monitor_service_pb2.ModelStats())
+        assert after[name].scored - old.scored == len(rights)
+        assert after[name].correct - old.correct == sum(rights)
+        assert 0.0 <= after[name].expected_calibration_error <= 1.0
+    with pytest.raises(grpc.RpcError) as raised:
+        monitor.RecordFeedback(monitor_service_pb2.RecordFeedbackRequest(request_id=request_ids[0][0], label="1"), timeout=5)
+    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as raised:
+        monitor.RecordFeedback(monitor_service_pb2.RecordFeedbackRequest(request_id="x"), timeout=5)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from inferscale.v1 import common_pb2, monitor_service_pb2
@@ -69,3 +70,39 @@ def test_prometheus_exposition_reports_the_same_numbers() -> None:
     assert 'inferscale_steps_total{decision="DECISION_ESCALATE",model="cheap",tier="1",version="1"} 1.0' in page
     assert 'inferscale_cache_lookups_total{level="CACHE_LEVEL_L4_FINAL_RESULT",result="hit"} 1.0' in page
     assert 'inferscale_step_latency_seconds_count{model="heavy",tier="2",version="1"} 1.0' in page
+
+
+def test_feedback_scores_each_step_of_a_remembered_request_once() -> None:
+    aggregates = Aggregates()
+    escalated = step_event("cheap", 1, common_pb2.DECISION_ESCALATE, 0.5, 1.0)
+    accepted = step_event("heavy", 2, common_pb2.DECISION_ACCEPT, 0.9, 10.0)
+    accepted.step.step.answer.label = "7"
+    request = monitor_service_pb2.Event(
+        request=monitor_service_pb2.RequestEvent(strategy=common_pb2.STRATEGY_CASCADE, answer=common_pb2.Answer(label="7"))
+    )
+    for event in (escalated, accepted, request):
+        event.request_id = "r1"
+    aggregates.record([escalated, accepted, request])
+    assert aggregates.feedback("r1", "7") == (2, True)
+    cheap, heavy = aggregates.to_proto().models
+    assert (cheap.scored, cheap.correct, cheap.accuracy) == (1, 0, 0.0)
+    assert (heavy.scored, heavy.correct, heavy.accuracy) == (1, 1, 1.0)
+    assert heavy.expected_calibration_error == pytest.approx(0.1)
+    with pytest.raises(KeyError):
+        aggregates.feedback("r1", "7")  # scored once only
+    with pytest.raises(KeyError):
+        aggregates.feedback("never-seen", "7")
+
+
+def test_remembered_requests_are_bounded() -> None:
+    from services.monitor import aggregates as module
+
+    aggregates = Aggregates()
+    events = []
+    for n in range(module.MAX_REMEMBERED_REQUESTS + 1):
+        event = monitor_service_pb2.Event(request_id=f"r{n}", request=monitor_service_pb2.RequestEvent())
+        events.append(event)
+    aggregates.record(events)
+    with pytest.raises(KeyError):
+        aggregates.feedback("r0", "1")
+    assert aggregates.feedback(f"r{module.MAX_REMEMBERED_REQUESTS}", "1") == (0, False)

@@ -7,10 +7,17 @@ RPC and the Prometheus collector read, so the two never disagree.
 from __future__ import annotations
 
 import bisect
+from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from inferscale.v1 import common_pb2, monitor_service_pb2
+from services.monitor.calibration import expected_calibration_error, fit_temperature
+
+# Requests whose steps are kept for feedback to score; the oldest go first.
+MAX_REMEMBERED_REQUESTS = 100_000
+# Scored answers kept per model for its calibration: the recent ones describe the model now.
+MAX_SCORED_PER_MODEL = 10_000
 
 # Latency histogram bounds in seconds, from a cache hit to a deep cascade.
 LATENCY_BUCKETS_SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -45,6 +52,25 @@ class ModelCounters:
     confidence_sum: float = 0.0
     cost: float = 0.0
     latency: Histogram = field(default_factory=Histogram)
+    scored: int = 0
+    correct: int = 0
+    # (confidence, right) of the most recent scored answers.
+    calibration: deque[tuple[float, bool]] = field(default_factory=lambda: deque(maxlen=MAX_SCORED_PER_MODEL))
+
+    def score(self, confidence: float, right: bool) -> None:
+        """Counts one answer that feedback judged."""
+        self.scored += 1
+        self.correct += int(right)
+        self.calibration.append((confidence, right))
+
+
+@dataclass
+class RememberedRequest:
+    """What a request answered, kept until feedback arrives or it is pushed out."""
+
+    answer: str = ""
+    # (model name, version, label, confidence) of each step that answered.
+    steps: list[tuple[str, int, str, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -75,6 +101,29 @@ class Aggregates:
     strategies: dict[int, StrategyCounters] = field(default_factory=dict)
     models: dict[tuple[str, int], ModelCounters] = field(default_factory=dict)
     cache_levels: dict[int, CacheCounters] = field(default_factory=dict)
+    _remembered: OrderedDict[str, RememberedRequest] = field(default_factory=OrderedDict)
+
+    def _remember(self, request_id: str) -> RememberedRequest | None:
+        if not request_id:
+            return None
+        remembered = self._remembered.get(request_id)
+        if remembered is None:
+            remembered = self._remembered[request_id] = RememberedRequest()
+            if len(self._remembered) > MAX_REMEMBERED_REQUESTS:
+                self._remembered.popitem(last=False)
+        return remembered
+
+    def feedback(self, request_id: str, label: str) -> tuple[int, bool]:
+        """Scores a remembered request's steps against the correct label.
+
+        Returns how many steps were scored and whether the final answer was right; raises
+        KeyError for a request it does not remember. Feedback for a request counts once: the
+        request is forgotten after it is scored.
+        """
+        remembered = self._remembered.pop(request_id)
+        for name, version, step_label, confidence in remembered.steps:
+            self.models.setdefault((name, version), ModelCounters()).score(confidence, step_label == label)
+        return len(remembered.steps), remembered.answer == label
 
     def record(self, events: Iterable[monitor_service_pb2.Event], dropped: int = 0) -> int:
         """Adds a batch of events and the sender's count of dropped ones; returns how many it recorded."""
@@ -84,8 +133,15 @@ class Aggregates:
             kind = event.WhichOneof("kind")
             if kind == "request":
                 self._record_request(event.request)
+                remembered = self._remember(event.request_id)
+                if remembered is not None:
+                    remembered.answer = event.request.answer.label
             elif kind == "step":
                 self._record_step(event.step.step)
+                remembered = self._remember(event.request_id)
+                step = event.step.step
+                if remembered is not None and step.answer.label:
+                    remembered.steps.append((step.model.name, step.model.version, step.answer.label, step.answer.confidence))
             elif kind == "cache":
                 self._record_cache(event.cache)
             else:
@@ -139,6 +195,11 @@ class Aggregates:
                     mean_latency_ms=1000 * c.latency.total / c.steps if c.steps else 0.0,
                     mean_confidence=c.confidence_sum / c.steps if c.steps else 0.0,
                     total_cost=c.cost,
+                    scored=c.scored,
+                    correct=c.correct,
+                    accuracy=c.correct / c.scored if c.scored else 0.0,
+                    expected_calibration_error=expected_calibration_error(*_unzip(c.calibration)),
+                    calibration_temperature=fit_temperature(*_unzip(c.calibration)),
                 )
                 for (name, version), c in sorted(self.models.items(), key=lambda kv: (kv[1].tier, kv[0]))
             ],
@@ -147,3 +208,12 @@ class Aggregates:
                 for level, c in sorted(self.cache_levels.items())
             ],
         )
+
+
+def _unzip(pairs: Iterable[tuple[float, bool]]) -> tuple[list[float], list[bool]]:
+    confidences: list[float] = []
+    rights: list[bool] = []
+    for confidence, right in pairs:
+        confidences.append(confidence)
+        rights.append(right)
+    return confidences, rights

@@ -54,6 +54,12 @@ class AggregatesCollector(Collector):
         step_cost = CounterMetricFamily("inferscale_step_compute_cost", "Compute the steps cost, relative units.", labels=labels)
         confidence = GaugeMetricFamily("inferscale_step_mean_confidence", "Mean confidence of a model's answers.", labels=labels)
         step_latency = HistogramMetricFamily("inferscale_step_latency_seconds", "Step latency, Triton call included.", labels=labels)
+        accuracy = GaugeMetricFamily(
+            "inferscale_model_accuracy", "Share of a model's feedback-scored answers that were right.", labels=labels
+        )
+        calibration_error = GaugeMetricFamily(
+            "inferscale_model_expected_calibration_error", "Expected calibration error of a model's confidence.", labels=labels
+        )
         for (model, version), c in sorted(a.models.items()):
             key = [model, str(version), str(c.tier)]
             steps.add_metric([*key, "DECISION_ACCEPT"], c.accepted)
@@ -61,7 +67,12 @@ class AggregatesCollector(Collector):
             step_cost.add_metric(key, c.cost)
             confidence.add_metric(key, c.confidence_sum / c.steps if c.steps else 0.0)
             step_latency.add_metric(key, _buckets(c.latency), c.latency.total)
-        yield from (steps, step_cost, confidence, step_latency)
+        for stats in a.to_proto().models:
+            if stats.scored:
+                key = [stats.model.name, str(stats.model.version), str(stats.tier)]
+                accuracy.add_metric(key, stats.accuracy)
+                calibration_error.add_metric(key, stats.expected_calibration_error)
+        yield from (steps, step_cost, confidence, step_latency, accuracy, calibration_error)
         lookups = CounterMetricFamily("inferscale_cache_lookups", "Cache lookups, by level and result.", labels=["level", "result"])
         for level, c in sorted(a.cache_levels.items()):
             name = common_pb2.CacheLevel.Name(level)

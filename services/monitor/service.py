@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 
-from inferscale.errors import InvalidArgument, grpc_errors
+from inferscale.errors import InvalidArgument, NotFound, grpc_errors
 from inferscale.v1 import monitor_service_pb2, monitor_service_pb2_grpc
 from services.monitor.aggregates import Aggregates
 
@@ -33,3 +33,20 @@ class MonitorService(monitor_service_pb2_grpc.MonitorServiceServicer):
         self, request: monitor_service_pb2.GetStatsRequest, context: grpc.aio.ServicerContext
     ) -> monitor_service_pb2.GetStatsResponse:
         return self._aggregates.to_proto()
+
+    @grpc_errors
+    async def RecordFeedback(
+        self, request: monitor_service_pb2.RecordFeedbackRequest, context: grpc.aio.ServicerContext
+    ) -> monitor_service_pb2.RecordFeedbackResponse:
+        if not request.request_id:
+            raise InvalidArgument("request_id must name a request the router answered")
+        if not request.label:
+            raise InvalidArgument("label must hold the correct answer, for example '7'")
+        try:
+            scored, correct = self._aggregates.feedback(request.request_id, request.label)
+        except KeyError:
+            raise NotFound(
+                f"request_id {request.request_id!r} is not remembered: unknown, already scored, or older than the "
+                "latest 100,000 requests"
+            ) from None
+        return monitor_service_pb2.RecordFeedbackResponse(steps_scored=scored, answer_correct=correct)

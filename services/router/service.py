@@ -102,6 +102,7 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
                         latency_ms=(time.perf_counter() - started) * 1000,
                         total_cost=response.total_cost,
                         status_code=status.value[0],
+                        answer=response.answer,
                     ),
                 )
             )
