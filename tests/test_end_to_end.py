@@ -395,6 +395,14 @@ def test_feedback_gives_each_model_its_accuracy_and_calibration(router, monitor,
     with pytest.raises(grpc.RpcError) as raised:
         monitor.RecordFeedback(monitor_service_pb2.RecordFeedbackRequest(request_id=request_ids[0][0], label="1"), timeout=5)
     assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+    # Every tier answered these requests, so a policy can be learned from them.
+    policy = monitor.GetRoutingPolicy(monitor_service_pb2.GetRoutingPolicyRequest(target_accuracy=0.9), timeout=10)
+    assert policy.requests >= len(request_ids) and len(policy.version) == 12
+    assert [t.tier for t in policy.tier_thresholds] == [1, 2]
+    assert policy.expected_accuracy >= 0.9
+    with pytest.raises(grpc.RpcError) as raised:
+        monitor.GetRoutingPolicy(monitor_service_pb2.GetRoutingPolicyRequest(target_accuracy=1.5), timeout=5)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     with pytest.raises(grpc.RpcError) as raised:
         monitor.RecordFeedback(monitor_service_pb2.RecordFeedbackRequest(request_id="x"), timeout=5)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT

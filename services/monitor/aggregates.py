@@ -13,11 +13,14 @@ from dataclasses import dataclass, field
 
 from inferscale.v1 import common_pb2, monitor_service_pb2
 from services.monitor.calibration import expected_calibration_error, fit_temperature
+from services.monitor.policy import ScoredStep
 
 # Requests whose steps are kept for feedback to score; the oldest go first.
 MAX_REMEMBERED_REQUESTS = 100_000
 # Scored answers kept per model for its calibration: the recent ones describe the model now.
 MAX_SCORED_PER_MODEL = 10_000
+# Scored requests kept for learning the routing policy.
+MAX_SCORED_REQUESTS = 20_000
 
 # Latency histogram bounds in seconds, from a cache hit to a deep cascade.
 LATENCY_BUCKETS_SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -69,8 +72,8 @@ class RememberedRequest:
     """What a request answered, kept until feedback arrives or it is pushed out."""
 
     answer: str = ""
-    # (model name, version, label, confidence) of each step that answered.
-    steps: list[tuple[str, int, str, float]] = field(default_factory=list)
+    # (model name, version, tier, label, confidence, cost) of each step that answered.
+    steps: list[tuple[str, int, int, str, float, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -102,6 +105,8 @@ class Aggregates:
     models: dict[tuple[str, int], ModelCounters] = field(default_factory=dict)
     cache_levels: dict[int, CacheCounters] = field(default_factory=dict)
     _remembered: OrderedDict[str, RememberedRequest] = field(default_factory=OrderedDict)
+    # Each scored request's steps, for the policy learner.
+    scored_requests: deque[list[ScoredStep]] = field(default_factory=lambda: deque(maxlen=MAX_SCORED_REQUESTS))
 
     def _remember(self, request_id: str) -> RememberedRequest | None:
         if not request_id:
@@ -121,8 +126,12 @@ class Aggregates:
         request is forgotten after it is scored.
         """
         remembered = self._remembered.pop(request_id)
-        for name, version, step_label, confidence in remembered.steps:
+        scored = []
+        for name, version, tier, step_label, confidence, cost in remembered.steps:
             self.models.setdefault((name, version), ModelCounters()).score(confidence, step_label == label)
+            scored.append(ScoredStep(tier=tier, confidence=confidence, right=step_label == label, cost=cost))
+        if scored:
+            self.scored_requests.append(scored)
         return len(remembered.steps), remembered.answer == label
 
     def record(self, events: Iterable[monitor_service_pb2.Event], dropped: int = 0) -> int:
@@ -141,7 +150,9 @@ class Aggregates:
                 remembered = self._remember(event.request_id)
                 step = event.step.step
                 if remembered is not None and step.answer.label:
-                    remembered.steps.append((step.model.name, step.model.version, step.answer.label, step.answer.confidence))
+                    remembered.steps.append(
+                        (step.model.name, step.model.version, step.tier, step.answer.label, step.answer.confidence, step.cost)
+                    )
             elif kind == "cache":
                 self._record_cache(event.cache)
             else:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import grpc
 
-from inferscale.errors import InvalidArgument, NotFound, grpc_errors
-from inferscale.v1 import monitor_service_pb2, monitor_service_pb2_grpc
+from inferscale.errors import FailedPrecondition, InvalidArgument, NotFound, grpc_errors
+from inferscale.v1 import common_pb2, monitor_service_pb2, monitor_service_pb2_grpc
 from services.monitor.aggregates import Aggregates
+from services.monitor.policy import learn_thresholds
 
 MAX_EVENTS_PER_BATCH = 10_000
 
@@ -50,3 +53,26 @@ class MonitorService(monitor_service_pb2_grpc.MonitorServiceServicer):
                 "latest 100,000 requests"
             ) from None
         return monitor_service_pb2.RecordFeedbackResponse(steps_scored=scored, answer_correct=correct)
+
+    @grpc_errors
+    async def GetRoutingPolicy(
+        self, request: monitor_service_pb2.GetRoutingPolicyRequest, context: grpc.aio.ServicerContext
+    ) -> monitor_service_pb2.GetRoutingPolicyResponse:
+        target = request.target_accuracy
+        if math.isnan(target) or not 0.0 <= target <= 1.0:
+            raise InvalidArgument(f"target_accuracy {target} is outside [0, 1] (0 means the top tier's accuracy)")
+        try:
+            policy = learn_thresholds(list(self._aggregates.scored_requests), target or None)
+        except ValueError as error:
+            raise FailedPrecondition(str(error)) from None
+        return monitor_service_pb2.GetRoutingPolicyResponse(
+            version=policy.version,
+            tier_thresholds=[
+                common_pb2.TierThresholds(tier=tier, accept_threshold=threshold)
+                for tier, threshold in sorted(policy.thresholds.items())
+            ],
+            target_accuracy=policy.target_accuracy,
+            expected_accuracy=policy.replay.accuracy,
+            expected_cost=policy.replay.mean_cost,
+            requests=policy.requests,
+        )

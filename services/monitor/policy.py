@@ -1,0 +1,133 @@
+"""Learning a cascade's per-tier accept thresholds from feedback: the least compute that still
+reaches a target accuracy.
+
+Pure logic, no gRPC. The data are scored requests on which every tier answered (exploration
+traffic, e.g. a cascade run with threshold 1.0), so any thresholds can be replayed offline:
+for each candidate, the cascade is simulated on every request (accept at the first tier whose
+confidence reaches its threshold; the last tier always answers) and its accuracy and mean cost
+measured. The cheapest candidate at or above the target wins; if none reaches it, the most
+accurate one (then the cheapest) does.
+
+A few hundred requests cannot tell a cheap tier's 0.5% error rate from none, and a policy
+tuned to the point estimate would not hold on new traffic. So each tier but the last must also
+be trustworthy where it accepts: the one-sided 95% Clopper-Pearson upper bound of its error
+rate, over the answers it accepts in the replay, must not exceed the target's error rate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from scipy.stats import beta
+
+# Candidate accept thresholds per tier; 1.0 means "always escalate past this tier".
+THRESHOLD_GRID = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999, 1.0)
+
+
+@dataclass(frozen=True)
+class ScoredStep:
+    """One tier's answer to a request, judged by feedback."""
+
+    tier: int
+    confidence: float
+    right: bool
+    cost: float
+
+
+@dataclass(frozen=True)
+class Replay:
+    """How a set of thresholds fares on the scored requests."""
+
+    accuracy: float
+    mean_cost: float
+    # Per tier: (answers it accepted, of which wrong).
+    accepted: dict[int, tuple[int, int]] = field(default_factory=dict, compare=False)
+
+
+def error_upper_bound(errors: int, total: int, confidence: float = 0.95) -> float:
+    """The one-sided Clopper-Pearson upper bound of an error rate seen as ``errors`` of ``total``."""
+    if total == 0:
+        return 1.0
+    if errors >= total:
+        return 1.0
+    return float(beta.ppf(confidence, errors + 1, total - errors))
+
+
+@dataclass(frozen=True)
+class LearnedPolicy:
+    """Per-tier accept thresholds and what they achieved on the data they were learned from."""
+
+    thresholds: dict[int, float]
+    replay: Replay
+    target_accuracy: float
+    requests: int
+
+    @property
+    def version(self) -> str:
+        """A short digest of the thresholds: the same policy always has the same version."""
+        text = ",".join(f"{tier}={threshold}" for tier, threshold in sorted(self.thresholds.items()))
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def replay(requests: Sequence[Sequence[ScoredStep]], thresholds: dict[int, float]) -> Replay:
+    """Simulates the cascade with ``thresholds`` on requests whose every tier answered."""
+    if not requests:
+        return Replay(0.0, 0.0)
+    right = 0
+    cost = 0.0
+    accepted: dict[int, list[int]] = {}
+    for steps in requests:
+        ordered = sorted(steps, key=lambda s: s.tier)
+        for step in ordered:
+            cost += step.cost
+            if step is ordered[-1] or step.confidence >= thresholds.get(step.tier, 1.0):
+                right += int(step.right)
+                counts = accepted.setdefault(step.tier, [0, 0])
+                counts[0] += 1
+                counts[1] += int(not step.right)
+                break
+    return Replay(right / len(requests), cost / len(requests), {t: (n, e) for t, (n, e) in accepted.items()})
+
+
+def complete_requests(requests: Sequence[Sequence[ScoredStep]]) -> list[Sequence[ScoredStep]]:
+    """Keeps the requests on which every tier seen anywhere in the data answered."""
+    tiers = {step.tier for steps in requests for step in steps}
+    return [steps for steps in requests if {step.tier for step in steps} == tiers]
+
+
+def learn_thresholds(
+    requests: Sequence[Sequence[ScoredStep]],
+    target_accuracy: float | None = None,
+    grid: Sequence[float] = THRESHOLD_GRID,
+) -> LearnedPolicy:
+    """Finds the per-tier thresholds of least mean cost whose replayed accuracy reaches the target.
+
+    ``target_accuracy`` None means the top tier's own accuracy on the data: match the best
+    single model, at less compute. Raises ValueError without complete requests.
+    """
+    usable = complete_requests(requests)
+    if not usable:
+        raise ValueError("no scored request on which every tier answered; send exploration traffic first")
+    tiers = sorted({step.tier for step in usable[0]})
+    if target_accuracy is None:
+        top = tiers[-1]
+        target_accuracy = sum(s.right for steps in usable for s in steps if s.tier == top) / len(usable)
+    best: tuple[tuple[float, float], dict[int, float], Replay] | None = None
+    for candidate in itertools.product(grid, repeat=len(tiers) - 1):
+        thresholds = dict(zip(tiers[:-1], candidate, strict=True))
+        result = replay(usable, thresholds)
+        trusted = all(
+            error_upper_bound(errors, total) <= 1.0 - target_accuracy
+            for tier, (total, errors) in result.accepted.items()
+            if tier != tiers[-1]
+        )
+        meets = result.accuracy >= target_accuracy - 1e-12 and trusted
+        # Meeting the target first; then the least cost; short of it, the most accuracy.
+        key = (0.0, result.mean_cost) if meets else (1.0, -result.accuracy + result.mean_cost * 1e-9)
+        if best is None or key < best[0]:
+            best = (key, thresholds, result)
+    assert best is not None
+    return LearnedPolicy(thresholds=best[1], replay=best[2], target_accuracy=target_accuracy, requests=len(usable))
