@@ -57,6 +57,7 @@ bench: setup
 	$(PY) benchmarks/model_costs.py
 	$(PY) benchmarks/router_overhead.py
 	$(PY) benchmarks/strategies.py
+	$(PY) -m benchmarks.learned_policy
 
 clean:
 	rm -rf $(VENV) inferscale/v1 model_repository/*/1/weights.npz results .pytest_cache tools/buf/node_modules clients/node/node_modules
