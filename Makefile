@@ -7,7 +7,7 @@ PROTOS := $(wildcard protos/inferscale/v1/*.proto)
 GENERATED := inferscale/v1/__init__.py
 MODEL_WEIGHTS := model_repository/digits_linear/1/weights.npz
 
-.PHONY: setup protos models contracts run test bench clean
+.PHONY: setup system-packages protos models contracts run test bench clean
 
 setup: $(STAMP) $(GENERATED) $(MODEL_WEIGHTS)
 
@@ -46,11 +46,16 @@ NODE_CLIENT := clients/node/node_modules/.package-lock.json
 $(NODE_CLIENT): clients/node/package.json clients/node/package-lock.json
 	cd clients/node && npm ci --silent --no-audit --no-fund
 
+# Servers the integration tests start themselves, from Debian's packages (installed when missing;
+# needs root, as CI and these machines have).
+system-packages:
+	@command -v prometheus >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
+
 # The main job: the whole suite on the embedded Triton with a demonstration workload.
 run: setup
 	$(PY) -m inferscale.demo
 
-test: setup contracts $(NODE_CLIENT)
+test: setup system-packages contracts $(NODE_CLIENT)
 	$(PY) -m pytest
 
 bench: setup
