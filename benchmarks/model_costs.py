@@ -24,7 +24,7 @@ import numpy as np
 import tritonclient.grpc as triton_grpc
 
 from inferscale.models.digits import MODEL_CLASSES, load_split
-from inferscale.triton.launcher import TritonSettings, embedded_triton
+from inferscale.triton.launcher import EmbeddedTriton, TritonSettings
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -84,7 +84,7 @@ def triton(args: argparse.Namespace) -> Iterator[str]:
         # Tracing is the suite's choice, not part of a model's cost.
         otlp_traces_url=None,
     )
-    with embedded_triton(settings) as server:
+    with EmbeddedTriton(settings) as server:
         yield server.grpc_url
 
 

@@ -119,28 +119,6 @@ class TritonClient:
             raise _translate(error, f"config of {name}") from error
         return reply.config
 
-    async def model_ready(self, name: str, version: int = 0, *, timeout_seconds: float = 2.0) -> bool:
-        """Returns whether a model version is ready; a dead backend stub makes it not ready."""
-        try:
-            reply = await self._stub.ModelReady(
-                service_pb2.ModelReadyRequest(name=name, version=str(version) if version else ""),
-                timeout=timeout_seconds,
-            )
-        except grpc.aio.AioRpcError as error:
-            raise _translate(error, f"readiness of {name}") from error
-        return bool(reply.ready)
-
-    async def model_statistics(
-        self, name: str = "", *, timeout_seconds: float = 5.0
-    ) -> service_pb2.ModelStatisticsResponse:
-        """Returns Triton's own per-model statistics (counts and cumulative times in ns)."""
-        try:
-            return await self._stub.ModelStatistics(
-                service_pb2.ModelStatisticsRequest(name=name), timeout=timeout_seconds
-            )
-        except grpc.aio.AioRpcError as error:
-            raise _translate(error, f"statistics of {name or 'all models'}") from error
-
     async def server_live(self, *, timeout_seconds: float = 1.0) -> bool:
         """Returns whether the server answers and reports itself live; False when it cannot be reached.
 

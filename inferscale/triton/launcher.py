@@ -9,7 +9,6 @@ packages through PATH (the environment's ``bin`` first) and links the matching l
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import pathlib
 import shutil
@@ -22,7 +21,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import pytriton
@@ -232,17 +231,6 @@ class EmbeddedTriton:
         self.stop()
 
 
-@contextlib.contextmanager
-def embedded_triton(settings: TritonSettings) -> Iterator[EmbeddedTriton]:
-    """Runs an embedded Triton for the duration of a ``with`` block."""
-    server = EmbeddedTriton(settings)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 def main() -> None:
     """Runs the embedded Triton in the foreground until interrupted (``python -m inferscale.triton.launcher``)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -257,7 +245,7 @@ def main() -> None:
         http_port=args.http_port,
         metrics_port=args.metrics_port,
     )
-    with embedded_triton(settings) as server:
+    with EmbeddedTriton(settings) as server:
         print(f"Triton ready: gRPC {server.grpc_url}, HTTP {server.http_url}, metrics {server.metrics_url}", flush=True)
         stop_signals = {signal.SIGINT, signal.SIGTERM}
         signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
