@@ -88,6 +88,12 @@ def test_feedback_scores_each_step_of_a_remembered_request_once() -> None:
     assert (cheap.scored, cheap.correct, cheap.accuracy) == (1, 0, 0.0)
     assert (heavy.scored, heavy.correct, heavy.accuracy) == (1, 1, 1.0)
     assert heavy.expected_calibration_error == pytest.approx(0.1)
+    registry = CollectorRegistry()
+    registry.register(AggregatesCollector(aggregates))
+    page = generate_latest(registry).decode()
+    assert 'inferscale_model_accuracy{model="heavy",tier="2",version="1"} 1.0' in page
+    assert 'inferscale_model_accuracy{model="cheap",tier="1",version="1"} 0.0' in page
+    assert 'inferscale_model_expected_calibration_error{model="heavy",tier="2",version="1"} 0.1' in page
     with pytest.raises(KeyError):
         aggregates.feedback("r1", "7")  # scored once only
     with pytest.raises(KeyError):

@@ -66,6 +66,19 @@ class ModelCounters:
         self.correct += int(right)
         self.calibration.append((confidence, right))
 
+    @property
+    def accuracy(self) -> float:
+        """The share of scored answers that were right; 0 before any feedback."""
+        return self.correct / self.scored if self.scored else 0.0
+
+    def calibration_error(self) -> float:
+        """The expected calibration error of the recent scored answers."""
+        return expected_calibration_error(*_unzip(self.calibration))
+
+    def temperature(self) -> float:
+        """The temperature that best calibrates the recent scored answers (a 1-D fit: only on request)."""
+        return fit_temperature(*_unzip(self.calibration))
+
 
 @dataclass
 class RememberedRequest:
@@ -208,9 +221,9 @@ class Aggregates:
                     total_cost=c.cost,
                     scored=c.scored,
                     correct=c.correct,
-                    accuracy=c.correct / c.scored if c.scored else 0.0,
-                    expected_calibration_error=expected_calibration_error(*_unzip(c.calibration)),
-                    calibration_temperature=fit_temperature(*_unzip(c.calibration)),
+                    accuracy=c.accuracy,
+                    expected_calibration_error=c.calibration_error(),
+                    calibration_temperature=c.temperature(),
                 )
                 for (name, version), c in sorted(self.models.items(), key=lambda kv: (kv[1].tier, kv[0]))
             ],

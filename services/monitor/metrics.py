@@ -67,11 +67,9 @@ class AggregatesCollector(Collector):
             step_cost.add_metric(key, c.cost)
             confidence.add_metric(key, c.confidence_sum / c.steps if c.steps else 0.0)
             step_latency.add_metric(key, _buckets(c.latency), c.latency.total)
-        for stats in a.to_proto().models:
-            if stats.scored:
-                key = [stats.model.name, str(stats.model.version), str(stats.tier)]
-                accuracy.add_metric(key, stats.accuracy)
-                calibration_error.add_metric(key, stats.expected_calibration_error)
+            if c.scored:
+                accuracy.add_metric(key, c.accuracy)
+                calibration_error.add_metric(key, c.calibration_error())
         yield from (steps, step_cost, confidence, step_latency, accuracy, calibration_error)
         lookups = CounterMetricFamily("inferscale_cache_lookups", "Cache lookups, by level and result.", labels=["level", "result"])
         for level, c in sorted(a.cache_levels.items()):
