@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from inferscale.v1 import common_pb2, monitor_service_pb2
 from services.monitor.aggregates import Aggregates
@@ -90,10 +91,15 @@ def test_feedback_scores_each_step_of_a_remembered_request_once() -> None:
     assert heavy.expected_calibration_error == pytest.approx(0.1)
     registry = CollectorRegistry()
     registry.register(AggregatesCollector(aggregates))
-    page = generate_latest(registry).decode()
-    assert 'inferscale_model_accuracy{model="heavy",tier="2",version="1"} 1.0' in page
-    assert 'inferscale_model_accuracy{model="cheap",tier="1",version="1"} 0.0' in page
-    assert 'inferscale_model_expected_calibration_error{model="heavy",tier="2",version="1"} 0.1' in page
+    samples = {
+        (sample.name, sample.labels["model"]): sample.value
+        for family in text_string_to_metric_families(generate_latest(registry).decode())
+        for sample in family.samples
+        if sample.name.startswith("inferscale_model_")
+    }
+    assert samples[("inferscale_model_accuracy", "heavy")] == 1.0
+    assert samples[("inferscale_model_accuracy", "cheap")] == 0.0
+    assert samples[("inferscale_model_expected_calibration_error", "heavy")] == pytest.approx(0.1)
     with pytest.raises(KeyError):
         aggregates.feedback("r1", "7")  # scored once only
     with pytest.raises(KeyError):
