@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -38,13 +39,21 @@ class ModelCatalog:
         self._ttl = ttl_seconds
         self._models: list[common_pb2.ModelInfo] = []
         self._fetched_at = float("-inf")
+        # One refresh at a time: when the list expires under load, the requests in flight wait
+        # for the one ListModels call instead of each making their own.
+        self._refreshing = asyncio.Lock()
+
+    def _expired(self) -> bool:
+        return time.monotonic() - self._fetched_at > self._ttl
 
     async def routable(self, task: str) -> list[common_pb2.ModelInfo]:
         """Returns the routable models of ``task``."""
-        if time.monotonic() - self._fetched_at > self._ttl:
-            reply = await self._orchestrator.ListModels(orchestrator_service_pb2.ListModelsRequest(), timeout=5.0)
-            self._models = list(reply.models)
-            self._fetched_at = time.monotonic()
+        if self._expired():
+            async with self._refreshing:
+                if self._expired():
+                    reply = await self._orchestrator.ListModels(orchestrator_service_pb2.ListModelsRequest(), timeout=5.0)
+                    self._models = list(reply.models)
+                    self._fetched_at = time.monotonic()
         return [m for m in self._models if m.task == task and m.ready and not m.problem]
 
 
