@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pathlib
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -10,6 +12,7 @@ import grpc
 import pytest
 
 from inferscale.suite import REPO_ROOT, Suite, SuitePorts
+from inferscale.triton.launcher import TritonSettings
 from inferscale.v1 import (
     cache_service_pb2_grpc,
     monitor_service_pb2_grpc,
@@ -25,6 +28,44 @@ def ensure_trained_models() -> None:
     """Trains the sample models when their weights are missing (a fresh clone without `make`)."""
     if not list(MODEL_REPOSITORY.glob("*/1/weights.npz")):
         subprocess.run([sys.executable, "-m", "inferscale.models.train"], cwd=REPO_ROOT, check=True)
+
+
+def private_repository(factory: pytest.TempPathFactory, name: str) -> pathlib.Path:
+    """Copies the trained sample repository where a test may change it without touching the others."""
+    ensure_trained_models()
+    repository = factory.mktemp(name) / "model_repository"
+    shutil.copytree(MODEL_REPOSITORY, repository, ignore=shutil.ignore_patterns("__pycache__"))
+    return repository
+
+
+def private_suite(
+    factory: pytest.TempPathFactory,
+    name: str,
+    repository: pathlib.Path,
+    env: dict[str, str],
+    *,
+    model_control_mode: str = "poll",
+    repository_poll_seconds: int = 2,
+) -> Suite:
+    """A suite (not yet started) with its own Triton on ``repository``, free ports and no tracing."""
+    ports = SuitePorts.free()
+    log_dir = factory.mktemp(f"{name}-logs")
+    return Suite(
+        model_repository=repository,
+        ports=ports,
+        log_dir=log_dir,
+        env={"OTEL_TRACES_EXPORTER": "none", **env},
+        triton_settings=TritonSettings(
+            model_repository=repository,
+            grpc_port=ports.triton_grpc,
+            http_port=ports.triton_http,
+            metrics_port=ports.triton_metrics,
+            model_control_mode=model_control_mode,
+            repository_poll_seconds=repository_poll_seconds,
+            otlp_traces_url=None,
+            log_path=log_dir / "tritonserver.log",
+        ),
+    )
 
 
 @pytest.fixture(scope="session")

@@ -29,7 +29,7 @@ from inferscale.v1 import (
     router_service_pb2,
     router_service_pb2_grpc,
 )
-from tests.conftest import MODEL_REPOSITORY, ensure_trained_models
+from tests.conftest import MODEL_REPOSITORY, ensure_trained_models, private_repository, private_suite
 
 pytestmark = pytest.mark.integration
 ADMIN_TOKEN = "test-admin-token"
@@ -43,12 +43,6 @@ FAST_FOLLOW = {
     "INFERSCALE_SHUTDOWN_GRACE_SECONDS": "1",
 }
 IMAGES = load_split().x_holdout.astype(np.float32)
-
-
-def copy_repository(target: pathlib.Path) -> pathlib.Path:
-    ensure_trained_models()
-    shutil.copytree(MODEL_REPOSITORY, target, ignore=shutil.ignore_patterns("__pycache__"))
-    return target
 
 
 def request(index: int, **fields: object) -> router_service_pb2.InferRequest:
@@ -106,32 +100,11 @@ class BackgroundLoad:
             thread.join(timeout=30)
 
 
-def ports_log(factory: pytest.TempPathFactory, name: str) -> pathlib.Path:
-    return factory.mktemp(f"{name}-triton") / "tritonserver.log"
-
-
 @pytest.fixture(scope="module")
 def polled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Suite, pathlib.Path]]:
     """A suite whose Triton polls a private copy of the repository every second."""
-    repository = copy_repository(tmp_path_factory.mktemp("polled") / "model_repository")
-    ports = SuitePorts.free()
-    suite = Suite(
-        model_repository=repository,
-        ports=ports,
-        log_dir=tmp_path_factory.mktemp("polled-logs"),
-        env=FAST_FOLLOW,
-        triton_settings=TritonSettings(
-            model_repository=repository,
-            grpc_port=ports.triton_grpc,
-            http_port=ports.triton_http,
-            metrics_port=ports.triton_metrics,
-            model_control_mode="poll",
-            repository_poll_seconds=1,
-            otlp_traces_url=None,
-            log_path=ports_log(tmp_path_factory, "polled"),
-        ),
-    )
-    with suite:
+    repository = private_repository(tmp_path_factory, "polled")
+    with private_suite(tmp_path_factory, "polled", repository, FAST_FOLLOW, repository_poll_seconds=1) as suite:
         yield suite, repository
 
 
@@ -230,24 +203,8 @@ def test_load_and_unload_need_explicit_model_control(polled) -> None:
 @pytest.fixture(scope="module")
 def explicit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:
     """A suite whose Triton loads and unloads models only through the repository API."""
-    repository = copy_repository(tmp_path_factory.mktemp("explicit") / "model_repository")
-    ports = SuitePorts.free()
-    suite = Suite(
-        model_repository=repository,
-        ports=ports,
-        log_dir=tmp_path_factory.mktemp("explicit-logs"),
-        env=FAST_FOLLOW,
-        triton_settings=TritonSettings(
-            model_repository=repository,
-            grpc_port=ports.triton_grpc,
-            http_port=ports.triton_http,
-            metrics_port=ports.triton_metrics,
-            model_control_mode="explicit",
-            otlp_traces_url=None,
-            log_path=ports_log(tmp_path_factory, "explicit"),
-        ),
-    )
-    with suite:
+    repository = private_repository(tmp_path_factory, "explicit")
+    with private_suite(tmp_path_factory, "explicit", repository, FAST_FOLLOW, model_control_mode="explicit") as suite:
         yield suite
 
 

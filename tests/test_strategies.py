@@ -7,7 +7,6 @@ that takes 300 ms, so that failure and deadline behaviour is exercised on a real
 from __future__ import annotations
 
 import pathlib
-import shutil
 from collections.abc import Iterator
 
 import grpc
@@ -15,10 +14,9 @@ import numpy as np
 import pytest
 
 from inferscale.models.digits import load_model, load_split
-from inferscale.suite import Suite, SuitePorts
 from inferscale.tensors import from_numpy
 from inferscale.v1 import common_pb2, router_service_pb2, router_service_pb2_grpc
-from tests.conftest import MODEL_REPOSITORY, ensure_trained_models
+from tests.conftest import MODEL_REPOSITORY, private_repository, private_suite
 
 pytestmark = pytest.mark.integration
 IMAGES = load_split().x_holdout.astype(np.float32)
@@ -72,17 +70,10 @@ def add_model(repository: pathlib.Path, name: str, tier: int, source: str) -> No
 @pytest.fixture(scope="module")
 def troubled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[router_service_pb2_grpc.RouterServiceStub]:
     """A router over the sample models plus digits_faulty (tier 2) and digits_slow (tier 4)."""
-    ensure_trained_models()
-    repository = tmp_path_factory.mktemp("troubled") / "model_repository"
-    shutil.copytree(MODEL_REPOSITORY, repository, ignore=shutil.ignore_patterns("__pycache__"))
+    repository = private_repository(tmp_path_factory, "troubled")
     add_model(repository, "digits_faulty", 2, FAULTY)
     add_model(repository, "digits_slow", 4, SLOW)
-    suite = Suite(
-        model_repository=repository,
-        ports=SuitePorts.free(),
-        log_dir=tmp_path_factory.mktemp("troubled-logs"),
-        env={"OTEL_TRACES_EXPORTER": "none", "INFERSCALE_SHUTDOWN_GRACE_SECONDS": "1"},
-    )
+    suite = private_suite(tmp_path_factory, "troubled", repository, {"INFERSCALE_SHUTDOWN_GRACE_SECONDS": "1"})
     with suite, grpc.insecure_channel(suite.address("router")) as channel:
         yield router_service_pb2_grpc.RouterServiceStub(channel)
 
