@@ -676,17 +676,18 @@ def _admin_metadata(token: str | None) -> list[tuple[str, str]]:
     return [("authorization", f"Bearer {token}")] if token else []
 
 
-def cmd_load(args: argparse.Namespace) -> int:
+def _admin_call(args: argparse.Namespace, method: str, request: Any) -> Any:
+    """Makes one admin call to the orchestrator with the admin token, turning errors into CliError."""
     address = _address(args.orchestrator, "orchestrator")
     with _stub(address, orchestrator_service_pb2_grpc.OrchestratorServiceStub) as orchestrator:
         try:
-            reply = orchestrator.LoadModel(
-                orchestrator_service_pb2.LoadModelRequest(model_name=args.model),
-                metadata=_admin_metadata(args.token),
-                timeout=args.timeout,
-            )
+            return getattr(orchestrator, method)(request, metadata=_admin_metadata(args.token), timeout=args.timeout)
         except grpc.RpcError as error:
             raise _rpc_error(error, address) from None
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    reply = _admin_call(args, "LoadModel", orchestrator_service_pb2.LoadModelRequest(model_name=args.model))
     _console().print(
         _table(
             f"Loaded {args.model}",
@@ -699,16 +700,7 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 
 def cmd_unload(args: argparse.Namespace) -> int:
-    address = _address(args.orchestrator, "orchestrator")
-    with _stub(address, orchestrator_service_pb2_grpc.OrchestratorServiceStub) as orchestrator:
-        try:
-            reply = orchestrator.UnloadModel(
-                orchestrator_service_pb2.UnloadModelRequest(model_name=args.model),
-                metadata=_admin_metadata(args.token),
-                timeout=args.timeout,
-            )
-        except grpc.RpcError as error:
-            raise _rpc_error(error, address) from None
+    reply = _admin_call(args, "UnloadModel", orchestrator_service_pb2.UnloadModelRequest(model_name=args.model))
     _console().print(
         f"Unloaded {args.model}; {reply.cache_entries_removed} cache entries it produced were removed.",
         highlight=False,
