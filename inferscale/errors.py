@@ -8,6 +8,7 @@
     ├── Unauthenticated              no valid credentials                  -> UNAUTHENTICATED
     ├── PermissionDenied             the call is not allowed at all        -> PERMISSION_DENIED
     ├── ModelFailed                  a model failed on a valid request     -> INTERNAL
+    ├── DeadlineExceeded             the caller's deadline ran out         -> DEADLINE_EXCEEDED
     └── Unavailable                  Triton or a peer service is down      -> UNAVAILABLE
 """
 
@@ -66,6 +67,12 @@ class ModelFailed(InferScaleError):
     """A model failed on a request it should have answered, or answered in a shape its config does not declare."""
 
     code = grpc.StatusCode.INTERNAL
+
+
+class DeadlineExceeded(InferScaleError):
+    """The caller's deadline ran out before the answer came: the server is not at fault."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
 
 
 class Unavailable(InferScaleError):

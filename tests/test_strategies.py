@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from inferscale.models.digits import load_model, load_split
+from inferscale.suite import Suite
 from inferscale.tensors import from_numpy
 from inferscale.v1 import common_pb2, router_service_pb2, router_service_pb2_grpc
 from tests.conftest import MODEL_REPOSITORY, private_repository, private_suite
@@ -68,13 +69,19 @@ def add_model(repository: pathlib.Path, name: str, tier: int, source: str) -> No
 
 
 @pytest.fixture(scope="module")
-def troubled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[router_service_pb2_grpc.RouterServiceStub]:
-    """A router over the sample models plus digits_faulty (tier 2) and digits_slow (tier 4)."""
+def troubled_suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:
+    """The sample models plus digits_faulty (tier 2) and digits_slow (tier 4) on their own Triton."""
     repository = private_repository(tmp_path_factory, "troubled")
     add_model(repository, "digits_faulty", 2, FAULTY)
     add_model(repository, "digits_slow", 4, SLOW)
-    suite = private_suite(tmp_path_factory, "troubled", repository, {"INFERSCALE_SHUTDOWN_GRACE_SECONDS": "1"})
-    with suite, grpc.insecure_channel(suite.address("router")) as channel:
+    with private_suite(tmp_path_factory, "troubled", repository, {"INFERSCALE_SHUTDOWN_GRACE_SECONDS": "1"}) as suite:
+        yield suite
+
+
+@pytest.fixture(scope="module")
+def troubled(troubled_suite: Suite) -> Iterator[router_service_pb2_grpc.RouterServiceStub]:
+    """A router over the troubled suite."""
+    with grpc.insecure_channel(troubled_suite.address("router")) as channel:
         yield router_service_pb2_grpc.RouterServiceStub(channel)
 
 
@@ -210,3 +217,17 @@ def test_a_step_slower_than_the_deadline_left_is_not_started_and_the_best_answer
     full = infer(troubled, 4, confidence_threshold=1.0)
     assert full.cache_level == common_pb2.CACHE_LEVEL_UNSPECIFIED
     assert full.steps[-1].model.name == "digits_slow" and full.steps[-1].decision == common_pb2.DECISION_ACCEPT
+
+
+def test_an_ensemble_member_past_the_deadline_fails_alone_and_keeps_its_replica_in_rotation(troubled, troubled_suite) -> None:
+    response = infer(troubled, 5, timeout=0.25, strategy=common_pb2.STRATEGY_ENSEMBLE, skip_cache=True)
+    by_name = {s.model.name: s for s in response.steps}
+    slow = by_name["digits_slow"]
+    assert slow.decision == common_pb2.DECISION_FAILED
+    assert "did not answer within the deadline" in slow.reason
+    assert response.uncertainty.members_failed == 2  # digits_slow and digits_faulty
+    # A caller's deadline is no fault of the replica: it is not taken out of the rotation.
+    # Nothing in this suite is a replica's fault (a model's error or a caller's deadline), so no
+    # call may have been failed over.
+    log = (troubled_suite.log_dir / "orchestrator.log").read_text()
+    assert "trying another endpoint" not in log

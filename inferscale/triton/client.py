@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import grpc
 from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 
-from inferscale.errors import InferScaleError, InvalidArgument, ModelFailed, NotFound, Unavailable
+from inferscale.errors import DeadlineExceeded, InferScaleError, InvalidArgument, ModelFailed, NotFound, Unavailable
 from inferscale.rpc import open_channel
 from inferscale.v1 import common_pb2
 
@@ -40,7 +40,10 @@ class InferResult:
 def _translate(error: grpc.aio.AioRpcError, what: str) -> InferScaleError:
     code = error.code()
     details = error.details() or code.name
-    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        # The caller's time ran out, not the server: no replica leaves the rotation for it.
+        return DeadlineExceeded(f"Triton {what} did not answer within the deadline")
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
         return Unavailable(f"Triton {what}: {details}")
     if code == grpc.StatusCode.NOT_FOUND or "unknown model" in details or "is not found" in details:
         return NotFound(f"Triton {what}: {details}")

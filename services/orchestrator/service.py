@@ -12,6 +12,7 @@ from opentelemetry import trace
 from inferscale import telemetry
 from inferscale.auth import require_bearer_token
 from inferscale.errors import (
+    DeadlineExceeded,
     FailedPrecondition,
     InferScaleError,
     InvalidArgument,
@@ -376,7 +377,7 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
             with self._step_span(plan, index, step, model) as span:
                 try:
                     result, answer, latency_ms = await self._call_model(model, request, member_timeout)
-                except (ModelFailed, Unavailable, InvalidArgument) as error:
+                except (ModelFailed, Unavailable, DeadlineExceeded, InvalidArgument) as error:
                     if isinstance(error, InvalidArgument):
                         raise  # the input is at fault, not the member: every member would refuse it
                     failed = self._not_run(index, step, common_pb2.DECISION_FAILED, f"member failed: {error}")
