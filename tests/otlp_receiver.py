@@ -60,6 +60,10 @@ class OtlpReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            # Keep-alive, as a collector speaks: exporters reuse their connection, and Triton's
+            # does not retry a batch whose connection the server closed under it.
+            protocol_version = "HTTP/1.1"
+
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 if "json" in self.headers.get("Content-Type", ""):
