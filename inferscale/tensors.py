@@ -27,13 +27,32 @@ NUMPY_DTYPES: dict[str, np.dtype] = {
 }
 
 
+def _validate_bytes_elements(tensor: common_pb2.InferTensor, field: str) -> None:
+    """Checks Triton's raw BYTES layout: each element a 4-byte little-endian length, then that many bytes."""
+    raw = tensor.raw_contents
+    expected = math.prod(tensor.shape)
+    offset = count = 0
+    while offset < len(raw):
+        if offset + 4 > len(raw):
+            raise InvalidArgument(f"{field}.raw_contents ends inside the 4-byte length of BYTES element {count}")
+        length = int.from_bytes(raw[offset : offset + 4], "little")
+        offset += 4 + length
+        if offset > len(raw):
+            raise InvalidArgument(f"{field}.raw_contents BYTES element {count} declares {length} bytes past the end")
+        count += 1
+    if count != expected:
+        raise InvalidArgument(
+            f"{field}.raw_contents holds {count} BYTES elements, but shape {list(tensor.shape)} needs {expected}"
+        )
+
+
 def validate_tensor(tensor: common_pb2.InferTensor, field: str) -> None:
     """Raises InvalidArgument, naming ``field``, unless the tensor's bytes match its datatype and shape."""
     if not tensor.name:
         raise InvalidArgument(f"{field}.name must not be empty")
     dtype = NUMPY_DTYPES.get(tensor.datatype)
-    if dtype is None:
-        known = ", ".join(sorted(NUMPY_DTYPES))
+    if dtype is None and tensor.datatype != "BYTES":
+        known = ", ".join(sorted([*NUMPY_DTYPES, "BYTES"]))
         raise InvalidArgument(f"{field}.datatype {tensor.datatype!r} is not one of {known}")
     if not tensor.shape:
         raise InvalidArgument(f"{field}.shape must have at least one dimension")
@@ -41,6 +60,9 @@ def validate_tensor(tensor: common_pb2.InferTensor, field: str) -> None:
         raise InvalidArgument(f"{field}.shape {list(tensor.shape)} has a negative dimension")
     if 0 in tensor.shape:
         raise InvalidArgument(f"{field}.shape {list(tensor.shape)} holds no elements; there is nothing to infer")
+    if dtype is None:
+        _validate_bytes_elements(tensor, field)
+        return
     expected = math.prod(tensor.shape) * dtype.itemsize
     if len(tensor.raw_contents) != expected:
         raise InvalidArgument(
@@ -54,6 +76,15 @@ def to_numpy(tensor: common_pb2.InferTensor) -> np.ndarray:
     return np.frombuffer(tensor.raw_contents, dtype=NUMPY_DTYPES[tensor.datatype]).reshape(
         tuple(tensor.shape)
     )
+
+
+def bytes_tensor(name: str, items: Sequence[bytes | str]) -> common_pb2.InferTensor:
+    """Builds a one-dimensional BYTES tensor in Triton's raw layout from strings or byte strings."""
+    raw = bytearray()
+    for item in items:
+        data = item.encode() if isinstance(item, str) else item
+        raw += len(data).to_bytes(4, "little") + data
+    return common_pb2.InferTensor(name=name, datatype="BYTES", shape=[len(items)], raw_contents=bytes(raw))
 
 
 def from_numpy(name: str, array: np.ndarray) -> common_pb2.InferTensor:

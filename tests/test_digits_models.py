@@ -6,7 +6,6 @@ import importlib.util
 import pathlib
 import re
 import sys
-import types
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ import pytest
 from inferscale.models import digits
 from inferscale.models.digits import MODEL_CLASSES, DigitsModel, load_model, load_split
 from inferscale.models.train import accuracy, train_all, write_repository
+from tests.fake_pb_utils import FakePbUtils
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 MODEL_REPOSITORY = REPO_ROOT / "model_repository"
@@ -180,42 +180,6 @@ def test_configured_costs_rise_with_tier_by_at_least_ten_times() -> None:
     assert costs[2] >= 10 * costs[0]
 
 
-class _FakePbUtils(types.ModuleType):
-    """Just enough of ``triton_python_backend_utils`` to drive an adapter outside Triton."""
-
-    def __init__(self) -> None:
-        super().__init__("triton_python_backend_utils")
-
-        class Tensor:
-            def __init__(self, name: str, array: np.ndarray) -> None:
-                self.name, self.array = name, array
-
-            def as_numpy(self) -> np.ndarray:
-                return self.array
-
-        class TritonError:
-            INTERNAL, INVALID_ARG = 1, 3
-
-            def __init__(self, message: str, code: int = 1) -> None:
-                self.message, self.code = message, code
-
-        class InferenceResponse:
-            def __init__(
-                self, output_tensors: list | None = None, error: TritonError | None = None
-            ) -> None:
-                self.output_tensors, self.error = output_tensors or [], error
-
-        self.Tensor, self.TritonError, self.InferenceResponse = (
-            Tensor,
-            TritonError,
-            InferenceResponse,
-        )
-
-    @staticmethod
-    def get_input_tensor_by_name(request: dict, name: str) -> object:
-        return request.get(name)
-
-
 @pytest.mark.parametrize("name", NAMES)
 def test_the_adapter_answers_good_requests_and_reports_bad_ones(
     models: dict[str, DigitsModel],
@@ -224,7 +188,7 @@ def test_the_adapter_answers_good_requests_and_reports_bad_ones(
     monkeypatch: pytest.MonkeyPatch,
     name: str,
 ) -> None:
-    pb_utils = _FakePbUtils()
+    pb_utils = FakePbUtils()
     monkeypatch.setitem(sys.modules, "triton_python_backend_utils", pb_utils)
     # The shared adapter binds pb_utils at import: import it afresh against this test's fake.
     monkeypatch.delitem(sys.modules, "inferscale.models.triton_adapter", raising=False)

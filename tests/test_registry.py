@@ -57,3 +57,22 @@ def test_for_task_orders_routable_models_by_tier() -> None:
 def test_a_refinement_input_is_read_when_declared() -> None:
     assert parse_model("mid", 1, True, {**GOOD, "inferscale.refinement_input": "PRIOR"}).refinement_input == "PRIOR"
     assert parse_model("mid", 1, True, GOOD).refinement_input == ""
+
+
+def test_a_semantic_cache_declaration_is_read() -> None:
+    model = parse_model(
+        "intent", 1, True,
+        {**GOOD, "inferscale.semantic_input": "TEXT", "inferscale.embedding_model": "embedder", "inferscale.semantic_threshold": "0.93"},
+    )
+    assert model.routable
+    assert (model.semantic_input, model.embedding_model, model.semantic_threshold) == ("TEXT", "embedder", 0.93)
+    bad = parse_model("intent", 1, True, {**GOOD, "inferscale.semantic_threshold": "1.5"})
+    assert not bad.routable and "inferscale.semantic_threshold" in bad.problem
+
+
+def test_an_embedding_model_embeds_but_is_never_routed_to() -> None:
+    model = parse_model("embedder", 1, True, {"inferscale.role": "embedding", "inferscale.cost": "3"})
+    assert model.embeds and not model.routable
+    assert (model.cost, model.output_name) == (3.0, "EMBEDDING")
+    assert not parse_model("embedder", 1, True, {"inferscale.role": "embedding"}).embeds
+    assert "'reranker'" in parse_model("odd", 1, True, {"inferscale.role": "reranker"}).problem

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from inferscale.errors import InvalidArgument
-from inferscale.tensors import from_numpy, to_numpy, validate_tensor
+from inferscale.tensors import bytes_tensor, from_numpy, to_numpy, validate_tensor
 from inferscale.v1 import common_pb2
 
 
@@ -39,3 +39,22 @@ def test_malformed_tensors_are_refused_with_the_reason(tensor: common_pb2.InferT
 def test_tensors_without_elements_are_refused(shape: list[int], message: str) -> None:
     with pytest.raises(InvalidArgument, match=message):
         validate_tensor(common_pb2.InferTensor(name="X", datatype="FP32", shape=shape), "x")
+
+
+def test_a_bytes_tensor_in_triton_layout_passes_validation() -> None:
+    tensor = bytes_tensor("TEXT", ["turn on the lights", b""])
+    validate_tensor(tensor, "x")
+    assert tensor.raw_contents[:4] == (18).to_bytes(4, "little")
+
+
+@pytest.mark.parametrize(
+    ("raw", "shape", "message"),
+    [
+        (b"\x05\x00\x00\x00abc", [1], "past the end"),
+        (b"\x01\x00", [1], "inside the 4-byte length"),
+        (b"\x01\x00\x00\x00a", [2], "holds 1 BYTES elements, but shape \\[2\\] needs 2"),
+    ],
+)
+def test_a_malformed_bytes_tensor_is_refused_naming_the_fault(raw: bytes, shape: list[int], message: str) -> None:
+    with pytest.raises(InvalidArgument, match=message):
+        validate_tensor(common_pb2.InferTensor(name="TEXT", datatype="BYTES", shape=shape, raw_contents=raw), "x")

@@ -59,24 +59,24 @@ class TritonPythonModel:
         for request in requests:
             tensor = pb_utils.get_input_tensor_by_name(request, INPUT)
             if tensor is None:
-                responses.append(_error(f"missing input tensor {INPUT!r}", pb_utils.TritonError.INVALID_ARG))
+                responses.append(error_response(f"missing input tensor {INPUT!r}", pb_utils.TritonError.INVALID_ARG))
                 continue
             try:
                 images = validate_images(tensor.as_numpy())
             except ValueError as exc:
-                responses.append(_error(f"{INPUT}: {exc}", pb_utils.TritonError.INVALID_ARG))
+                responses.append(error_response(f"{INPUT}: {exc}", pb_utils.TritonError.INVALID_ARG))
                 continue
             try:
                 probs = self.model.predict_proba(images)
             except Exception as exc:  # noqa: BLE001 - an answer per request beats a failed batch
-                responses.append(_error(f"inference failed: {type(exc).__name__}: {exc}", pb_utils.TritonError.INTERNAL))
+                responses.append(error_response(f"inference failed: {type(exc).__name__}: {exc}", pb_utils.TritonError.INTERNAL))
                 continue
             prior = pb_utils.get_input_tensor_by_name(request, PRIOR)
             if prior is not None:
                 try:
                     probs = refine(probs, prior.as_numpy())
                 except ValueError as exc:
-                    responses.append(_error(f"{PRIOR}: {exc}", pb_utils.TritonError.INVALID_ARG))
+                    responses.append(error_response(f"{PRIOR}: {exc}", pb_utils.TritonError.INVALID_ARG))
                     continue
             responses.append(
                 pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(OUTPUT, probs)])
@@ -88,7 +88,8 @@ class TritonPythonModel:
         self.model = None
 
 
-def _error(message: str, code: int) -> pb_utils.InferenceResponse:
+def error_response(message: str, code: int) -> pb_utils.InferenceResponse:
+    """An error response for one request; the others in the batch still get their answers."""
     # The code reaches the caller as the gRPC status: INVALID_ARG tells InferScale that the
     # request, not this server, is at fault, so no replica is taken out of rotation for it.
     return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, code))

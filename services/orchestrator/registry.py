@@ -18,6 +18,17 @@ PARAM_CONFIDENCE = "inferscale.confidence"
 PARAM_OUTPUT = "inferscale.output"
 # Optional: the input through which the model receives an earlier model's answer to refine.
 PARAM_REFINEMENT_INPUT = "inferscale.refinement_input"
+# Optional: the semantic cache of the model's task: the input whose embedding keys it, the
+# embedding model that embeds that input (none: its FP32 values are the embedding), and the cosine
+# similarity a neighbour must reach.
+PARAM_SEMANTIC_INPUT = "inferscale.semantic_input"
+PARAM_EMBEDDING_MODEL = "inferscale.embedding_model"
+PARAM_SEMANTIC_THRESHOLD = "inferscale.semantic_threshold"
+# "embedding" marks a model that turns inputs into embeddings for the semantic cache rather than
+# answering a task; it declares only its cost and, optionally, its output.
+PARAM_ROLE = "inferscale.role"
+ROLE_EMBEDDING = "embedding"
+DEFAULT_EMBEDDING_OUTPUT = "EMBEDDING"
 REQUIRED_PARAMETERS = (PARAM_TASK, PARAM_TIER, PARAM_COST, PARAM_ANSWER_KIND, PARAM_CONFIDENCE, PARAM_OUTPUT)
 
 ANSWER_KINDS = frozenset({"class_probabilities"})
@@ -38,16 +49,47 @@ class RegisteredModel:
     confidence_method: str = ""
     output_name: str = ""
     refinement_input: str = ""
+    semantic_input: str = ""
+    embedding_model: str = ""
+    semantic_threshold: float = 0.0
+    role: str = ""
     problem: str = ""
 
     @property
     def routable(self) -> bool:
-        """Whether plans may use the model: ready, and its config declares all the registry needs."""
-        return self.ready and not self.problem
+        """Whether plans may use the model: a task model, ready, and its config declares all the registry needs."""
+        return self.ready and not self.problem and not self.role
+
+    @property
+    def embeds(self) -> bool:
+        """Whether the model is a ready embedding model for the semantic cache."""
+        return self.ready and not self.problem and self.role == ROLE_EMBEDDING
+
+
+def _parse_embedding_model(name: str, version: int, ready: bool, parameters: Mapping[str, str]) -> RegisteredModel:
+    try:
+        cost = float(parameters.get(PARAM_COST, ""))
+    except ValueError:
+        cost = 0.0
+    problem = "" if cost > 0 else f"{PARAM_COST} must be a positive number, got {parameters.get(PARAM_COST, '')!r}"
+    return RegisteredModel(
+        name,
+        version,
+        ready,
+        cost=cost,
+        output_name=parameters.get(PARAM_OUTPUT, "").strip() or DEFAULT_EMBEDDING_OUTPUT,
+        role=ROLE_EMBEDDING,
+        problem=problem,
+    )
 
 
 def parse_model(name: str, version: int, ready: bool, parameters: Mapping[str, str]) -> RegisteredModel:
     """Reads a model's declared metadata; a missing or malformed parameter becomes its ``problem``."""
+    role = parameters.get(PARAM_ROLE, "").strip()
+    if role == ROLE_EMBEDDING:
+        return _parse_embedding_model(name, version, ready, parameters)
+    if role:
+        return RegisteredModel(name, version, ready, role=role, problem=f"{PARAM_ROLE} {role!r} is not one of ['embedding']")
     missing = [key for key in REQUIRED_PARAMETERS if not parameters.get(key, "").strip()]
     if missing:
         return RegisteredModel(
@@ -73,6 +115,14 @@ def parse_model(name: str, version: int, ready: bool, parameters: Mapping[str, s
         problem = f"{PARAM_ANSWER_KIND} {parameters[PARAM_ANSWER_KIND]!r} is not one of {sorted(ANSWER_KINDS)}"
     elif parameters[PARAM_CONFIDENCE] not in CONFIDENCE_METHODS:
         problem = f"{PARAM_CONFIDENCE} {parameters[PARAM_CONFIDENCE]!r} is not one of {sorted(CONFIDENCE_METHODS)}"
+    semantic_threshold = 0.0
+    if parameters.get(PARAM_SEMANTIC_THRESHOLD, "").strip():
+        try:
+            semantic_threshold = float(parameters[PARAM_SEMANTIC_THRESHOLD])
+        except ValueError:
+            semantic_threshold = -1.0
+        if not 0.0 < semantic_threshold <= 1.0 and not problem:
+            problem = f"{PARAM_SEMANTIC_THRESHOLD} must be a number in (0, 1], got {parameters[PARAM_SEMANTIC_THRESHOLD]!r}"
     return RegisteredModel(
         name=name,
         version=version,
@@ -84,6 +134,9 @@ def parse_model(name: str, version: int, ready: bool, parameters: Mapping[str, s
         confidence_method=parameters[PARAM_CONFIDENCE],
         output_name=parameters[PARAM_OUTPUT],
         refinement_input=parameters.get(PARAM_REFINEMENT_INPUT, "").strip(),
+        semantic_input=parameters.get(PARAM_SEMANTIC_INPUT, "").strip(),
+        embedding_model=parameters.get(PARAM_EMBEDDING_MODEL, "").strip(),
+        semantic_threshold=max(semantic_threshold, 0.0),
         problem=problem,
     )
 
