@@ -48,8 +48,11 @@ $(NODE_CLIENT): clients/node/package.json clients/node/package-lock.json
 
 # Servers the integration tests start themselves, from Debian's packages (installed when missing;
 # needs root, as CI and these machines have).
+# Servers the tests start themselves: Prometheus (scrapes the monitor) and Redis (the cache's shared backend).
+SYSTEM_PACKAGES := prometheus:prometheus redis-server:redis-server
 system-packages:
-	@command -v prometheus >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
+	@missing=""; for pair in $(SYSTEM_PACKAGES); do command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair##*:}"; done; \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
 
 # The main job: the whole suite on the embedded Triton with a demonstration workload.
 run: setup
@@ -63,6 +66,7 @@ bench: setup
 	$(PY) benchmarks/router_overhead.py
 	$(PY) benchmarks/strategies.py
 	$(PY) -m benchmarks.learned_policy
+	$(PY) -m benchmarks.cache_levels
 
 clean:
 	rm -rf $(VENV) inferscale/v1 model_repository/*/1/weights.npz results .pytest_cache tools/buf/node_modules clients/node/node_modules

@@ -14,6 +14,22 @@ def env_str(name: str, default: str) -> str:
     return os.environ.get(name, "").strip() or default
 
 
+def env_peer(name: str, default_port: int) -> str:
+    """Returns a peer service's address from ``name``, "127.0.0.1:<default_port>" when unset, "" when "off"."""
+    address = env_str(name, f"127.0.0.1:{default_port}")
+    return "" if address == "off" else address
+
+
+def env_switch(name: str, default: bool) -> bool:
+    """Returns the variable ``name`` as "on" (True) or "off" (False), or ``default``; raises SettingError naming it."""
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in ("on", "off"):
+        raise SettingError(f"{name}={raw!r} is neither 'on' nor 'off'")
+    return raw == "on"
+
+
 def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
     """Returns the variable ``name`` as an integer, or ``default``; raises SettingError naming it."""
     raw = os.environ.get(name, "").strip()

@@ -127,6 +127,7 @@ class Suite:
     def start_service(self, service: str, timeout_seconds: float = 60.0) -> None:
         """Starts one service's process (again, after a kill) and waits until it serves."""
         assert self.log_dir is not None
+        self.log_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_dir / f"{service}.log", "ab") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", f"services.{service}.server"],

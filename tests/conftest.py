@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
 import shutil
 import subprocess
@@ -22,6 +23,16 @@ from inferscale.v1 import (
 from tests.otlp_receiver import OtlpReceiver
 
 MODEL_REPOSITORY = REPO_ROOT / "model_repository"
+
+
+def system_binary(name: str) -> str:
+    """The path of a server binary `make system-packages` installs; fails under CI, skips elsewhere, when missing."""
+    binary = shutil.which(name)
+    if binary is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{name} is not installed; `make test` installs it (make system-packages)")
+        pytest.skip(f"{name} is not installed; run `make system-packages`")
+    return binary
 
 
 def ensure_trained_models() -> None:
@@ -87,6 +98,9 @@ def suite(otlp_receiver: OtlpReceiver, tmp_path_factory: pytest.TempPathFactory)
             "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
             "OTEL_BSP_SCHEDULE_DELAY": "100",
             "INFERSCALE_SHUTDOWN_GRACE_SECONDS": "2",
+            # Every semantic hit is audited, and the cache reports often, so that tests see both soon.
+            "INFERSCALE_SEMANTIC_AUDIT_RATE": "1",
+            "INFERSCALE_CACHE_STATS_INTERVAL_SECONDS": "0.2",
         },
     )
     running.start()

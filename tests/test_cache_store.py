@@ -1,4 +1,4 @@
-"""The cache level store: byte bound, least-recently-used eviction, TTL and invalidation by model version."""
+"""The cache level store: byte bound, GDSF eviction, TTL and invalidation by model version."""
 
 from __future__ import annotations
 
@@ -28,18 +28,65 @@ def test_a_stored_value_is_found_and_counted_as_a_hit() -> None:
     assert (store.counters.hits, store.counters.misses, store.counters.compute_saved) == (1, 1, 3.0)
 
 
-def test_the_least_recently_used_entry_is_evicted_first_to_stay_within_bounds() -> None:
+def test_a_full_level_evicts_the_entry_used_least_often_first() -> None:
     value = b"x" * 100
     store = LevelStore(max_bytes=3 * entry_size("a", value), default_ttl_seconds=60)
     for key in "abc":
-        store.put(key, value)
-    store.get("a")  # a is now more recent than b
-    evicted = store.put("d", value)
+        store.put(key, value, compute_cost=1.0)
+    store.get("a")
+    store.get("c")
+    evicted = store.put("d", value, compute_cost=1.0)
     assert evicted == 1
     assert store.get("b") is None
     assert all(store.get(k) is not None for k in "acd")
     assert store.bytes_used <= store.max_bytes
     assert store.counters.evictions == 1
+
+
+def test_an_entry_that_saves_more_compute_outlives_a_cheaper_one_used_as_often() -> None:
+    value = b"x" * 100
+    store = LevelStore(max_bytes=2 * entry_size("heavy", value), default_ttl_seconds=60)
+    store.put("heavy", value, compute_cost=22.0)
+    store.put("cheap", value, compute_cost=1.0)
+    store.put("fresh", value, compute_cost=1.0)
+    assert store.get("cheap") is None
+    assert store.get("heavy") is not None
+
+
+def test_a_large_entry_goes_before_small_ones_of_the_same_cost_and_use() -> None:
+    store = LevelStore(max_bytes=1200, default_ttl_seconds=60)
+    store.put("large", b"x" * 600, compute_cost=1.0)
+    store.put("small1", b"x" * 100, compute_cost=1.0)
+    store.put("small2", b"x" * 100, compute_cost=1.0)
+    store.put("small3", b"x" * 200, compute_cost=1.0)
+    assert store.get("large") is None
+    assert all(store.get(k) is not None for k in ("small1", "small2", "small3"))
+
+
+def test_an_entry_popular_long_ago_ages_out_behind_entries_used_since() -> None:
+    value = b"x" * 100
+    store = LevelStore(max_bytes=2 * entry_size("a", value), default_ttl_seconds=60)
+    store.put("old", value, compute_cost=1.0)
+    for _ in range(3):
+        store.get("old")
+    # Each eviction raises the clock; fresh entries admitted after enough of them outrank an
+    # entry whose hits all came before.
+    for index in range(12):
+        store.put(f"fresh{index}", value, compute_cost=1.0)
+        store.get(f"fresh{index}")
+    assert store.get("old") is None
+
+
+def test_expired_entries_are_dropped_before_any_live_entry_is_evicted() -> None:
+    clock = FakeClock()
+    value = b"x" * 100
+    store = LevelStore(max_bytes=2 * entry_size("old", value), default_ttl_seconds=60, clock=clock)
+    store.put("exp", value, compute_cost=50.0, ttl_seconds=1)
+    store.put("liv", value, compute_cost=1.0)
+    clock.now = 2
+    assert store.put("new", value, compute_cost=1.0) == 0
+    assert store.get("liv") is not None and store.get("new") is not None
+    assert store.counters.removals == 1 and store.counters.evictions == 0
 
 
 def test_replacing_a_key_keeps_the_byte_count_exact() -> None:

@@ -61,6 +61,11 @@ MONITOR_METRICS = frozenset(
         "inferscale_step_latency_seconds_sum",
         "inferscale_step_latency_seconds_count",
         "inferscale_cache_lookups_total",
+        "inferscale_cache_audits_total",
+        "inferscale_cache_entries",
+        "inferscale_cache_bytes",
+        "inferscale_cache_evictions_total",
+        "inferscale_cache_compute_saved_total",
         "inferscale_model_accuracy",
         "inferscale_model_expected_calibration_error",
     }
@@ -861,6 +866,8 @@ def test_dashboard_has_the_panels_asked_for() -> None:
         "histogram_quantile(0.99, sum by (le, model) (rate(inferscale_step_latency_seconds_bucket",
         "rate(inferscale_request_compute_cost_total",
         'inferscale_cache_lookups_total{result="hit"}',
+        'inferscale_cache_audits_total{result="false_hit"}',
+        "inferscale_cache_bytes",
         "inferscale_events_dropped_total",
     ):
         assert needle in queries

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import time
 import urllib.parse
@@ -18,17 +16,14 @@ from inferscale.models.digits import load_split
 from inferscale.suite import Suite, free_port
 from inferscale.tensors import from_numpy
 from inferscale.v1 import monitor_service_pb2, router_service_pb2
+from tests.conftest import system_binary
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def prometheus(suite: Suite, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    binary = shutil.which("prometheus")
-    if binary is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("prometheus is not installed; `make test` installs it (make system-packages)")
-        pytest.skip("prometheus is not installed; run `make system-packages`")
+    binary = system_binary("prometheus")
     workdir = tmp_path_factory.mktemp("prometheus")
     config = workdir / "prometheus.yml"
     config.write_text(

@@ -1,34 +1,72 @@
-"""Starts the cache service: config, telemetry, gRPC server (``python -m services.cache.server``)."""
+"""Starts the cache service: config, backends, telemetry, gRPC server (``python -m services.cache.server``)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import socket
 
+import redis.asyncio as aioredis
+
+from inferscale.events import EventSender
 from inferscale.rpc import RunningServer, configure_logging, serve_until_stopped, start_server
 from inferscale.telemetry import setup_telemetry
 from inferscale.v1 import cache_service_pb2, cache_service_pb2_grpc
 from services.cache.config import CacheConfig
-from services.cache.service import CacheService
+from services.cache.levels import ExactLevel, LocalLevel, RedisLevel
+from services.cache.semantic import SemanticLevel
+from services.cache.service import EXACT_KEY_LEVELS, CacheService, report_stats
 
 SERVICE_NAME = cache_service_pb2.DESCRIPTOR.services_by_name["CacheService"].full_name
 
 
-async def create_server(config: CacheConfig) -> RunningServer:
-    """Builds and starts the cache service."""
-    servicer = CacheService(config.max_bytes_per_level, config.default_ttl_seconds)
-    return await start_server(
-        config.listen,
-        [SERVICE_NAME],
-        lambda server: cache_service_pb2_grpc.add_CacheServiceServicer_to_server(servicer, server),
+def exact_levels(config: CacheConfig) -> tuple[dict[int, ExactLevel], aioredis.Redis | None]:
+    """Builds the exact-key levels on the configured backend; returns them and the Redis client, if any."""
+    if config.backend == "memory":
+        return {level: LocalLevel(config.max_bytes_per_level, config.default_ttl_seconds) for level in EXACT_KEY_LEVELS}, None
+    client = aioredis.Redis.from_url(
+        config.redis_url,
+        socket_timeout=config.redis_timeout_seconds,
+        socket_connect_timeout=config.redis_timeout_seconds,
     )
+    levels: dict[int, ExactLevel] = {
+        level: RedisLevel(client, f"{config.redis_prefix}L{level}:", config.max_bytes_per_level, config.default_ttl_seconds)
+        for level in EXACT_KEY_LEVELS
+    }
+    return levels, client
 
 
 async def serve() -> None:
     """Runs the cache until SIGTERM."""
     config = CacheConfig.from_env()
     provider = setup_telemetry("cache")
-    running = await create_server(config)
-    await serve_until_stopped(running, grace_seconds=config.shutdown_grace_seconds)
+    levels, redis_client = exact_levels(config)
+    servicer = CacheService(
+        levels,
+        SemanticLevel(config.max_bytes_per_level, config.default_ttl_seconds),
+        default_semantic_threshold=config.semantic_threshold,
+    )
+    events = EventSender(config.monitor_address, "cache")
+    events.start()
+    reporter = asyncio.create_task(
+        report_stats(servicer, events, f"{socket.gethostname()}:{os.getpid()}", config.stats_interval_seconds)
+    )
+    running: RunningServer = await start_server(
+        config.listen,
+        [SERVICE_NAME],
+        lambda server: cache_service_pb2_grpc.add_CacheServiceServicer_to_server(servicer, server),
+    )
+
+    async def close() -> None:
+        reporter.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reporter
+        await events.close()
+        if redis_client is not None:
+            await redis_client.aclose()
+
+    await serve_until_stopped(running, grace_seconds=config.shutdown_grace_seconds, on_stop=close)
     provider.shutdown()
 
 

@@ -11,7 +11,7 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from inferscale.v1 import common_pb2, monitor_service_pb2
+from inferscale.v1 import cache_service_pb2, common_pb2, monitor_service_pb2
 from services.monitor.calibration import expected_calibration_error, fit_temperature
 from services.monitor.policy import ScoredStep
 
@@ -101,10 +101,12 @@ class StrategyCounters:
 
 @dataclass
 class CacheCounters:
-    """The lookups at one cache level."""
+    """The lookups at one cache level as the router and orchestrator saw them, and the audits of its hits."""
 
     hits: int = 0
     misses: int = 0
+    audited: int = 0
+    false_hits: int = 0
 
 
 @dataclass
@@ -117,6 +119,8 @@ class Aggregates:
     strategies: dict[int, StrategyCounters] = field(default_factory=dict)
     models: dict[tuple[str, int], ModelCounters] = field(default_factory=dict)
     cache_levels: dict[int, CacheCounters] = field(default_factory=dict)
+    # Each cache replica's latest report of its levels: replica -> level -> statistics.
+    cache_replicas: dict[str, dict[int, cache_service_pb2.LevelStats]] = field(default_factory=dict)
     _remembered: OrderedDict[str, RememberedRequest] = field(default_factory=OrderedDict)
     # Each scored request's steps, for the policy learner.
     scored_requests: deque[list[ScoredStep]] = field(default_factory=lambda: deque(maxlen=MAX_SCORED_REQUESTS))
@@ -168,6 +172,8 @@ class Aggregates:
                     )
             elif kind == "cache":
                 self._record_cache(event.cache)
+            elif kind == "cache_stats":
+                self.cache_replicas[event.cache_stats.replica] = {s.level: s for s in event.cache_stats.levels}
             else:
                 continue
             recorded += 1
@@ -196,6 +202,43 @@ class Aggregates:
         counters = self.cache_levels.setdefault(cache.level, CacheCounters())
         counters.hits += int(cache.hit)
         counters.misses += int(not cache.hit)
+        counters.audited += int(cache.audited)
+        counters.false_hits += int(cache.false_hit)
+
+    def cache_occupancy(self, level: int) -> cache_service_pb2.LevelStats:
+        """One level's entries, bytes, evictions and compute saved, summed over the replicas' latest reports."""
+        total = cache_service_pb2.LevelStats(level=level)
+        for levels in self.cache_replicas.values():
+            s = levels.get(level)
+            if s is not None:
+                total.entries += s.entries
+                total.bytes += s.bytes
+                total.max_bytes += s.max_bytes
+                total.evictions += s.evictions
+                total.compute_saved += s.compute_saved
+        return total
+
+    def cache_stats(self) -> list[monitor_service_pb2.CacheLevelStats]:
+        """Every level that was looked up or reported, in level order."""
+        levels = set(self.cache_levels) | {lv for r in self.cache_replicas.values() for lv in r}
+        stats = []
+        for level in sorted(levels):
+            c = self.cache_levels.get(level, CacheCounters())
+            occupancy = self.cache_occupancy(level)
+            stats.append(
+                monitor_service_pb2.CacheLevelStats(
+                    level=level,
+                    hits=c.hits,
+                    misses=c.misses,
+                    entries=occupancy.entries,
+                    bytes=occupancy.bytes,
+                    evictions=occupancy.evictions,
+                    compute_saved=occupancy.compute_saved,
+                    audited=c.audited,
+                    false_hits=c.false_hits,
+                )
+            )
+        return stats
 
     def to_proto(self) -> monitor_service_pb2.GetStatsResponse:
         """Returns the counts as the GetStats answer, in the documented order."""
@@ -227,10 +270,7 @@ class Aggregates:
                 )
                 for (name, version), c in sorted(self.models.items(), key=lambda kv: (kv[1].tier, kv[0]))
             ],
-            cache_levels=[
-                monitor_service_pb2.CacheLevelStats(level=level, hits=c.hits, misses=c.misses)
-                for level, c in sorted(self.cache_levels.items())
-            ],
+            cache_levels=self.cache_stats(),
         )
 
 

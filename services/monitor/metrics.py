@@ -72,8 +72,21 @@ class AggregatesCollector(Collector):
                 calibration_error.add_metric(key, c.calibration_error())
         yield from (steps, step_cost, confidence, step_latency, accuracy, calibration_error)
         lookups = CounterMetricFamily("inferscale_cache_lookups", "Cache lookups, by level and result.", labels=["level", "result"])
-        for level, c in sorted(a.cache_levels.items()):
-            name = common_pb2.CacheLevel.Name(level)
-            lookups.add_metric([name, "hit"], c.hits)
-            lookups.add_metric([name, "miss"], c.misses)
-        yield lookups
+        audits = CounterMetricFamily(
+            "inferscale_cache_audits", "Cache hits also recomputed to check them, by level and outcome.", labels=["level", "result"]
+        )
+        entries = GaugeMetricFamily("inferscale_cache_entries", "Entries held, over cache replicas.", labels=["level"])
+        held = GaugeMetricFamily("inferscale_cache_bytes", "Bytes held, over cache replicas.", labels=["level"])
+        evictions = CounterMetricFamily("inferscale_cache_evictions", "Entries evicted to stay within bounds.", labels=["level"])
+        saved = CounterMetricFamily("inferscale_cache_compute_saved", "Compute units that cache hits saved.", labels=["level"])
+        for s in a.cache_stats():
+            name = common_pb2.CacheLevel.Name(s.level)
+            lookups.add_metric([name, "hit"], s.hits)
+            lookups.add_metric([name, "miss"], s.misses)
+            audits.add_metric([name, "agreed"], s.audited - s.false_hits)
+            audits.add_metric([name, "false_hit"], s.false_hits)
+            entries.add_metric([name], s.entries)
+            held.add_metric([name], s.bytes)
+            evictions.add_metric([name], s.evictions)
+            saved.add_metric([name], s.compute_saved)
+        yield from (lookups, audits, entries, held, evictions, saved)

@@ -10,6 +10,7 @@ from inferscale.settings import (
     DEFAULT_ORCHESTRATOR_PORT,
     DEFAULT_TRITON_GRPC_PORT,
     env_float,
+    env_peer,
     env_str,
 )
 
@@ -42,12 +43,17 @@ class OrchestratorConfig:
     # INFERSCALE_MIN_GAIN_PER_COST: between a cascade's two thresholds, the least expected gain in
     # the chance of being right, per unit of the next tier's cost, that is worth escalating for.
     min_gain_per_cost: float
+    # INFERSCALE_CACHE_TIMEOUT_SECONDS: the longest a cache call may delay a step; past it the
+    # step runs on Triton.
+    cache_timeout_seconds: float
+    # INFERSCALE_MODEL_CACHE_MIN_COST: the least cost, in the models' relative units, at which a
+    # step's output is looked up in and stored to the cache's per-model level (L3); a cheaper
+    # model answers about as fast as the cache would. Embeddings (L2) are always cached.
+    model_cache_min_cost: float
 
     @classmethod
     def from_env(cls) -> OrchestratorConfig:
         """Reads the settings; raises SettingError naming a malformed variable."""
-        monitor = env_str("INFERSCALE_MONITOR_ADDRESS", f"127.0.0.1:{DEFAULT_MONITOR_PORT}")
-        cache = env_str("INFERSCALE_CACHE_ADDRESS", f"127.0.0.1:{DEFAULT_CACHE_PORT}")
         return cls(
             listen=env_str("INFERSCALE_ORCHESTRATOR_LISTEN", f"[::]:{DEFAULT_ORCHESTRATOR_PORT}"),
             triton_urls=tuple(
@@ -55,10 +61,10 @@ class OrchestratorConfig:
                 for url in env_str("INFERSCALE_TRITON_URL", f"127.0.0.1:{DEFAULT_TRITON_GRPC_PORT}").split(",")
                 if url.strip()
             ),
-            cache_address="" if cache == "off" else cache,
+            cache_address=env_peer("INFERSCALE_CACHE_ADDRESS", DEFAULT_CACHE_PORT),
             admin_token=env_str("INFERSCALE_ADMIN_TOKEN", ""),
             triton_health_seconds=env_float("INFERSCALE_TRITON_HEALTH_SECONDS", 1.0, low=0.05, high=3600),
-            monitor_address="" if monitor == "off" else monitor,
+            monitor_address=env_peer("INFERSCALE_MONITOR_ADDRESS", DEFAULT_MONITOR_PORT),
             registry_refresh_seconds=env_float(
                 "INFERSCALE_REGISTRY_REFRESH_SECONDS", 2.0, low=0.1, high=3600
             ),
@@ -69,4 +75,6 @@ class OrchestratorConfig:
                 "INFERSCALE_SHUTDOWN_GRACE_SECONDS", 5.0, low=0, high=600
             ),
             min_gain_per_cost=env_float("INFERSCALE_MIN_GAIN_PER_COST", 0.01, low=0.0, high=1e6),
+            cache_timeout_seconds=env_float("INFERSCALE_CACHE_TIMEOUT_SECONDS", 0.25, low=0.001, high=60),
+            model_cache_min_cost=env_float("INFERSCALE_MODEL_CACHE_MIN_COST", 2.0, low=0.0, high=1e9),
         )

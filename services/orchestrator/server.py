@@ -15,6 +15,7 @@ from inferscale.rpc import RunningServer, configure_logging, open_channel, serve
 from inferscale.telemetry import setup_telemetry
 from inferscale.v1 import cache_service_pb2, cache_service_pb2_grpc, orchestrator_service_pb2, orchestrator_service_pb2_grpc
 from services.orchestrator.config import OrchestratorConfig
+from services.orchestrator.model_cache import ModelOutputCache
 from services.orchestrator.registry import RegisteredModel
 from services.orchestrator.registry_source import TritonRegistry
 from services.orchestrator.triton_pool import TritonPool
@@ -81,10 +82,14 @@ async def create_server(config: OrchestratorConfig) -> Orchestrator:
     registry.start()
     events = EventSender(config.monitor_address, "orchestrator")
     events.start()
+    model_cache = ModelOutputCache(
+        cache, events, timeout_seconds=config.cache_timeout_seconds, min_cost=config.model_cache_min_cost
+    )
     servicer = OrchestratorService(
         registry,
         triton,
         events,
+        model_cache,
         default_timeout_seconds=config.triton_timeout_seconds,
         admin_token=config.admin_token,
         min_gain_per_cost=config.min_gain_per_cost,

@@ -33,6 +33,7 @@ from inferscale.v1 import (
 from services.orchestrator.aggregation import mean_probability, plurality, weighted_vote
 from services.orchestrator.escalation import NextTier, ReadAnswer, decide, read_class_probabilities, stop_before
 from services.orchestrator.latency import RecentSteps
+from services.orchestrator.model_cache import L2, L3, ModelOutputCache, model_output_key
 from services.orchestrator.registry import RegisteredModel
 from services.orchestrator.registry_source import TritonRegistry
 from services.orchestrator.triton_pool import TritonPool
@@ -50,6 +51,9 @@ def _model_info(model: RegisteredModel) -> common_pb2.ModelInfo:
         confidence_method=model.confidence_method,
         output_name=model.output_name,
         refinement_input=model.refinement_input,
+        semantic_input=model.semantic_input,
+        embedding_model=model.embedding_model,
+        semantic_threshold=model.semantic_threshold,
         ready=model.ready,
         problem=model.problem,
     )
@@ -63,6 +67,7 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
         registry: TritonRegistry,
         triton: TritonPool,
         events: EventSender,
+        model_cache: ModelOutputCache,
         *,
         default_timeout_seconds: float,
         admin_token: str,
@@ -75,6 +80,7 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
         self._events = events
         self._default_timeout = default_timeout_seconds
         self._admin_token = admin_token
+        self._model_cache = model_cache
 
     @grpc_errors
     async def ListModels(
@@ -86,6 +92,45 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
             if not request.task or m.task == request.task
         ]
         return orchestrator_service_pb2.ListModelsResponse(models=models)
+
+    @grpc_errors
+    async def Embed(
+        self, request: orchestrator_service_pb2.EmbedRequest, context: grpc.aio.ServicerContext
+    ) -> orchestrator_service_pb2.EmbedResponse:
+        model = self._registry.snapshot.get(request.model_name)
+        if model is None or not model.embeds:
+            why = "is not in the registry" if model is None else (model.problem or "is not a ready embedding model")
+            raise NotFound(f"model_name {request.model_name!r} {why}")
+        validate_tensor(request.input, "input")
+        inputs = [request.input]
+        ref = common_pb2.ModelRef(name=model.name, version=model.version)
+        key = model_output_key(L2, model.name, model.version, inputs)
+        with TRACER.start_as_current_span(
+            "inferscale.embed", attributes={telemetry.ATTR_MODEL: model.name, telemetry.ATTR_MODEL_VERSION: model.version}
+        ) as span:
+            served_by = common_pb2.CACHE_LEVEL_UNSPECIFIED
+            cached = None
+            if self._model_cache.worth_caching(model.cost, L2):
+                cached = await self._model_cache.lookup(L2, key, "", ref)
+            if cached is not None:
+                outputs, version, served_by = list(cached.outputs), cached.model.version, L2
+            else:
+                result = await self._triton.infer(model.name, 0, inputs, timeout_seconds=self._timeout(context))
+                outputs, version = result.outputs, result.model_version
+                if version == model.version and self._model_cache.worth_caching(model.cost, L2):
+                    self._model_cache.store(
+                        L2, key, orchestrator_service_pb2.CachedModelOutput(model=ref, outputs=outputs), model.cost
+                    )
+            span.set_attribute(telemetry.ATTR_CACHE_LEVEL, common_pb2.CacheLevel.Name(served_by))
+        output = next((t for t in outputs if t.name == model.output_name), None)
+        if output is None or output.datatype != "FP32":
+            raise ModelFailed(f"embedding model {model.name} returned no FP32 output named {model.output_name!r}")
+        return orchestrator_service_pb2.EmbedResponse(
+            embedding=to_numpy(output).reshape(-1).tolist(),
+            model=common_pb2.ModelRef(name=model.name, version=version),
+            cache_level=served_by,
+            cost=0.0 if served_by else model.cost,
+        )
 
     def _validate(self, request: orchestrator_service_pb2.ExecuteRequest) -> list[RegisteredModel | None]:
         """Checks the request; returns each step's model, or None for a step whose model left routing."""
@@ -152,11 +197,12 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
         request: orchestrator_service_pb2.ExecuteRequest,
         timeout_seconds: float,
         prior: common_pb2.InferTensor | None = None,
-    ) -> tuple[InferResult, ReadAnswer, float]:
-        """Runs one model; returns Triton's result, the answer read from it and the latency in ms.
+    ) -> tuple[InferResult, ReadAnswer, float, int]:
+        """Runs one model; returns its result, the answer read from it, the latency in ms and the cache level that served it.
 
         ``prior``, an earlier step's output, goes to a refining model through its refinement
-        input, bytes unchanged.
+        input, bytes unchanged. A model costly enough is first looked up in the cache's per-model
+        level (L3), keyed by its registry version and the exact inputs.
         """
         inputs = list(request.inputs)
         if prior is not None and model.refinement_input:
@@ -166,10 +212,28 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
                 )
             )
         started = time.perf_counter()
-        # Triton's latest ready version answers: a plan built from a registry a moment old must
-        # not fail on a version that has just been replaced. The step reports the version that
-        # really ran, and the cache keys on it.
-        result = await self._triton.infer(model.name, 0, inputs, timeout_seconds=timeout_seconds)
+        served_by = common_pb2.CACHE_LEVEL_UNSPECIFIED
+        result = None
+        key = None
+        if not request.skip_cache and self._model_cache.worth_caching(model.cost, L3):
+            key = model_output_key(L3, model.name, model.version, inputs)
+            ref = common_pb2.ModelRef(name=model.name, version=model.version)
+            cached = await self._model_cache.lookup(L3, key, request.request_id, ref)
+            if cached is not None:
+                result = InferResult(list(cached.outputs), cached.model.version)
+                served_by = L3
+        if result is None:
+            # Triton's latest ready version answers: a plan built from a registry a moment old
+            # must not fail on a version that has just been replaced. The step reports the version
+            # that really ran, and only an output of the registry's version is cached under it.
+            triton_started = time.perf_counter()
+            result = await self._triton.infer(model.name, 0, inputs, timeout_seconds=timeout_seconds)
+            triton_ms = (time.perf_counter() - triton_started) * 1000
+            if key is not None and result.model_version == model.version:
+                produced = common_pb2.ModelRef(name=model.name, version=result.model_version)
+                self._model_cache.store(
+                    L3, key, orchestrator_service_pb2.CachedModelOutput(model=produced, outputs=result.outputs), model.cost
+                )
         latency_ms = (time.perf_counter() - started) * 1000
         output = next((t for t in result.outputs if t.name == model.output_name), None)
         if output is None:
@@ -181,8 +245,10 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
             answer = read_class_probabilities(to_numpy(output))
         except ValueError as error:
             raise ModelFailed(f"model {model.name}'s output {model.output_name!r} cannot be read: {error}") from None
-        self._recent.observe(model.name, latency_ms, answer.confidence)
-        return result, answer, latency_ms
+        if served_by == common_pb2.CACHE_LEVEL_UNSPECIFIED:
+            # Only Triton's own latency predicts whether the next call fits the deadline.
+            self._recent.observe(model.name, triton_ms, answer.confidence)
+        return result, answer, latency_ms, served_by
 
     def _step_span(self, plan: common_pb2.Plan, index: int, step: common_pb2.PlanStep, model: RegisteredModel):  # type: ignore[no-untyped-def]
         return TRACER.start_as_current_span(
@@ -208,6 +274,7 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
                 telemetry.ATTR_DECISION: common_pb2.Decision.Name(step.decision),
                 telemetry.ATTR_REASON: step.reason,
                 telemetry.ATTR_COST: step.cost,
+                telemetry.ATTR_CACHE_LEVEL: common_pb2.CacheLevel.Name(step.cache_level),
             }
         )
 
@@ -249,8 +316,9 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
         latency_ms: float,
         decision: int,
         reason: str,
+        served_by: int,
     ) -> common_pb2.EscalationStep:
-        """Reports a step that ran: the version Triton ran, the answer, the decision and its cost."""
+        """Reports a step that ran: the version that answered, the answer, the decision and its cost (0 from a cache)."""
         return common_pb2.EscalationStep(
             index=index,
             model=common_pb2.ModelRef(name=model.name, version=result.model_version),
@@ -260,7 +328,8 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
             decision=decision,
             reason=reason,
             latency_ms=latency_ms,
-            cost=model.cost,
+            cost=0.0 if served_by else model.cost,
+            cache_level=served_by,
         )
 
     def _timeout(self, context: grpc.aio.ServicerContext) -> float:
@@ -310,7 +379,7 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
                 next_tier = NextTier(cost=next_model.cost, expected_accuracy=1.0 if expected is None else expected)
             with self._step_span(plan, index, step, model) as span:
                 try:
-                    result, answer, latency_ms = await self._call_model(
+                    result, answer, latency_ms, served_by = await self._call_model(
                         model, request, self._timeout(context), previous_output if refining else None
                     )
                 except (ModelFailed, Unavailable) as error:
@@ -339,6 +408,7 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
                     latency_ms,
                     common_pb2.DECISION_ACCEPT if decision.accept else common_pb2.DECISION_ESCALATE,
                     decision.reason,
+                    served_by,
                 )
                 self._annotate(span, reported)
                 self._record(request, response, reported)
@@ -376,7 +446,7 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
         async def run_member(index: int, step: common_pb2.PlanStep, model: RegisteredModel):  # type: ignore[no-untyped-def]
             with self._step_span(plan, index, step, model) as span:
                 try:
-                    result, answer, latency_ms = await self._call_model(model, request, member_timeout)
+                    result, answer, latency_ms, served_by = await self._call_model(model, request, member_timeout)
                 except (ModelFailed, Unavailable, DeadlineExceeded, InvalidArgument) as error:
                     if isinstance(error, InvalidArgument):
                         raise  # the input is at fault, not the member: every member would refuse it
@@ -384,7 +454,7 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
                     self._annotate(span, failed)
                     return failed, None
                 reported = self._ran(
-                    index, step, model, result, answer, latency_ms, common_pb2.DECISION_CONTRIBUTED, "answered in time"
+                    index, step, model, result, answer, latency_ms, common_pb2.DECISION_CONTRIBUTED, "answered in time", served_by
                 )
                 self._annotate(span, reported)
                 output = next(t for t in result.outputs if t.name == model.output_name)

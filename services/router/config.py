@@ -10,13 +10,10 @@ from inferscale.settings import (
     DEFAULT_ORCHESTRATOR_PORT,
     DEFAULT_ROUTER_PORT,
     env_float,
+    env_peer,
     env_str,
+    env_switch,
 )
-
-
-def _peer(name: str, default_port: int) -> str:
-    address = env_str(name, f"127.0.0.1:{default_port}")
-    return "" if address == "off" else address
 
 
 @dataclass(frozen=True)
@@ -43,6 +40,12 @@ class RouterConfig:
     request_timeout_seconds: float
     # INFERSCALE_CATALOG_TTL_SECONDS: how long the router reuses the orchestrator's model list.
     catalog_ttl_seconds: float
+    # INFERSCALE_SEMANTIC_VERIFY: "on" runs the plan's cheapest model on a request before a semantic
+    # neighbour's answer is served, and serves it only if that model agrees; "off" serves it directly.
+    semantic_verify: bool
+    # INFERSCALE_SEMANTIC_AUDIT_RATE: the share of served semantic hits for which the plan also
+    # runs, after the answer went out, to measure the false-hit rate.
+    semantic_audit_rate: float
     # INFERSCALE_SHUTDOWN_GRACE_SECONDS: how long calls in flight may finish on SIGTERM.
     shutdown_grace_seconds: float
 
@@ -54,12 +57,14 @@ class RouterConfig:
             orchestrator_address=env_str(
                 "INFERSCALE_ORCHESTRATOR_ADDRESS", f"127.0.0.1:{DEFAULT_ORCHESTRATOR_PORT}"
             ),
-            cache_address=_peer("INFERSCALE_CACHE_ADDRESS", DEFAULT_CACHE_PORT),
-            monitor_address=_peer("INFERSCALE_MONITOR_ADDRESS", DEFAULT_MONITOR_PORT),
+            cache_address=env_peer("INFERSCALE_CACHE_ADDRESS", DEFAULT_CACHE_PORT),
+            monitor_address=env_peer("INFERSCALE_MONITOR_ADDRESS", DEFAULT_MONITOR_PORT),
             confidence_threshold=env_float("INFERSCALE_CONFIDENCE_THRESHOLD", 0.90, low=0.0, high=1.0),
             escalate_threshold=env_float("INFERSCALE_ESCALATE_THRESHOLD", 0.70, low=0.0, high=1.0),
             cache_timeout_seconds=env_float("INFERSCALE_CACHE_TIMEOUT_SECONDS", 0.25, low=0.001, high=60),
             request_timeout_seconds=env_float("INFERSCALE_REQUEST_TIMEOUT_SECONDS", 30.0, low=0.01, high=3600),
             catalog_ttl_seconds=env_float("INFERSCALE_CATALOG_TTL_SECONDS", 1.0, low=0.0, high=3600),
+            semantic_verify=env_switch("INFERSCALE_SEMANTIC_VERIFY", False),
+            semantic_audit_rate=env_float("INFERSCALE_SEMANTIC_AUDIT_RATE", 0.05, low=0.0, high=1.0),
             shutdown_grace_seconds=env_float("INFERSCALE_SHUTDOWN_GRACE_SECONDS", 5.0, low=0, high=600),
         )

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from inferscale.errors import InvalidArgument, NotFound
 from inferscale.tensors import tensors_digest_parts, validate_tensor
 from inferscale.v1 import common_pb2, router_service_pb2
+from services.router.semantic import validate_embedding
 
 MAX_REQUEST_ID_CHARS = 128
 MAX_TASK_CHARS = 128
@@ -49,6 +50,7 @@ def validate_request(request: router_service_pb2.InferRequest) -> None:
         raise InvalidArgument(f"aggregation {request.aggregation} is not a known Aggregation value")
     if request.aggregation and request.strategy != common_pb2.STRATEGY_ENSEMBLE:
         raise InvalidArgument("aggregation may be set only with strategy STRATEGY_ENSEMBLE")
+    validate_embedding(request.embedding)
     seen_tiers: set[int] = set()
     for index, tier in enumerate(request.tier_thresholds):
         field = f"tier_thresholds[{index}]"

@@ -58,6 +58,8 @@ async def create_server(config: RouterConfig) -> Router:
         default_escalate_threshold=config.escalate_threshold,
         cache_timeout_seconds=config.cache_timeout_seconds,
         request_timeout_seconds=config.request_timeout_seconds,
+        semantic_verify=config.semantic_verify,
+        semantic_audit_rate=config.semantic_audit_rate,
     )
     running = await start_server(
         config.listen,

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 import uuid
+from collections.abc import Callable, Sequence
 
 import grpc
 from opentelemetry import trace
@@ -24,8 +26,10 @@ from inferscale.v1 import (
     router_service_pb2_grpc,
 )
 from services.router.planning import build_plan, produced_by_current_versions, result_key, validate_request
+from services.router.semantic import embedding_source, semantic_namespace
 
 LOG = logging.getLogger(__name__)
+L1 = common_pb2.CACHE_LEVEL_L1_SEMANTIC
 L4 = common_pb2.CACHE_LEVEL_L4_FINAL_RESULT
 RAN = frozenset({common_pb2.DECISION_ACCEPT, common_pb2.DECISION_ESCALATE, common_pb2.DECISION_CONTRIBUTED})
 PARTIAL = frozenset({common_pb2.DECISION_STOPPED, common_pb2.DECISION_FAILED})
@@ -71,6 +75,9 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
         default_escalate_threshold: float,
         cache_timeout_seconds: float,
         request_timeout_seconds: float,
+        semantic_verify: bool = False,
+        semantic_audit_rate: float = 0.0,
+        sample: Callable[[], float] = random.random,
     ) -> None:
         self._orchestrator = orchestrator
         self._cache = cache
@@ -80,6 +87,10 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
         self._default_escalate_threshold = default_escalate_threshold
         self._cache_timeout = cache_timeout_seconds
         self._request_timeout = request_timeout_seconds
+        self._semantic_verify = semantic_verify
+        self._semantic_audit_rate = semantic_audit_rate
+        self._sample = sample
+        self._audits: set[asyncio.Task[None]] = set()
 
     @grpc_errors
     async def Infer(
@@ -146,18 +157,169 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
                 response.computed_cost = entry.compute_cost
                 span.set_attribute(telemetry.ATTR_CACHE_LEVEL, common_pb2.CacheLevel.Name(L4))
                 return
-        remaining = context.time_remaining()
-        executed = await self._orchestrator.Execute(
-            orchestrator_service_pb2.ExecuteRequest(request_id=request_id, plan=plan, inputs=request.inputs),
-            timeout=remaining if remaining is not None else self._request_timeout,
-        )
+        # Embedding the request for L1 is compute the request spends, whatever serves it.
+        semantic, embed_cost = await self._semantic_query(request, plan, models) if use_cache else (None, 0.0)
+        if semantic is not None:
+            served = await self._semantic_lookup(semantic, request, request_id, plan, models, context)
+            if served is not None:
+                executed, reply, verify_cost = served
+                self._fill(response, executed)
+                response.cache_level = L1
+                response.semantic_similarity = reply.similarity
+                response.total_cost = embed_cost + verify_cost
+                response.computed_cost = reply.entry.compute_cost
+                span.set_attributes(
+                    {
+                        telemetry.ATTR_CACHE_LEVEL: common_pb2.CacheLevel.Name(L1),
+                        telemetry.ATTR_SEMANTIC_SIMILARITY: reply.similarity,
+                    }
+                )
+                return
+        executed = await self._execute(request_id, plan, request.inputs, context, skip_cache=request.skip_cache)
         self._fill(response, executed)
-        response.total_cost = executed.total_cost
+        response.total_cost = embed_cost + executed.total_cost
         response.computed_cost = executed.total_cost
         # A partial answer (a step stopped by the deadline, or a failed member) is not what the
         # plan would give with room to run, so it is not kept for later requests.
         if use_cache and not any(step.decision in PARTIAL for step in executed.steps):
-            await self._store(key, executed)
+            stores = [self._store(key, executed)]
+            if semantic is not None:
+                stores.append(self._semantic_store(semantic, executed))
+            await asyncio.gather(*stores)
+
+    async def _execute(
+        self,
+        request_id: str,
+        plan: common_pb2.Plan,
+        inputs: Sequence[common_pb2.InferTensor],
+        context: grpc.aio.ServicerContext | None,
+        *,
+        skip_cache: bool = False,
+    ) -> orchestrator_service_pb2.ExecuteResponse:
+        remaining = context.time_remaining() if context is not None else None
+        return await self._orchestrator.Execute(
+            orchestrator_service_pb2.ExecuteRequest(request_id=request_id, plan=plan, inputs=inputs, skip_cache=skip_cache),
+            timeout=remaining if remaining is not None else self._request_timeout,
+        )
+
+    async def _semantic_query(
+        self, request: router_service_pb2.InferRequest, plan: common_pb2.Plan, models: list[common_pb2.ModelInfo]
+    ) -> tuple[cache_service_pb2.SemanticLookupRequest | None, float]:
+        """Returns the request's L1 lookup (None when its task has none or its embedding cannot be had) and what embedding cost."""
+        source = embedding_source(request, models)
+        if source is None:
+            return None, 0.0
+        vector = source.vector
+        cost = 0.0
+        if vector is None:
+            try:
+                embedded = await self._orchestrator.Embed(
+                    orchestrator_service_pb2.EmbedRequest(model_name=source.embedding_model, input=source.tensor),
+                    timeout=self._request_timeout,
+                )
+            except grpc.aio.AioRpcError as error:
+                LOG.warning("embedding with %s failed, skipping the semantic cache: %s", source.embedding_model, error.code().name)
+                return None, 0.0
+            embedding = list(embedded.embedding)
+            cost = embedded.cost
+        else:
+            embedding = vector.tolist()
+        query = cache_service_pb2.SemanticLookupRequest(
+            namespace=semantic_namespace(plan, len(embedding)), embedding=embedding, similarity_threshold=source.threshold
+        )
+        return query, cost
+
+    async def _semantic_lookup(
+        self,
+        query: cache_service_pb2.SemanticLookupRequest,
+        request: router_service_pb2.InferRequest,
+        request_id: str,
+        plan: common_pb2.Plan,
+        models: list[common_pb2.ModelInfo],
+        context: grpc.aio.ServicerContext,
+    ) -> tuple[orchestrator_service_pb2.ExecuteResponse, cache_service_pb2.SemanticLookupResponse, float] | None:
+        """Returns a neighbour's result, its lookup and what verifying it cost; None on a miss, a rejection or a failure."""
+        assert self._cache is not None
+        try:
+            reply = await self._cache.SemanticLookup(query, timeout=self._cache_timeout)
+        except grpc.aio.AioRpcError as error:
+            LOG.warning("semantic cache lookup failed, going on without it: %s", error.code().name)
+            return None
+        executed = None
+        if reply.hit and produced_by_current_versions(reply.entry.produced_by, models):
+            executed = orchestrator_service_pb2.ExecuteResponse()
+            try:
+                executed.ParseFromString(reply.entry.value)
+            except Exception:  # noqa: BLE001 - a corrupt entry is a miss, never a failed request
+                LOG.warning("semantic cache entry in %s does not parse; treating it as a miss", query.namespace)
+                executed = None
+        verify_cost = 0.0
+        if executed is not None and self._semantic_verify:
+            verified, verify_cost = await self._verify(executed, request, request_id, plan, context)
+            if not verified:
+                trace.get_current_span().set_attribute(telemetry.ATTR_SEMANTIC_REJECTED, True)
+                executed = None
+        self._events.emit(
+            monitor_service_pb2.Event(
+                request_id=request_id, cache=monitor_service_pb2.CacheEvent(level=L1, hit=executed is not None)
+            )
+        )
+        if executed is None:
+            return None
+        if self._semantic_audit_rate and self._sample() < self._semantic_audit_rate:
+            task = asyncio.create_task(self._audit(executed.answer.label, request_id, plan, list(request.inputs)))
+            self._audits.add(task)
+            task.add_done_callback(self._audits.discard)
+        return executed, reply, verify_cost
+
+    async def _verify(
+        self,
+        neighbour: orchestrator_service_pb2.ExecuteResponse,
+        request: router_service_pb2.InferRequest,
+        request_id: str,
+        plan: common_pb2.Plan,
+        context: grpc.aio.ServicerContext,
+    ) -> tuple[bool, float]:
+        """Runs the plan's cheapest step on this request; the neighbour's answer stands only if that step agrees."""
+        cheapest = common_pb2.Plan(strategy=common_pb2.STRATEGY_SINGLE, task=plan.task, steps=[plan.steps[0]])
+        try:
+            checked = await self._execute(request_id, cheapest, request.inputs, context)
+        except grpc.aio.AioRpcError as error:
+            LOG.warning("semantic verification failed, not serving the neighbour: %s", error.code().name)
+            return False, 0.0
+        return checked.answer.label == neighbour.answer.label, checked.total_cost
+
+    async def _audit(
+        self, served_label: str, request_id: str, plan: common_pb2.Plan, inputs: list[common_pb2.InferTensor]
+    ) -> None:
+        """Runs the plan for a served semantic hit, off the request's path, and reports whether the answers differ."""
+        try:
+            executed = await self._execute(f"{request_id}:audit", plan, inputs, None)
+        except grpc.aio.AioRpcError as error:
+            LOG.warning("semantic cache audit of %s failed: %s", request_id, error.code().name)
+            return
+        self._events.emit(
+            monitor_service_pb2.Event(
+                request_id=request_id,
+                cache=monitor_service_pb2.CacheEvent(
+                    level=L1, hit=True, audited=True, false_hit=executed.answer.label != served_label
+                ),
+            )
+        )
+
+    async def _semantic_store(
+        self, query: cache_service_pb2.SemanticLookupRequest, executed: orchestrator_service_pb2.ExecuteResponse
+    ) -> None:
+        assert self._cache is not None
+        try:
+            await self._cache.SemanticStore(
+                cache_service_pb2.SemanticStoreRequest(
+                    namespace=query.namespace, embedding=query.embedding, entry=self._entry(executed)
+                ),
+                timeout=self._cache_timeout,
+            )
+        except grpc.aio.AioRpcError as error:
+            LOG.warning("semantic cache store failed, answer not cached: %s", error.code().name)
 
     @staticmethod
     def _fill(response: router_service_pb2.InferResponse, executed: orchestrator_service_pb2.ExecuteResponse) -> None:
@@ -195,16 +357,19 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
             return None
         return executed, reply.entry
 
-    async def _store(self, key: str, executed: orchestrator_service_pb2.ExecuteResponse) -> None:
-        assert self._cache is not None
-        entry = cache_service_pb2.CacheEntry(
+    @staticmethod
+    def _entry(executed: orchestrator_service_pb2.ExecuteResponse) -> cache_service_pb2.CacheEntry:
+        return cache_service_pb2.CacheEntry(
             value=executed.SerializeToString(),
             produced_by=[step.model for step in executed.steps if step.decision in RAN],
             compute_cost=executed.total_cost,
         )
+
+    async def _store(self, key: str, executed: orchestrator_service_pb2.ExecuteResponse) -> None:
+        assert self._cache is not None
         try:
             await self._cache.Store(
-                cache_service_pb2.StoreRequest(level=L4, key=key, entry=entry), timeout=self._cache_timeout
+                cache_service_pb2.StoreRequest(level=L4, key=key, entry=self._entry(executed)), timeout=self._cache_timeout
             )
         except grpc.aio.AioRpcError as error:
             LOG.warning("cache store failed, answer not cached: %s", error.code().name)

@@ -1,0 +1,80 @@
+"""Where a request's embedding for the semantic cache (L1) comes from, and the namespace it is looked up in.
+
+Pure logic, no gRPC.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from inferscale.errors import InvalidArgument
+from inferscale.tensors import to_numpy
+from inferscale.v1 import common_pb2, router_service_pb2
+
+MAX_EMBEDDING_DIMENSIONS = 4096
+
+
+@dataclass(frozen=True)
+class EmbeddingSource:
+    """How to get the request's embedding: ``vector`` as it is, or ``tensor`` run through ``embedding_model``."""
+
+    vector: np.ndarray | None = None
+    embedding_model: str = ""
+    tensor: common_pb2.InferTensor | None = None
+    # The cosine similarity the task's models ask of a neighbour; 0 leaves it to the cache.
+    threshold: float = 0.0
+
+
+def validate_embedding(embedding: Sequence[float], field: str = "embedding") -> None:
+    """Raises InvalidArgument, naming ``field``, for an embedding cosine similarity cannot use."""
+    if len(embedding) > MAX_EMBEDDING_DIMENSIONS:
+        raise InvalidArgument(f"{field} has {len(embedding)} values, more than {MAX_EMBEDDING_DIMENSIONS}")
+    if not all(math.isfinite(v) for v in embedding):
+        raise InvalidArgument(f"{field} holds NaN or infinite values")
+    if embedding and not any(embedding):
+        raise InvalidArgument(f"{field} is all zeros; cosine similarity is undefined for it")
+
+
+def embedding_source(
+    request: router_service_pb2.InferRequest, models: Sequence[common_pb2.ModelInfo]
+) -> EmbeddingSource | None:
+    """Returns where the request's embedding comes from, or None when its task has no semantic cache.
+
+    The caller's own embedding wins; otherwise the input the task's models declare, embedded by
+    their embedding model or, without one, read as its FP32 values.
+    """
+    declaring = next((m for m in models if m.semantic_input), None)
+    threshold = declaring.semantic_threshold if declaring is not None else 0.0
+    if request.embedding:
+        return EmbeddingSource(vector=np.asarray(request.embedding, dtype=np.float32), threshold=threshold)
+    if declaring is None:
+        return None
+    tensor = next((t for t in request.inputs if t.name == declaring.semantic_input), None)
+    if tensor is None:
+        return None
+    if declaring.embedding_model:
+        return EmbeddingSource(embedding_model=declaring.embedding_model, tensor=tensor, threshold=threshold)
+    if tensor.datatype != "FP32":
+        raise InvalidArgument(
+            f"input {tensor.name!r} keys the semantic cache of task {request.task!r} as an FP32 embedding, "
+            f"but is {tensor.datatype}"
+        )
+    vector = to_numpy(tensor).reshape(-1)
+    if not vector.any() or not np.all(np.isfinite(vector)):
+        return None  # the models may accept it; the semantic cache cannot compare it
+    return EmbeddingSource(vector=vector, threshold=threshold)
+
+
+def semantic_namespace(plan: common_pb2.Plan, dimensions: int) -> str:
+    """The L1 namespace of a plan and an embedding length: the task, a digest of the plan and the length.
+
+    A neighbour is only served for the same task and plan (strategy, models, versions,
+    thresholds), never across model versions, and only compared with embeddings of its length.
+    """
+    digest = hashlib.sha256(plan.SerializeToString(deterministic=True)).hexdigest()[:32]
+    return f"{plan.task}|{digest}|{dimensions}"
