@@ -1,13 +1,16 @@
-"""Learns the cascade's per-tier thresholds from feedback on one half of the holdout and applies them to the other.
+"""Learns the cascade's per-tier thresholds from feedback on one half of the holdout, publishes them through shadow evaluation, and applies them to the other half.
 
-    python benchmarks/learned_policy.py [--concurrency 4] [--target 0]
+    python -m benchmarks.learned_policy [--concurrency 4] [--target 0.99]
 
 Half A (360 digits) goes through the router as exploration traffic (threshold 1.0: every tier
-answers), and the monitor is told each correct answer (RecordFeedback). The monitor's
-GetRoutingPolicy then learns the per-tier thresholds of least compute that match, on half A,
-the top tier's accuracy (or --target). Half B (359 digits), never seen while learning, is sent
-with the router's default thresholds, with the learned ones, and to the top tier alone. Prints
-the three side by side (accuracy, cost units, Triton-measured compute) and writes
+answers), and the monitor is told each correct answer (RecordFeedback). Its first two thirds
+teach: ProposeRoutingPolicy learns the per-tier thresholds of least compute that reach the target
+(0.99 unless --target says otherwise; 0 means the top tier's accuracy on that data) and puts them
+in shadow. Its last third is the shadow traffic: the policy is replayed on it and published only if
+it holds the target there. The router then applies the published policy by itself, to requests
+that set no thresholds. Half B (359 digits), never seen while learning, is sent with the router's
+default thresholds (0.90/0.70), with the published policy, and to the top tier alone. Prints the
+three side by side (accuracy, cost units, Triton-measured compute) and writes
 results/learned_policy.md.
 """
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
 
 import grpc
 import numpy as np
@@ -28,40 +32,66 @@ from inferscale.tensors import from_numpy
 from inferscale.v1 import common_pb2, monitor_service_pb2, monitor_service_pb2_grpc, router_service_pb2, router_service_pb2_grpc
 
 
-async def explore_and_feed_back(router, monitor, images: np.ndarray, labels: np.ndarray) -> None:
-    for index, (image, label) in enumerate(zip(images, labels, strict=True)):
+async def explore_and_feed_back(router, monitor, images: np.ndarray, labels: np.ndarray, prefix: str) -> None:
+    for index, image in enumerate(images):
         request = router_service_pb2.InferRequest(
-            request_id=f"explore-{index}", task="digits", inputs=[from_numpy("IMAGE", image[None, :])],
+            request_id=f"{prefix}-{index}", task="digits", inputs=[from_numpy("IMAGE", image[None, :])],
             confidence_threshold=1.0, skip_cache=True,
         )
         await router.Infer(request, timeout=60)
     await asyncio.sleep(1.0)  # the router's and orchestrator's events reach the monitor in batches
     for index, label in enumerate(labels):
         await monitor.RecordFeedback(
-            monitor_service_pb2.RecordFeedbackRequest(request_id=f"explore-{index}", label=str(label)), timeout=10
+            monitor_service_pb2.RecordFeedbackRequest(request_id=f"{prefix}-{index}", label=str(label)), timeout=10
         )
 
 
-async def run(suite: Suite, concurrency: int, target: float) -> tuple[monitor_service_pb2.GetRoutingPolicyResponse, list[dict]]:
+async def applied_policy(router, image: np.ndarray, label: str, timeout_seconds: float = 15.0) -> None:
+    """Waits until the router applies the published policy to a request without thresholds."""
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        request = router_service_pb2.InferRequest(task="digits", inputs=[from_numpy("IMAGE", image[None, :])], skip_cache=True)
+        if (await router.Infer(request, timeout=60)).policy_version == label:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the router did not apply {label} within {timeout_seconds} s")
+        await asyncio.sleep(0.2)
+
+
+async def run(suite: Suite, concurrency: int, target: float) -> tuple[monitor_service_pb2.RoutingPolicy, list[dict]]:
     split = load_split()
     order = np.random.default_rng(11).permutation(len(split.y_holdout))
     images, labels = split.x_holdout.astype(np.float32), split.y_holdout
     half_a, half_b = order[: len(order) // 2], order[len(order) // 2 :]
+    teach, shadow = half_a[: 2 * len(half_a) // 3], half_a[2 * len(half_a) // 3 :]
     triton = triton_aio.InferenceServerClient(suite.triton_url)
     router_channel = grpc.aio.insecure_channel(suite.address("router"))
     monitor_channel = grpc.aio.insecure_channel(suite.address("monitor"))
     router = router_service_pb2_grpc.RouterServiceStub(router_channel)
     monitor = monitor_service_pb2_grpc.MonitorServiceStub(monitor_channel)
-    print(f"  exploring half A ({len(half_a)} digits, every tier answers) and sending feedback ...", flush=True)
-    await explore_and_feed_back(router, monitor, images[half_a], labels[half_a])
-    policy = await monitor.GetRoutingPolicy(monitor_service_pb2.GetRoutingPolicyRequest(target_accuracy=target), timeout=30)
-    learned = ", ".join(f"tier {t.tier} {t.accept_threshold:g}" for t in policy.tier_thresholds)
-    print(f"  learned policy {policy.version}: {learned} (on half A: accuracy {policy.expected_accuracy:.4f}, "
-          f"cost {policy.expected_cost:.2f})", flush=True)
+    print(f"  exploring half A's first {len(teach)} digits (every tier answers) and sending feedback ...", flush=True)
+    await explore_and_feed_back(router, monitor, images[teach], labels[teach], "teach")
+    proposed = (
+        await monitor.ProposeRoutingPolicy(
+            monitor_service_pb2.ProposeRoutingPolicyRequest(task="digits", target_accuracy=target, min_shadow_requests=len(shadow)),
+            timeout=30,
+        )
+    ).policy
+    learned = ", ".join(f"tier {t.tier} {t.accept_threshold:g}" for t in proposed.tier_thresholds)
+    print(f"  proposed policy v{proposed.version}: {learned} (learned on {proposed.learned_requests}: accuracy "
+          f"{proposed.learned_accuracy:.4f}, cost {proposed.learned_cost:.2f}); in shadow", flush=True)
+    print(f"  shadow traffic: half A's last {len(shadow)} digits ...", flush=True)
+    await explore_and_feed_back(router, monitor, images[shadow], labels[shadow], "shadow")
+    current = await monitor.GetPublishedRoutingPolicy(monitor_service_pb2.GetPublishedRoutingPolicyRequest(task="digits"), timeout=10)
+    policy = current.published
+    if policy.version != proposed.version:
+        raise RuntimeError(f"policy v{proposed.version} was not published after shadow evaluation: {current}")
+    print(f"  published v{policy.version}: shadow accuracy {policy.shadow_accuracy:.4f} on {policy.shadow_requests} requests", flush=True)
+    await applied_policy(router, images[half_b[0]], f"digits/v{policy.version}")
     configs = [
         Config("top tier alone (digits_ensemble)", "single", {"strategy": common_pb2.STRATEGY_SINGLE, "model_name": "digits_ensemble"}),
-        Config("cascade, default thresholds 0.90/0.70", "cascade", {}),
-        Config(f"cascade, learned policy {policy.version}", "cascade", {"tier_thresholds": list(policy.tier_thresholds)}),
+        Config("cascade, default thresholds 0.90/0.70", "cascade", {"confidence_threshold": 0.90, "escalate_threshold": 0.70}),
+        Config(f"cascade, published policy digits/v{policy.version} (applied by the router)", "cascade", {}),
     ]
     rows = []
     for config in configs:
@@ -73,20 +103,23 @@ async def run(suite: Suite, concurrency: int, target: float) -> tuple[monitor_se
     return policy, rows
 
 
-def table(policy: monitor_service_pb2.GetRoutingPolicyResponse, rows: list[dict]) -> str:
+def table(policy: monitor_service_pb2.RoutingPolicy, rows: list[dict]) -> str:
     top = rows[0]
     learned = ", ".join(f"tier {t.tier} ≥ {t.accept_threshold:g}" for t in policy.tier_thresholds)
     lines = [
-        f"Policy {policy.version} learned on half A ({policy.requests} scored requests, target accuracy "
-        f"{policy.target_accuracy:.4f}): {learned}.",
-        "Applied to half B, which the learning never saw:",
+        f"Policy digits/v{policy.version} learned on {policy.learned_requests} scored requests of half A (target accuracy "
+        f"{policy.target_accuracy:.4f}): {learned}; replayed in shadow on {policy.shadow_requests} more "
+        f"(accuracy {policy.shadow_accuracy:.4f}, cost {policy.shadow_cost:.2f}) and published.",
+        "Applied by the router to half B, which neither learning nor shadow saw:",
         "",
-        "| configuration | accuracy | cost units | compute µs/request | compute vs top tier |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| configuration | accuracy | reaches the target | cost units | compute µs/request | compute vs top tier |",
+        "| --- | ---: | :---: | ---: | ---: | ---: |",
     ]
     for r in rows:
+        reaches = "yes" if r["accuracy"] >= policy.target_accuracy - 1e-12 else "no"
         lines.append(
-            f"| {r['name']} | {r['accuracy']:.4f} | {r['cost_units']:.2f} | {r['compute_us']:.0f} | {r['compute_us'] / top['compute_us']:.0%} |"
+            f"| {r['name']} | {r['accuracy']:.4f} | {reaches} | {r['cost_units']:.2f} | {r['compute_us']:.0f} | "
+            f"{r['compute_us'] / top['compute_us']:.0%} |"
         )
     return "\n".join(lines)
 
@@ -94,7 +127,7 @@ def table(policy: monitor_service_pb2.GetRoutingPolicyResponse, rows: list[dict]
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--target", type=float, default=0.0, help="target accuracy; 0: the top tier's on half A")
+    parser.add_argument("--target", type=float, default=0.99, help="target accuracy; 0: the top tier's on half A's teaching part")
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     print("Starting the suite on the embedded Triton ...", flush=True)

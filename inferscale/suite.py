@@ -115,6 +115,9 @@ class Suite:
                 "INFERSCALE_TRITON_URL": self.triton_url or "",
                 "INFERSCALE_MONITOR_METRICS_PORT": str(self.ports.monitor_metrics),
                 "INFERSCALE_MONITOR_METRICS_HOST": "127.0.0.1",
+                # The suite's monitor remembers feedback and policies across its own restarts,
+                # not across suites.
+                "INFERSCALE_MONITOR_DB": str(self.log_dir / "monitor.sqlite3") if self.log_dir else "off",
             }
         )
         for service in SERVICES:

@@ -101,6 +101,7 @@ def suite(otlp_receiver: OtlpReceiver, tmp_path_factory: pytest.TempPathFactory)
             # Every semantic hit is audited, and the cache reports often, so that tests see both soon.
             "INFERSCALE_SEMANTIC_AUDIT_RATE": "1",
             "INFERSCALE_CACHE_STATS_INTERVAL_SECONDS": "0.2",
+            "INFERSCALE_TRITON_STATS_SECONDS": "0.5",
         },
     )
     running.start()

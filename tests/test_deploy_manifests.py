@@ -66,6 +66,8 @@ MONITOR_METRICS = frozenset(
         "inferscale_cache_bytes",
         "inferscale_cache_evictions_total",
         "inferscale_cache_compute_saved_total",
+        "inferscale_triton_compute_seconds_total",
+        "inferscale_triton_inferences_total",
         "inferscale_model_accuracy",
         "inferscale_model_expected_calibration_error",
     }

@@ -79,13 +79,19 @@ def test_feedback_scores_each_step_of_a_remembered_request_once() -> None:
     accepted = step_event("heavy", 2, common_pb2.DECISION_ACCEPT, 0.9, 10.0)
     accepted.step.step.answer.label = "7"
     request = monitor_service_pb2.Event(
-        request=monitor_service_pb2.RequestEvent(strategy=common_pb2.STRATEGY_CASCADE, answer=common_pb2.Answer(label="7"))
+        request=monitor_service_pb2.RequestEvent(
+            task="digits", strategy=common_pb2.STRATEGY_CASCADE, answer=common_pb2.Answer(label="7")
+        )
     )
     for event in (escalated, accepted, request):
         event.request_id = "r1"
     aggregates.record([escalated, accepted, request])
-    assert aggregates.feedback("r1", "7") == (2, True)
+    scored, right = aggregates.feedback("r1", "7")
+    assert right and scored.task == "digits"
+    assert [(s.model, s.tier, s.right) for s in scored.steps] == [("cheap", 1, False), ("heavy", 2, True)]
+    assert aggregates.learning_data("digits") == [scored.policy_steps()] and aggregates.learning_data("other") == []
     cheap, heavy = aggregates.to_proto().models
+    assert list(heavy.scored_by_confidence_bin) == [0] * 9 + [1] and list(heavy.correct_by_confidence_bin) == [0] * 9 + [1]
     assert (cheap.scored, cheap.correct, cheap.accuracy) == (1, 0, 0.0)
     assert (heavy.scored, heavy.correct, heavy.accuracy) == (1, 1, 1.0)
     assert heavy.expected_calibration_error == pytest.approx(0.1)
@@ -117,4 +123,19 @@ def test_remembered_requests_are_bounded() -> None:
     aggregates.record(events)
     with pytest.raises(KeyError):
         aggregates.feedback("r0", "1")
-    assert aggregates.feedback(f"r{module.MAX_REMEMBERED_REQUESTS}", "1") == (0, False)
+    scored, right = aggregates.feedback(f"r{module.MAX_REMEMBERED_REQUESTS}", "1")
+    assert (scored.steps, right) == ((), False)
+
+
+def test_latency_quantiles_are_read_from_the_histogram_as_prometheus_does() -> None:
+    from services.monitor.aggregates import Histogram
+
+    histogram = Histogram()
+    assert histogram.quantile(0.5) == 0.0
+    for seconds in [0.003] * 90 + [0.02] * 9 + [20.0]:
+        histogram.observe(seconds)
+    # 90 in (0.0025, 0.005]: the median is linear inside that bucket.
+    assert histogram.quantile(0.5) == pytest.approx(0.0025 + 0.0025 * 50 / 90)
+    assert 0.01 < histogram.quantile(0.95) <= 0.025
+    assert histogram.quantile(0.999) == 10.0  # the overflow bucket reports the last finite bound
+    assert histogram.quantiles_ms()["p50_latency_ms"] == pytest.approx(1000 * histogram.quantile(0.5))

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from inferscale.v1 import cache_service_pb2, common_pb2, monitor_service_pb2
-from services.monitor.calibration import expected_calibration_error, fit_temperature
+from services.monitor.calibration import expected_calibration_error, fit_temperature, reliability_bins
 from services.monitor.policy import ScoredStep
 
 # Requests whose steps are kept for feedback to score; the oldest go first.
@@ -22,6 +22,8 @@ MAX_SCORED_PER_MODEL = 10_000
 # Scored requests kept for learning the routing policy.
 MAX_SCORED_REQUESTS = 20_000
 
+# Equal confidence bins of the reliability diagram.
+CONFIDENCE_BINS = 10
 # Latency histogram bounds in seconds, from a cache hit to a deep cascade.
 LATENCY_BUCKETS_SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -42,6 +44,28 @@ class Histogram:
     def count(self) -> int:
         """How many observations there were."""
         return sum(self.counts)
+
+    def quantile(self, q: float) -> float:
+        """The ``q`` quantile in seconds, linear within its bucket as Prometheus's histogram_quantile;
+        0 without observations, the last finite bound for the overflow bucket."""
+        total = self.count
+        if total == 0:
+            return 0.0
+        rank = q * total
+        seen = 0
+        for index, count in enumerate(self.counts):
+            if count and seen + count >= rank:
+                if index == len(LATENCY_BUCKETS_SECONDS):
+                    return LATENCY_BUCKETS_SECONDS[-1]
+                low = LATENCY_BUCKETS_SECONDS[index - 1] if index else 0.0
+                high = LATENCY_BUCKETS_SECONDS[index]
+                return low + (high - low) * (rank - seen) / count
+            seen += count
+        return LATENCY_BUCKETS_SECONDS[-1]
+
+    def quantiles_ms(self) -> dict[str, float]:
+        """p50, p95 and p99 in milliseconds, as the GetStats fields name them."""
+        return {f"p{q}_latency_ms": 1000 * self.quantile(q / 100) for q in (50, 95, 99)}
 
 
 @dataclass
@@ -79,14 +103,48 @@ class ModelCounters:
         """The temperature that best calibrates the recent scored answers (a 1-D fit: only on request)."""
         return fit_temperature(*_unzip(self.calibration))
 
+    def reliability(self) -> tuple[list[int], list[int]]:
+        """Scored and right answers in each of ten equal confidence bins, over the recent scored answers."""
+        scored, right = [0] * CONFIDENCE_BINS, [0] * CONFIDENCE_BINS
+        for b in reliability_bins(*_unzip(self.calibration), bins=CONFIDENCE_BINS):
+            index = round(b.low * CONFIDENCE_BINS)
+            scored[index] = b.count
+            right[index] = round(b.accuracy * b.count)
+        return scored, right
+
 
 @dataclass
 class RememberedRequest:
     """What a request answered, kept until feedback arrives or it is pushed out."""
 
+    task: str = ""
     answer: str = ""
     # (model name, version, tier, label, confidence, cost) of each step that answered.
     steps: list[tuple[str, int, int, str, float, float]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ScoredModelStep:
+    """One model's answer to a request, judged by feedback."""
+
+    model: str
+    version: int
+    tier: int
+    confidence: float
+    right: bool
+    cost: float
+
+
+@dataclass(frozen=True)
+class ScoredRequest:
+    """A request's steps as feedback judged them: what the policy learner and the calibration learn from."""
+
+    task: str
+    steps: tuple[ScoredModelStep, ...]
+
+    def policy_steps(self) -> list[ScoredStep]:
+        """The steps as the policy learner reads them."""
+        return [ScoredStep(tier=s.tier, confidence=s.confidence, right=s.right, cost=s.cost) for s in self.steps]
 
 
 @dataclass
@@ -122,8 +180,10 @@ class Aggregates:
     # Each cache replica's latest report of its levels: replica -> level -> statistics.
     cache_replicas: dict[str, dict[int, cache_service_pb2.LevelStats]] = field(default_factory=dict)
     _remembered: OrderedDict[str, RememberedRequest] = field(default_factory=OrderedDict)
-    # Each scored request's steps, for the policy learner.
-    scored_requests: deque[list[ScoredStep]] = field(default_factory=lambda: deque(maxlen=MAX_SCORED_REQUESTS))
+    # The scored requests, for the policy learner.
+    scored_requests: deque[ScoredRequest] = field(default_factory=lambda: deque(maxlen=MAX_SCORED_REQUESTS))
+    # Triton's own statistics per model version, as last read.
+    triton_models: dict[tuple[str, int], monitor_service_pb2.TritonModelStats] = field(default_factory=dict)
 
     def _remember(self, request_id: str) -> RememberedRequest | None:
         if not request_id:
@@ -135,21 +195,34 @@ class Aggregates:
                 self._remembered.popitem(last=False)
         return remembered
 
-    def feedback(self, request_id: str, label: str) -> tuple[int, bool]:
+    def feedback(self, request_id: str, label: str) -> tuple[ScoredRequest, bool]:
         """Scores a remembered request's steps against the correct label.
 
-        Returns how many steps were scored and whether the final answer was right; raises
-        KeyError for a request it does not remember. Feedback for a request counts once: the
-        request is forgotten after it is scored.
+        Returns the scored request and whether its final answer was right; raises KeyError for
+        a request it does not remember. Feedback for a request counts once: the request is
+        forgotten after it is scored.
         """
         remembered = self._remembered.pop(request_id)
-        scored = []
-        for name, version, tier, step_label, confidence, cost in remembered.steps:
-            self.models.setdefault((name, version), ModelCounters()).score(confidence, step_label == label)
-            scored.append(ScoredStep(tier=tier, confidence=confidence, right=step_label == label, cost=cost))
-        if scored:
+        scored = ScoredRequest(
+            remembered.task,
+            tuple(
+                ScoredModelStep(name, version, tier, confidence, step_label == label, cost)
+                for name, version, tier, step_label, confidence, cost in remembered.steps
+            ),
+        )
+        self.add_scored(scored)
+        return scored, remembered.answer == label
+
+    def add_scored(self, scored: ScoredRequest) -> None:
+        """Counts a scored request: each model's accuracy and calibration, and the learner's data."""
+        for step in scored.steps:
+            self.models.setdefault((step.model, step.version), ModelCounters(tier=step.tier)).score(step.confidence, step.right)
+        if scored.steps:
             self.scored_requests.append(scored)
-        return len(remembered.steps), remembered.answer == label
+
+    def learning_data(self, task: str = "") -> list[list[ScoredStep]]:
+        """The scored requests of ``task`` (every task's when empty) as the policy learner reads them."""
+        return [r.policy_steps() for r in self.scored_requests if not task or r.task == task]
 
     def record(self, events: Iterable[monitor_service_pb2.Event], dropped: int = 0) -> int:
         """Adds a batch of events and the sender's count of dropped ones; returns how many it recorded."""
@@ -162,6 +235,7 @@ class Aggregates:
                 remembered = self._remember(event.request_id)
                 if remembered is not None:
                     remembered.answer = event.request.answer.label
+                    remembered.task = event.request.task
             elif kind == "step":
                 self._record_step(event.step.step)
                 remembered = self._remember(event.request_id)
@@ -248,7 +322,7 @@ class Aggregates:
             requests=self.requests,
             strategies=[
                 monitor_service_pb2.StrategyStats(
-                    strategy=strategy, requests=c.requests, errors=c.errors, total_cost=c.cost
+                    strategy=strategy, requests=c.requests, errors=c.errors, total_cost=c.cost, **c.latency.quantiles_ms()
                 )
                 for strategy, c in sorted(self.strategies.items())
             ],
@@ -267,10 +341,14 @@ class Aggregates:
                     accuracy=c.accuracy,
                     expected_calibration_error=c.calibration_error(),
                     calibration_temperature=c.temperature(),
+                    scored_by_confidence_bin=c.reliability()[0],
+                    correct_by_confidence_bin=c.reliability()[1],
+                    **c.latency.quantiles_ms(),
                 )
                 for (name, version), c in sorted(self.models.items(), key=lambda kv: (kv[1].tier, kv[0]))
             ],
             cache_levels=self.cache_stats(),
+            triton_models=[self.triton_models[key] for key in sorted(self.triton_models)],
         )
 
 

@@ -90,3 +90,15 @@ class AggregatesCollector(Collector):
             evictions.add_metric([name], s.evictions)
             saved.add_metric([name], s.compute_saved)
         yield from (lookups, audits, entries, held, evictions, saved)
+        triton_labels = ["model", "version"]
+        triton_compute = CounterMetricFamily(
+            "inferscale_triton_compute_seconds", "Compute time Triton itself measured per model version, over replicas.", labels=triton_labels
+        )
+        triton_inferences = CounterMetricFamily(
+            "inferscale_triton_inferences", "Successful inferences Triton counted per model version, over replicas.", labels=triton_labels
+        )
+        for t in a.triton_models.values():
+            key = [t.model.name, str(t.model.version)]
+            triton_compute.add_metric(key, t.compute_seconds)
+            triton_inferences.add_metric(key, t.inference_count)
+        yield from (triton_compute, triton_inferences)

@@ -3,22 +3,58 @@
 from __future__ import annotations
 
 import math
+import time
 
 import grpc
 
 from inferscale.errors import FailedPrecondition, InvalidArgument, NotFound, grpc_errors
 from inferscale.v1 import common_pb2, monitor_service_pb2, monitor_service_pb2_grpc
 from services.monitor.aggregates import Aggregates
-from services.monitor.policy import learn_thresholds
+from services.monitor.policy import LearnedPolicy, complete_requests, learn_thresholds
+from services.monitor.policy_book import PUBLISHED, REJECTED, RETIRED, SHADOW, PolicyBook, PolicyRecord
+from services.monitor.store import MonitorStore
 
 MAX_EVENTS_PER_BATCH = 10_000
+POLICY_STATES = {
+    SHADOW: monitor_service_pb2.POLICY_STATE_SHADOW,
+    PUBLISHED: monitor_service_pb2.POLICY_STATE_PUBLISHED,
+    REJECTED: monitor_service_pb2.POLICY_STATE_REJECTED,
+    RETIRED: monitor_service_pb2.POLICY_STATE_RETIRED,
+}
+
+
+def policy_proto(record: PolicyRecord | None) -> monitor_service_pb2.RoutingPolicy:
+    """A policy as the RPCs report it; an empty message (version 0) for None."""
+    if record is None:
+        return monitor_service_pb2.RoutingPolicy()
+    return monitor_service_pb2.RoutingPolicy(
+        version=record.version,
+        task=record.task,
+        state=POLICY_STATES[record.state],
+        tier_thresholds=[
+            common_pb2.TierThresholds(tier=tier, accept_threshold=threshold) for tier, threshold in sorted(record.thresholds.items())
+        ],
+        target_accuracy=record.target_accuracy,
+        learned_accuracy=record.learned_accuracy,
+        learned_cost=record.learned_cost,
+        learned_requests=record.learned_requests,
+        shadow_requests=record.shadow_requests,
+        shadow_accuracy=record.shadow_accuracy,
+        shadow_cost=record.shadow_cost / record.shadow_requests if record.shadow_requests else 0.0,
+        min_shadow_requests=record.min_shadow_requests,
+        proposed_unix_ms=record.proposed_unix_ms,
+        reason=record.reason,
+    )
 
 
 class MonitorService(monitor_service_pb2_grpc.MonitorServiceServicer):
     """Records event batches into the aggregates and serves them."""
 
-    def __init__(self, aggregates: Aggregates) -> None:
+    def __init__(self, aggregates: Aggregates, book: PolicyBook, store: MonitorStore, *, min_shadow_requests: int) -> None:
         self._aggregates = aggregates
+        self._book = book
+        self._store = store
+        self._min_shadow_requests = min_shadow_requests
 
     @grpc_errors
     async def RecordEvents(
@@ -52,19 +88,26 @@ class MonitorService(monitor_service_pb2_grpc.MonitorServiceServicer):
                 f"request_id {request.request_id!r} is not remembered: unknown, already scored, or older than the "
                 "latest 100,000 requests"
             ) from None
-        return monitor_service_pb2.RecordFeedbackResponse(steps_scored=scored, answer_correct=correct)
+        if scored.steps:
+            self._store.add_scored(scored)
+            self._book.observe(scored.task, scored.policy_steps())
+        return monitor_service_pb2.RecordFeedbackResponse(steps_scored=len(scored.steps), answer_correct=correct)
+
+    def _learn(self, task: str, target: float) -> tuple[LearnedPolicy, list[int]]:
+        if math.isnan(target) or not 0.0 <= target <= 1.0:
+            raise InvalidArgument(f"target_accuracy {target} is outside [0, 1] (0 means the top tier's accuracy)")
+        data = self._aggregates.learning_data(task)
+        try:
+            policy = learn_thresholds(data, target or None)
+        except ValueError as error:
+            raise FailedPrecondition(str(error)) from None
+        return policy, sorted({step.tier for step in complete_requests(data)[0]})
 
     @grpc_errors
     async def GetRoutingPolicy(
         self, request: monitor_service_pb2.GetRoutingPolicyRequest, context: grpc.aio.ServicerContext
     ) -> monitor_service_pb2.GetRoutingPolicyResponse:
-        target = request.target_accuracy
-        if math.isnan(target) or not 0.0 <= target <= 1.0:
-            raise InvalidArgument(f"target_accuracy {target} is outside [0, 1] (0 means the top tier's accuracy)")
-        try:
-            policy = learn_thresholds(list(self._aggregates.scored_requests), target or None)
-        except ValueError as error:
-            raise FailedPrecondition(str(error)) from None
+        policy, _ = self._learn(request.task, request.target_accuracy)
         return monitor_service_pb2.GetRoutingPolicyResponse(
             version=policy.version,
             tier_thresholds=[
@@ -75,4 +118,28 @@ class MonitorService(monitor_service_pb2_grpc.MonitorServiceServicer):
             expected_accuracy=policy.replay.accuracy,
             expected_cost=policy.replay.mean_cost,
             requests=policy.requests,
+        )
+
+    @grpc_errors
+    async def ProposeRoutingPolicy(
+        self, request: monitor_service_pb2.ProposeRoutingPolicyRequest, context: grpc.aio.ServicerContext
+    ) -> monitor_service_pb2.ProposeRoutingPolicyResponse:
+        if not request.task:
+            raise InvalidArgument("task must name the task whose cascade the policy routes")
+        if request.min_shadow_requests < 0:
+            raise InvalidArgument(f"min_shadow_requests {request.min_shadow_requests} must not be negative (0 means the default)")
+        learned, tiers = self._learn(request.task, request.target_accuracy)
+        record = self._book.propose(
+            request.task, learned, tiers, request.min_shadow_requests or self._min_shadow_requests, int(time.time() * 1000)
+        )
+        return monitor_service_pb2.ProposeRoutingPolicyResponse(policy=policy_proto(record))
+
+    @grpc_errors
+    async def GetPublishedRoutingPolicy(
+        self, request: monitor_service_pb2.GetPublishedRoutingPolicyRequest, context: grpc.aio.ServicerContext
+    ) -> monitor_service_pb2.GetPublishedRoutingPolicyResponse:
+        if not request.task:
+            raise InvalidArgument("task must name a task, for example 'digits'")
+        return monitor_service_pb2.GetPublishedRoutingPolicyResponse(
+            published=policy_proto(self._book.published(request.task)), shadow=policy_proto(self._book.shadow(request.task))
         )

@@ -46,6 +46,11 @@ class RouterConfig:
     # INFERSCALE_SEMANTIC_AUDIT_RATE: the share of served semantic hits for which the plan also
     # runs, after the answer went out, to measure the false-hit rate.
     semantic_audit_rate: float
+    # INFERSCALE_POLICY_REFRESH_SECONDS: how often the monitor's published routing policies are read.
+    policy_refresh_seconds: float
+    # INFERSCALE_EXPLORATION_RATE: the share of cascade requests without thresholds of their own
+    # that run every tier, so that feedback on them can teach and check routing policies.
+    exploration_rate: float
     # INFERSCALE_SHUTDOWN_GRACE_SECONDS: how long calls in flight may finish on SIGTERM.
     shutdown_grace_seconds: float
 
@@ -66,5 +71,7 @@ class RouterConfig:
             catalog_ttl_seconds=env_float("INFERSCALE_CATALOG_TTL_SECONDS", 1.0, low=0.0, high=3600),
             semantic_verify=env_switch("INFERSCALE_SEMANTIC_VERIFY", False),
             semantic_audit_rate=env_float("INFERSCALE_SEMANTIC_AUDIT_RATE", 0.05, low=0.0, high=1.0),
+            policy_refresh_seconds=env_float("INFERSCALE_POLICY_REFRESH_SECONDS", 2.0, low=0.05, high=3600),
+            exploration_rate=env_float("INFERSCALE_EXPLORATION_RATE", 0.0, low=0.0, high=1.0),
             shutdown_grace_seconds=env_float("INFERSCALE_SHUTDOWN_GRACE_SECONDS", 5.0, low=0, high=600),
         )

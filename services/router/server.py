@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 
 import grpc
@@ -12,12 +13,13 @@ from inferscale.rpc import RunningServer, configure_logging, open_channel, serve
 from inferscale.telemetry import setup_telemetry
 from inferscale.v1 import (
     cache_service_pb2_grpc,
+    monitor_service_pb2_grpc,
     orchestrator_service_pb2_grpc,
     router_service_pb2,
     router_service_pb2_grpc,
 )
 from services.router.config import RouterConfig
-from services.router.service import ModelCatalog, RouterService
+from services.router.service import ModelCatalog, PolicyWatcher, RouterService
 
 SERVICE_NAME = router_service_pb2.DESCRIPTOR.services_by_name["RouterService"].full_name
 
@@ -29,9 +31,14 @@ class Router:
     running: RunningServer
     events: EventSender
     channels: list[grpc.aio.Channel] = field(default_factory=list)
+    background: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def close(self) -> None:
-        """Flushes events and closes the channels."""
+        """Stops the background work, flushes events and closes the channels."""
+        for task in self.background:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self.events.close()
         for channel in self.channels:
             await channel.close()
@@ -49,24 +56,34 @@ async def create_server(config: RouterConfig) -> Router:
         cache = cache_service_pb2_grpc.CacheServiceStub(cache_channel)
     events = EventSender(config.monitor_address, "router")
     events.start()
+    catalog = ModelCatalog(orchestrator, config.catalog_ttl_seconds)
+    monitor = None
+    if config.monitor_address:
+        monitor_channel = open_channel(config.monitor_address)
+        channels.append(monitor_channel)
+        monitor = monitor_service_pb2_grpc.MonitorServiceStub(monitor_channel)
+    policies = PolicyWatcher(monitor, catalog, config.policy_refresh_seconds)
+    watcher = asyncio.create_task(policies.run())
     servicer = RouterService(
         orchestrator,
         cache,
         events,
-        ModelCatalog(orchestrator, config.catalog_ttl_seconds),
+        catalog,
+        policies,
         default_threshold=config.confidence_threshold,
         default_escalate_threshold=config.escalate_threshold,
         cache_timeout_seconds=config.cache_timeout_seconds,
         request_timeout_seconds=config.request_timeout_seconds,
         semantic_verify=config.semantic_verify,
         semantic_audit_rate=config.semantic_audit_rate,
+        exploration_rate=config.exploration_rate,
     )
     running = await start_server(
         config.listen,
         [SERVICE_NAME],
         lambda server: router_service_pb2_grpc.add_RouterServiceServicer_to_server(servicer, server),
     )
-    return Router(running, events, channels)
+    return Router(running, events, channels, [watcher])
 
 
 async def serve() -> None:

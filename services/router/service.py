@@ -20,12 +20,14 @@ from inferscale.v1 import (
     cache_service_pb2_grpc,
     common_pb2,
     monitor_service_pb2,
+    monitor_service_pb2_grpc,
     orchestrator_service_pb2,
     orchestrator_service_pb2_grpc,
     router_service_pb2,
     router_service_pb2_grpc,
 )
 from services.router.planning import build_plan, produced_by_current_versions, result_key, validate_request
+from services.router.policy import PublishedPolicy, with_policy
 from services.router.semantic import embedding_source, semantic_namespace
 
 LOG = logging.getLogger(__name__)
@@ -60,6 +62,55 @@ class ModelCatalog:
                     self._fetched_at = time.monotonic()
         return [m for m in self._models if m.task == task and m.ready and not m.problem]
 
+    async def tasks(self) -> set[str]:
+        """The tasks of the routable models."""
+        await self.routable("")
+        return {m.task for m in self._models if m.task and m.ready and not m.problem}
+
+
+class PolicyWatcher:
+    """Keeps each task's published routing policy, read from the monitor every ``refresh_seconds``.
+
+    A monitor that is down leaves the last policy read in force: routing never waits on it.
+    """
+
+    def __init__(
+        self, monitor: monitor_service_pb2_grpc.MonitorServiceStub | None, catalog: ModelCatalog, refresh_seconds: float
+    ) -> None:
+        self._monitor = monitor
+        self._catalog = catalog
+        self._refresh = refresh_seconds
+        self._policies: dict[str, PublishedPolicy] = {}
+
+    def current(self, task: str) -> PublishedPolicy | None:
+        """The task's published policy as last read, if any."""
+        return self._policies.get(task)
+
+    async def refresh(self) -> None:
+        """Reads every task's published policy once."""
+        assert self._monitor is not None
+        for task in sorted(await self._catalog.tasks()):
+            reply = await self._monitor.GetPublishedRoutingPolicy(
+                monitor_service_pb2.GetPublishedRoutingPolicyRequest(task=task), timeout=2.0
+            )
+            policy = PublishedPolicy.from_proto(reply.published)
+            previous = self._policies.get(task)
+            if policy is None:
+                self._policies.pop(task, None)
+            else:
+                self._policies[task] = policy
+            if policy != previous:
+                LOG.info("routing policy of %s is now %s", task, policy.label if policy else "the defaults")
+
+    async def run(self) -> None:
+        """Refreshes until cancelled."""
+        while self._monitor is not None:
+            try:
+                await self.refresh()
+            except grpc.aio.AioRpcError as error:
+                LOG.warning("routing policies not refreshed, keeping the last ones: %s", error.code().name)
+            await asyncio.sleep(self._refresh)
+
 
 class RouterService(router_service_pb2_grpc.RouterServiceServicer):
     """InferScale's front door."""
@@ -70,6 +121,7 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
         cache: cache_service_pb2_grpc.CacheServiceStub | None,
         events: EventSender,
         catalog: ModelCatalog,
+        policies: PolicyWatcher,
         *,
         default_threshold: float,
         default_escalate_threshold: float,
@@ -77,6 +129,7 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
         request_timeout_seconds: float,
         semantic_verify: bool = False,
         semantic_audit_rate: float = 0.0,
+        exploration_rate: float = 0.0,
         sample: Callable[[], float] = random.random,
     ) -> None:
         self._orchestrator = orchestrator
@@ -89,6 +142,8 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
         self._request_timeout = request_timeout_seconds
         self._semantic_verify = semantic_verify
         self._semantic_audit_rate = semantic_audit_rate
+        self._exploration_rate = exploration_rate
+        self._policies = policies
         self._sample = sample
         self._audits: set[asyncio.Task[None]] = set()
 
@@ -136,13 +191,16 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
     ) -> None:
         validate_request(request)
         models = await self._catalog.routable(request.task)
-        plan = build_plan(request, models, self._default_threshold, self._default_escalate_threshold)
+        explore = bool(self._exploration_rate) and self._sample() < self._exploration_rate
+        planned, response.policy_version = with_policy(request, self._policies.current(request.task), explore)
+        plan = build_plan(planned, models, self._default_threshold, self._default_escalate_threshold)
         response.plan.CopyFrom(plan)
         span = trace.get_current_span()
         span.set_attributes(
             {
                 telemetry.ATTR_TASK: plan.task,
                 telemetry.ATTR_STRATEGY: common_pb2.Strategy.Name(plan.strategy),
+                telemetry.ATTR_POLICY_VERSION: response.policy_version,
             }
         )
         key = result_key(plan, request.inputs)

@@ -1,0 +1,37 @@
+"""How the router picks a plan's thresholds: the request's own, a published policy, exploration, or its defaults."""
+
+from __future__ import annotations
+
+from inferscale.v1 import common_pb2, monitor_service_pb2, router_service_pb2
+from services.router.policy import PublishedPolicy, with_policy
+
+POLICY = PublishedPolicy("digits", 3, {1: 0.95, 2: 0.8})
+
+
+def test_a_published_policy_sets_a_cascades_tier_thresholds_and_names_itself() -> None:
+    request = router_service_pb2.InferRequest(task="digits")
+    planned, source = with_policy(request, POLICY, explore=False)
+    assert source == "digits/v3"
+    assert [(t.tier, t.accept_threshold) for t in planned.tier_thresholds] == [(1, 0.95), (2, 0.8)]
+    assert not request.tier_thresholds  # the caller's request is left as it was
+
+
+def test_a_requests_own_thresholds_win_and_other_strategies_keep_the_defaults() -> None:
+    own = router_service_pb2.InferRequest(task="digits", confidence_threshold=0.5)
+    assert with_policy(own, POLICY, explore=True) == (own, "request")
+    single = router_service_pb2.InferRequest(task="digits", strategy=common_pb2.STRATEGY_SINGLE, model_name="m")
+    assert with_policy(single, POLICY, explore=True) == (single, "defaults")
+    assert with_policy(router_service_pb2.InferRequest(task="digits"), None, explore=False)[1] == "defaults"
+
+
+def test_exploration_runs_every_tier() -> None:
+    planned, source = with_policy(router_service_pb2.InferRequest(task="digits"), POLICY, explore=True)
+    assert (source, planned.confidence_threshold, list(planned.tier_thresholds)) == ("exploration", 1.0, [])
+
+
+def test_the_empty_message_means_no_policy() -> None:
+    assert PublishedPolicy.from_proto(monitor_service_pb2.RoutingPolicy()) is None
+    policy = monitor_service_pb2.RoutingPolicy(
+        version=3, task="digits", tier_thresholds=[common_pb2.TierThresholds(tier=1, accept_threshold=0.95)]
+    )
+    assert PublishedPolicy.from_proto(policy) == PublishedPolicy("digits", 3, {1: 0.95})
