@@ -92,6 +92,7 @@ def test_feedback_scores_each_step_of_a_remembered_request_once() -> None:
     assert aggregates.learning_data("digits") == [scored.policy_steps()] and aggregates.learning_data("other") == []
     cheap, heavy = aggregates.to_proto().models
     assert list(heavy.scored_by_confidence_bin) == [0] * 9 + [1] and list(heavy.correct_by_confidence_bin) == [0] * 9 + [1]
+    assert list(heavy.answers_by_confidence_bin) == [0] * 9 + [1]
     assert (cheap.scored, cheap.correct, cheap.accuracy) == (1, 0, 0.0)
     assert (heavy.scored, heavy.correct, heavy.accuracy) == (1, 1, 1.0)
     assert heavy.expected_calibration_error == pytest.approx(0.1)

@@ -77,6 +77,8 @@ class ModelCounters:
     accepted: int = 0
     escalated: int = 0
     confidence_sum: float = 0.0
+    # Every answer's confidence, in CONFIDENCE_BINS equal bins (the last one closed).
+    confidence_bins: list[int] = field(default_factory=lambda: [0] * CONFIDENCE_BINS)
     cost: float = 0.0
     latency: Histogram = field(default_factory=Histogram)
     scored: int = 0
@@ -269,6 +271,8 @@ class Aggregates:
         counters.accepted += int(step.decision == common_pb2.DECISION_ACCEPT)
         counters.escalated += int(step.decision == common_pb2.DECISION_ESCALATE)
         counters.confidence_sum += step.answer.confidence
+        if step.answer.label:
+            counters.confidence_bins[min(int(step.answer.confidence * CONFIDENCE_BINS), CONFIDENCE_BINS - 1)] += 1
         counters.cost += step.cost
         counters.latency.observe(step.latency_ms / 1000)
 
@@ -335,6 +339,7 @@ class Aggregates:
                     escalated=c.escalated,
                     mean_latency_ms=1000 * c.latency.total / c.steps if c.steps else 0.0,
                     mean_confidence=c.confidence_sum / c.steps if c.steps else 0.0,
+                    answers_by_confidence_bin=c.confidence_bins,
                     total_cost=c.cost,
                     scored=c.scored,
                     correct=c.correct,
