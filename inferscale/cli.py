@@ -38,7 +38,9 @@ from rich.table import Table
 from rich.text import Text
 
 from inferscale.models.digits import N_PIXELS, load_split
-from inferscale.rpc import wait_until_serving
+from inferscale.auth import CLIENT_TOKEN_VARIABLE, bearer_metadata
+from inferscale.rpc import open_blocking_channel, wait_until_serving
+from inferscale.tls import process_tls
 from inferscale.settings import env_str
 from inferscale.suite import REPO_ROOT, Suite, SuitePorts
 from inferscale.tensors import from_numpy
@@ -161,7 +163,7 @@ def _address(value: str | None, service: str) -> str:
 
 @contextlib.contextmanager
 def _stub(address: str, stub_class: Callable[[grpc.Channel], Any]) -> Iterator[Any]:
-    with grpc.insecure_channel(address) as channel:
+    with open_blocking_channel(address, process_tls()) as channel:
         yield stub_class(channel)
 
 
@@ -400,7 +402,7 @@ def _up_detached(args: argparse.Namespace, state_file: pathlib.Path) -> int:
                     )
                     time.sleep(0.2)
             wait_until_serving(
-                state["router"], timeout_seconds=max(1.0, deadline - time.monotonic())
+                state["router"], timeout_seconds=max(1.0, deadline - time.monotonic()), tls=process_tls()
             )
     except KeyboardInterrupt:
         _stop_process(process.pid, {}, timeout=DOWN_TIMEOUT_SECONDS)
@@ -598,7 +600,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     with _stub(address, router_service_pb2_grpc.RouterServiceStub) as router:
         try:
-            response = router.Infer(request, timeout=args.timeout)
+            response = router.Infer(request, timeout=args.timeout, metadata=_client_metadata())
         except grpc.RpcError as error:
             raise _rpc_error(error, address) from None
     elapsed_ms = (time.perf_counter() - started) * 1000
@@ -670,10 +672,14 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _client_metadata() -> list[tuple[str, str]]:
+    """The client token for a router that requires one (from $INFERSCALE_CLIENT_TOKEN)."""
+    return bearer_metadata(os.environ.get(CLIENT_TOKEN_VARIABLE, ""))
+
+
 def _admin_metadata(token: str | None) -> list[tuple[str, str]]:
     # Without a token the call still goes out: the orchestrator says why it refuses.
-    token = token or os.environ.get(ADMIN_TOKEN_VARIABLE, "")
-    return [("authorization", f"Bearer {token}")] if token else []
+    return bearer_metadata(token or os.environ.get(ADMIN_TOKEN_VARIABLE, ""))
 
 
 def _admin_call(args: argparse.Namespace, method: str, request: Any) -> Any:
@@ -892,7 +898,7 @@ def cmd_workload(args: argparse.Namespace) -> int:
             )
             started = time.perf_counter()
             try:
-                response = router.Infer(request, timeout=RPC_TIMEOUT_SECONDS)
+                response = router.Infer(request, timeout=RPC_TIMEOUT_SECONDS, metadata=_client_metadata())
             except grpc.RpcError as error:
                 raise _rpc_error(error, address) from None
             latencies.append((time.perf_counter() - started) * 1000)

@@ -13,11 +13,15 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from inferscale.settings import env_int
+from inferscale.tls import TlsSettings, process_tls
+
 LOG = logging.getLogger(__name__)
 
-# Large enough for a batch of images or ARC grids, small enough that a hostile message is refused
-# before it is buffered whole.
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+# INFERSCALE_MAX_MESSAGE_BYTES: the largest message a server or channel takes or sends. The
+# default is large enough for a batch of images or ARC grids, small enough that a hostile message
+# is refused (RESOURCE_EXHAUSTED) before it is buffered whole.
+MAX_MESSAGE_BYTES = env_int("INFERSCALE_MAX_MESSAGE_BYTES", 64 * 1024 * 1024, minimum=1024)
 
 CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -41,13 +45,18 @@ async def start_server(
     address: str,
     service_names: Iterable[str],
     add_servicers: Callable[[grpc.aio.Server], None],
+    *,
+    max_concurrent_rpcs: int | None = None,
 ) -> RunningServer:
     """Starts a server on ``address`` ("host:port"; port 0 picks a free one) with health and reflection.
 
     ``service_names`` are the full proto names of the services ``add_servicers`` registers; each
-    is reported SERVING, as is the server as a whole ("").
+    is reported SERVING, as is the server as a whole (""). Past ``max_concurrent_rpcs`` calls in
+    flight, gRPC refuses new ones at once with RESOURCE_EXHAUSTED (load shedding, no queue).
+    Over TLS when the settings say so (inferscale.tls).
     """
     server = grpc.aio.server(
+        maximum_concurrent_rpcs=max_concurrent_rpcs,
         options=[
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -63,7 +72,8 @@ async def start_server(
     reflection.enable_server_reflection(
         [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
     )
-    port = server.add_insecure_port(address)
+    tls = process_tls()
+    port = server.add_secure_port(address, tls.server_credentials()) if tls else server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"could not bind {address}")
     await server.start()
@@ -91,15 +101,29 @@ async def serve_until_stopped(
         await on_stop()
 
 
-def open_channel(address: str) -> grpc.aio.Channel:
-    """Opens a channel to a peer; the telemetry instrumentation, when set up, adds trace propagation."""
+def open_channel(address: str, *, service_tls: bool = True) -> grpc.aio.Channel:
+    """Opens a channel to a peer; the telemetry instrumentation, when set up, adds trace propagation.
+
+    Over TLS when the settings say so and ``service_tls`` holds: False for Triton, whose TLS
+    has settings of its own.
+    """
+    tls = process_tls() if service_tls else None
+    if tls is not None:
+        return grpc.aio.secure_channel(address, tls.channel_credentials(), options=CHANNEL_OPTIONS)
     return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
 
 
-def wait_until_serving(address: str, *, timeout_seconds: float, service: str = "") -> None:
+def open_blocking_channel(address: str, tls: TlsSettings | None) -> grpc.Channel:
+    """A synchronous channel for tools and tests, over TLS when ``tls`` is given."""
+    if tls is not None:
+        return grpc.secure_channel(address, tls.channel_credentials(), options=CHANNEL_OPTIONS)
+    return grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+
+
+def wait_until_serving(address: str, *, timeout_seconds: float, service: str = "", tls: TlsSettings | None = None) -> None:
     """Polls the standard health service at ``address`` until it answers SERVING or time runs out."""
     deadline = time.monotonic() + timeout_seconds
-    with grpc.insecure_channel(address) as channel:
+    with open_blocking_channel(address, tls) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while True:
             try:

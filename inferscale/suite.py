@@ -25,6 +25,7 @@ from inferscale.settings import (
     DEFAULT_ROUTER_PORT,
     DEFAULT_TRITON_GRPC_PORT,
 )
+from inferscale.tls import TlsSettings
 from inferscale.triton.launcher import EmbeddedTriton, TritonSettings, otlp_traces_url
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -69,6 +70,11 @@ class Suite:
     triton_settings: TritonSettings | None = None
     triton: EmbeddedTriton | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def tls(self) -> TlsSettings | None:
+        """The TLS settings the suite's services run with, for clients that reach them."""
+        return TlsSettings.from_env({**os.environ, **self.env})
 
     def address(self, service: str) -> str:
         """The "host:port" clients use to reach ``service`` (router, orchestrator, cache, monitor)."""
@@ -141,7 +147,7 @@ class Suite:
             )
         self.processes[service] = process
         try:
-            wait_until_serving(self.address(service), timeout_seconds=timeout_seconds)
+            wait_until_serving(self.address(service), timeout_seconds=timeout_seconds, tls=self.tls)
         except TimeoutError:
             if process.poll() is not None:
                 raise RuntimeError(f"{service} exited with {process.returncode}:\n{self.log_tail(service)}") from None

@@ -60,7 +60,7 @@ class TritonClient:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._channel = open_channel(url)
+        self._channel = open_channel(url, service_tls=False)
         self._stub = service_pb2_grpc.GRPCInferenceServiceStub(self._channel)
 
     async def close(self) -> None:

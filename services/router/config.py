@@ -10,6 +10,7 @@ from inferscale.settings import (
     DEFAULT_ORCHESTRATOR_PORT,
     DEFAULT_ROUTER_PORT,
     env_float,
+    env_int,
     env_peer,
     env_str,
     env_switch,
@@ -51,6 +52,12 @@ class RouterConfig:
     # INFERSCALE_EXPLORATION_RATE: the share of cascade requests without thresholds of their own
     # that run every tier, so that feedback on them can teach and check routing policies.
     exploration_rate: float
+    # INFERSCALE_CLIENT_TOKENS_FILE: a file of "<client id> <token>" lines; when set, every Infer
+    # call needs "authorization: Bearer <token>" of one of them. Empty: no client authentication.
+    client_tokens_file: str
+    # INFERSCALE_ROUTER_MAX_IN_FLIGHT: the most Infer calls served at once; more are refused at
+    # once with RESOURCE_EXHAUSTED instead of waiting in an unbounded queue.
+    max_in_flight: int
     # INFERSCALE_SHUTDOWN_GRACE_SECONDS: how long calls in flight may finish on SIGTERM.
     shutdown_grace_seconds: float
 
@@ -73,5 +80,7 @@ class RouterConfig:
             semantic_audit_rate=env_float("INFERSCALE_SEMANTIC_AUDIT_RATE", 0.05, low=0.0, high=1.0),
             policy_refresh_seconds=env_float("INFERSCALE_POLICY_REFRESH_SECONDS", 2.0, low=0.05, high=3600),
             exploration_rate=env_float("INFERSCALE_EXPLORATION_RATE", 0.0, low=0.0, high=1.0),
+            client_tokens_file=env_str("INFERSCALE_CLIENT_TOKENS_FILE", ""),
+            max_in_flight=env_int("INFERSCALE_ROUTER_MAX_IN_FLIGHT", 256, minimum=1),
             shutdown_grace_seconds=env_float("INFERSCALE_SHUTDOWN_GRACE_SECONDS", 5.0, low=0, high=600),
         )

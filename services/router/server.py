@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
+from inferscale.auth import ClientTokens
 from inferscale.events import EventSender
 from inferscale.rpc import RunningServer, configure_logging, open_channel, serve_until_stopped, start_server
 from inferscale.telemetry import setup_telemetry
@@ -77,11 +78,13 @@ async def create_server(config: RouterConfig) -> Router:
         semantic_verify=config.semantic_verify,
         semantic_audit_rate=config.semantic_audit_rate,
         exploration_rate=config.exploration_rate,
+        clients=ClientTokens.from_file(config.client_tokens_file) if config.client_tokens_file else None,
     )
     running = await start_server(
         config.listen,
         [SERVICE_NAME],
         lambda server: router_service_pb2_grpc.add_RouterServiceServicer_to_server(servicer, server),
+        max_concurrent_rpcs=config.max_in_flight,
     )
     return Router(running, events, channels, [watcher])
 

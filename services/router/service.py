@@ -13,6 +13,7 @@ import grpc
 from opentelemetry import trace
 
 from inferscale import telemetry
+from inferscale.auth import ClientTokens
 from inferscale.errors import InferScaleError, grpc_errors
 from inferscale.events import EventSender
 from inferscale.v1 import (
@@ -130,6 +131,7 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
         semantic_verify: bool = False,
         semantic_audit_rate: float = 0.0,
         exploration_rate: float = 0.0,
+        clients: ClientTokens | None = None,
         sample: Callable[[], float] = random.random,
     ) -> None:
         self._orchestrator = orchestrator
@@ -143,6 +145,7 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
         self._semantic_verify = semantic_verify
         self._semantic_audit_rate = semantic_audit_rate
         self._exploration_rate = exploration_rate
+        self._clients = clients
         self._policies = policies
         self._sample = sample
         self._audits: set[asyncio.Task[None]] = set()
@@ -151,6 +154,10 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
     async def Infer(
         self, request: router_service_pb2.InferRequest, context: grpc.aio.ServicerContext
     ) -> router_service_pb2.InferResponse:
+        if self._clients is not None:
+            # Before any work: an unauthenticated call costs no lookup, plan or event.
+            client = self._clients.authenticate(context.invocation_metadata())
+            trace.get_current_span().set_attribute(telemetry.ATTR_CLIENT_ID, client)
         started = time.perf_counter()
         request_id = request.request_id or uuid.uuid4().hex
         response = router_service_pb2.InferResponse(request_id=request_id, trace_id=telemetry.current_trace_id())
