@@ -34,7 +34,9 @@ def two_images_of_different_digits() -> tuple[np.ndarray, np.ndarray]:
     right = np.all([load_model(n, MODEL_REPOSITORY / n / "1").predict_proba(images).argmax(axis=1) == labels for n in names], axis=0)
     first = int(np.flatnonzero(right & (labels == 3))[3])
     second = int(np.flatnonzero(right & (labels == 8))[3])
-    return images[first] + 0.125, images[second] + 0.125
+    # Offsets in 64ths that no other test file uses: an exact repeat of another test's image
+    # would be served from the final-result cache there.
+    return images[first] + 1 / 64, images[second] + 1 / 64
 
 
 def test_a_near_neighbour_is_served_from_the_semantic_cache_and_its_audit_counts_a_false_hit(router, monitor) -> None:
@@ -68,7 +70,7 @@ def test_a_malformed_embedding_is_refused_before_any_work(router) -> None:
 def test_verification_keeps_a_neighbour_that_disagrees_from_being_served(suite: Suite, router, tmp_path) -> None:
     three, eight = two_images_of_different_digits()
     embedding = unit(np.arange(1, 17, dtype=np.float64))
-    assert infer(router, three + 0.25, embedding=embedding).answer.label == "3"
+    assert infer(router, three + 3 / 64, embedding=embedding).answer.label == "3"
     # A second router on the same orchestrator and cache, with verification on.
     verifying = Suite(ports=suite.ports.__class__.free(), triton_url=suite.triton_url, log_dir=tmp_path, env={
         "OTEL_TRACES_EXPORTER": "none",
@@ -82,8 +84,8 @@ def test_verification_keeps_a_neighbour_that_disagrees_from_being_served(suite: 
         with grpc.insecure_channel(verifying.address("router")) as channel:
             stub = router_service_pb2_grpc.RouterServiceStub(channel)
             # Close to the 3's embedding, but the 3 stays the nearest neighbour of the 3's own.
-            rejected = infer(stub, eight + 0.25, embedding=unit(np.arange(1, 17, dtype=np.float64) + 5 * np.eye(16)[0]))
-            agreed = infer(stub, three + 0.3, embedding=embedding)
+            rejected = infer(stub, eight + 3 / 64, embedding=unit(np.arange(1, 17, dtype=np.float64) + 5 * np.eye(16)[0]))
+            agreed = infer(stub, three + 5 / 64, embedding=embedding)
     finally:
         verifying.stop()
     assert rejected.cache_level == common_pb2.CACHE_LEVEL_UNSPECIFIED and rejected.answer.label == "8"
@@ -93,7 +95,7 @@ def test_verification_keeps_a_neighbour_that_disagrees_from_being_served(suite: 
 
 
 def test_a_costly_models_output_is_reused_across_plans_from_the_per_model_cache(router) -> None:
-    image = holdout()[0][40] + 0.625
+    image = holdout()[0][40] + 7 / 64
     ensemble = infer(router, image, strategy=common_pb2.STRATEGY_ENSEMBLE)
     heavy = max(ensemble.steps, key=lambda s: s.cost)
     assert heavy.cache_level == common_pb2.CACHE_LEVEL_UNSPECIFIED and heavy.cost >= 2
@@ -109,7 +111,7 @@ def test_a_costly_models_output_is_reused_across_plans_from_the_per_model_cache(
 
 
 def test_the_cache_reports_each_levels_size_and_savings_to_the_monitor(router, monitor) -> None:
-    image = holdout()[0][41] + 0.625
+    image = holdout()[0][41] + 7 / 64
     infer(router, image)
     infer(router, image)
     stats = wait_for_stats(

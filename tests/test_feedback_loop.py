@@ -15,6 +15,7 @@ from inferscale.v1 import (
     router_service_pb2_grpc,
 )
 from tests.conftest import private_repository, private_suite
+from tests.test_end_to_end import settled_stats
 from tests.test_live_registry import eventually
 
 pytestmark = pytest.mark.integration
@@ -37,16 +38,23 @@ def test_a_policy_learned_from_feedback_is_published_after_shadow_applied_live_a
             request = router_service_pb2.InferRequest(task="digits", inputs=[from_numpy("IMAGE", images[index][None, :])], **fields)
             return router.Infer(request, timeout=30)
 
-        def steps_recorded() -> int:
-            return sum(m.steps for m in monitor.GetStats(monitor_service_pb2.GetStatsRequest(), timeout=5).models)
+        def recorded() -> tuple[int, int]:
+            stats = monitor.GetStats(monitor_service_pb2.GetStatsRequest(), timeout=5)
+            return stats.requests, sum(m.steps for m in stats.models)
 
         def explore_with_feedback(indices: range) -> None:
             # Every tier answers (threshold 1.0): the traffic a policy can be learned and checked on.
-            expected = steps_recorded() + 3 * len(indices)
+            settled = settled_stats(monitor)
+            requests_before, steps_before = settled.requests, sum(m.steps for m in settled.models)
             responses = [infer(index, confidence_threshold=1.0, skip_cache=True) for index in indices]
             assert {r.policy_version for r in responses} == {"request"}
             # The router's and orchestrator's events arrive in their own batches: feedback waits for both.
-            eventually(lambda: steps_recorded() >= expected, timeout_seconds=10, what="the steps' events to arrive")
+            expected = (requests_before + len(indices), steps_before + 3 * len(indices))
+            eventually(
+                lambda: all(now >= want for now, want in zip(recorded(), expected, strict=True)),
+                timeout_seconds=10,
+                what="the requests' events to arrive",
+            )
             for index, response in zip(indices, responses, strict=True):
                 reply = monitor.RecordFeedback(
                     monitor_service_pb2.RecordFeedbackRequest(request_id=response.request_id, label=str(labels[index])), timeout=5
