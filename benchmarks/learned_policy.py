@@ -5,8 +5,8 @@
 Half A (360 digits) goes through the router as exploration traffic (threshold 1.0: every tier
 answers), and the monitor is told each correct answer (RecordFeedback). Its first two thirds
 teach: ProposeRoutingPolicy learns the per-tier thresholds of least compute that reach the target
-(0.99 unless --target says otherwise; 0 means the top tier's accuracy on that data) and puts them
-in shadow. Its last third is the shadow traffic: the policy is replayed on it and published only if
+(the top tier's own accuracy on that data, that is, match the best single model, unless --target
+names one) and puts them in shadow. Its last third is the shadow traffic: the policy is replayed on it and published only if
 it holds the target there. The router then applies the published policy by itself, to requests
 that set no thresholds. Half B (359 digits), never seen while learning, is sent with the router's
 default thresholds (0.90/0.70), with the published policy, and to the top tier alone. Prints the
@@ -127,7 +127,7 @@ def table(policy: monitor_service_pb2.RoutingPolicy, rows: list[dict]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--target", type=float, default=0.99, help="target accuracy; 0: the top tier's on half A's teaching part")
+    parser.add_argument("--target", type=float, default=0.0, help="target accuracy; 0 (the default): the top tier's on the teaching data")
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     print("Starting the suite on the embedded Triton ...", flush=True)

@@ -90,6 +90,9 @@ class Suite:
         if self.log_dir is None:
             self.log_dir = pathlib.Path(tempfile.mkdtemp(prefix="inferscale-logs-"))
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        # A suite starts with an empty memory, even in a log folder an earlier suite used.
+        for stale in self.log_dir.glob("monitor.sqlite3*"):
+            stale.unlink()
         if self.triton_url is None:
             settings = self.triton_settings or TritonSettings(
                 model_repository=self.model_repository,

@@ -67,6 +67,9 @@ def test_a_policy_learned_from_feedback_is_published_after_shadow_applied_live_a
         with pytest.raises(grpc.RpcError) as raised:
             monitor.ProposeRoutingPolicy(monitor_service_pb2.ProposeRoutingPolicyRequest(task=""), timeout=5)
         assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        with pytest.raises(grpc.RpcError) as raised:  # no thresholds are right on every request
+            monitor.ProposeRoutingPolicy(monitor_service_pb2.ProposeRoutingPolicyRequest(task="digits", target_accuracy=1.0), timeout=10)
+        assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "no thresholds reach" in raised.value.details()
         proposed = monitor.ProposeRoutingPolicy(
             monitor_service_pb2.ProposeRoutingPolicyRequest(task="digits", target_accuracy=0.95, min_shadow_requests=SHADOW), timeout=10
         ).policy

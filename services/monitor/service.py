@@ -129,6 +129,14 @@ class MonitorService(monitor_service_pb2_grpc.MonitorServiceServicer):
         if request.min_shadow_requests < 0:
             raise InvalidArgument(f"min_shadow_requests {request.min_shadow_requests} must not be negative (0 means the default)")
         learned, tiers = self._learn(request.task, request.target_accuracy)
+        if learned.replay.accuracy < learned.target_accuracy - 1e-12:
+            # A policy that misses its target on the data it was learned from has no business in
+            # shadow, where a lucky short run could publish it.
+            raise FailedPrecondition(
+                f"no thresholds reach the target accuracy {learned.target_accuracy:.4f} on the {learned.requests} scored "
+                f"requests of task {request.task!r} (the best reaches {learned.replay.accuracy:.4f}); lower the target or "
+                "send more exploration traffic with feedback"
+            )
         record = self._book.propose(
             request.task, learned, tiers, request.min_shadow_requests or self._min_shadow_requests, int(time.time() * 1000)
         )
