@@ -37,6 +37,15 @@ class InferResult:
     model_version: int
 
 
+# How Triton's python backend reports a model whose stub process died: it fails that call and
+# starts a new stub, so the next call succeeds (measured on Triton 2.51 after killing a stub).
+STUB_UNHEALTHY = "is not healthy"
+
+
+class ModelRestarting(ModelFailed):
+    """The model's backend process died and Triton is restarting it: the call may be retried."""
+
+
 def _translate(error: grpc.aio.AioRpcError, what: str) -> InferScaleError:
     code = error.code()
     details = error.details() or code.name
@@ -49,6 +58,8 @@ def _translate(error: grpc.aio.AioRpcError, what: str) -> InferScaleError:
         return NotFound(f"Triton {what}: {details}")
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         return InvalidArgument(f"Triton {what}: {details}")
+    if code == grpc.StatusCode.INTERNAL and STUB_UNHEALTHY in details:
+        return ModelRestarting(f"Triton {what} failed: {details}")
     if code == grpc.StatusCode.INTERNAL:
         # The server answered: the model failed, not the endpoint; failing over would not help.
         return ModelFailed(f"Triton {what} failed: {details}")

@@ -16,12 +16,15 @@ from typing import TypeVar
 from tritonclient.grpc import model_config_pb2
 
 from inferscale.errors import Unavailable
-from inferscale.triton.client import InferResult, RepositoryEntry, TritonClient
+from inferscale.errors import InferScaleError, ModelFailed
+from inferscale.triton.client import InferResult, ModelRestarting, RepositoryEntry, TritonClient
 from inferscale.v1 import common_pb2
 from services.orchestrator.balancing import Endpoint, choose
 
 LOG = logging.getLogger(__name__)
 Result = TypeVar("Result")
+# A dead model is reloaded at most this often; calls in between wait for the reload under way.
+REVIVE_INTERVAL_SECONDS = 5.0
 
 
 class TritonPool:
@@ -34,6 +37,8 @@ class TritonPool:
         self._clients = {url: TritonClient(url) for url in urls}
         self._health_interval = health_interval_seconds
         self._task: asyncio.Task[None] | None = None
+        self._reviving: dict[str, asyncio.Lock] = {}
+        self._revived_at: dict[str, float] = {}
 
     def start(self) -> None:
         """Starts the background health checks."""
@@ -89,12 +94,38 @@ class TritonPool:
     async def infer(
         self, model_name: str, model_version: int, inputs: Sequence[common_pb2.InferTensor], *, timeout_seconds: float
     ) -> InferResult:
-        """Runs one inference on the least busy healthy replica, failing over to the others."""
-        return await self._call(
-            f"inference on {model_name}",
-            lambda client, remaining: client.infer(model_name, model_version, inputs, timeout_seconds=remaining),
-            timeout_seconds,
-        )
+        """Runs one inference on the least busy healthy replica, failing over to the others.
+
+        A model whose backend process died (Triton 2.51 keeps calling it ready, and fails every
+        call) is reloaded, and the call runs once more: a model call has no side effect.
+        """
+        deadline = time.monotonic() + timeout_seconds
+
+        async def attempt() -> InferResult:
+            return await self._call(
+                f"inference on {model_name}",
+                lambda client, remaining: client.infer(model_name, model_version, inputs, timeout_seconds=remaining),
+                max(deadline - time.monotonic(), 0.0),
+            )
+
+        try:
+            return await attempt()
+        except ModelRestarting as error:
+            await self._revive(model_name, str(error))
+            return await attempt()
+
+    async def _revive(self, model_name: str, why: str) -> None:
+        """Reloads a dead model on every replica, once for all the calls that found it dead."""
+        lock = self._reviving.setdefault(model_name, asyncio.Lock())
+        async with lock:
+            if time.monotonic() - self._revived_at.get(model_name, float("-inf")) < REVIVE_INTERVAL_SECONDS:
+                return  # another call has just reloaded it
+            LOG.warning("%s; reloading the model", why)
+            try:
+                await self.load_model(model_name)
+            except InferScaleError as error:
+                raise ModelFailed(f"{why}; reloading it failed ({error}): Triton reloads models only in explicit model-control mode") from None
+            self._revived_at[model_name] = time.monotonic()
 
     async def repository_index(self) -> list[RepositoryEntry]:
         """Returns the repository index of a healthy replica."""
