@@ -67,6 +67,7 @@ bench: setup
 	$(PY) benchmarks/strategies.py
 	$(PY) -m benchmarks.learned_policy
 	$(PY) -m benchmarks.cache_levels
+	$(PY) -m benchmarks.load_run
 
 clean:
 	rm -rf $(VENV) inferscale/v1 model_repository/*/1/weights.npz results .pytest_cache tools/buf/node_modules clients/node/node_modules
