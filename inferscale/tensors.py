@@ -71,6 +71,23 @@ def validate_tensor(tensor: common_pb2.InferTensor, field: str) -> None:
         )
 
 
+FLOATING_DATATYPES = frozenset({"FP16", "FP32", "FP64"})
+
+
+def require_finite(tensor: common_pb2.InferTensor, field: str) -> None:
+    """Raises InvalidArgument, naming ``field`` and the first offending element, when a validated
+    floating-point tensor holds NaN or infinity."""
+    if tensor.datatype not in FLOATING_DATATYPES:
+        return
+    values = to_numpy(tensor).reshape(-1)
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        raise InvalidArgument(
+            f"{field} holds {bad.size} NaN or infinite values (the first at flat index {int(bad[0])}); "
+            "this router refuses non-finite inputs"
+        )
+
+
 def to_numpy(tensor: common_pb2.InferTensor) -> np.ndarray:
     """Views a validated tensor's bytes as a numpy array, without copying."""
     return np.frombuffer(tensor.raw_contents, dtype=NUMPY_DTYPES[tensor.datatype]).reshape(

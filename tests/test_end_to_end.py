@@ -281,10 +281,10 @@ def test_malformed_requests_get_clear_statuses_and_the_suite_keeps_serving(route
             "holds no elements",
         ),
         (
-            # The model itself refuses it; that must not count against the Triton endpoint.
+            # Refused by the router's non-finite policy before any work (the models refuse it too).
             router_service_pb2.InferRequest(task="digits", inputs=[from_numpy("IMAGE", np.full((1, 64), np.nan, np.float32))], skip_cache=True),
             grpc.StatusCode.INVALID_ARGUMENT,
-            "must not contain NaN",
+            "inputs[0] holds 64 NaN or infinite values",
         ),
     ]
     for request, code, fragment in cases:

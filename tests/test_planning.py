@@ -137,3 +137,14 @@ def test_a_refinement_plan_drafts_with_the_cheapest_model_then_runs_the_refiners
     assert [s.model.name for s in plan.steps] == ["cheap", "mid"]
     with pytest.raises(NotFound, match="inferscale.refinement_input"):
         build_plan(request(strategy=common_pb2.STRATEGY_REFINEMENT), MODELS, 0.9)
+
+
+def test_non_finite_inputs_are_refused_naming_the_field_unless_the_router_passes_them() -> None:
+    image = np.zeros((1, 64), np.float32)
+    image[0, 5] = np.nan
+    request = router_service_pb2.InferRequest(task="digits", inputs=[from_numpy("IMAGE", image)])
+    with pytest.raises(InvalidArgument, match=r"inputs\[0\] holds 1 NaN or infinite values \(the first at flat index 5\)"):
+        validate_request(request)
+    validate_request(request, finite_inputs=False)
+    integers = router_service_pb2.InferRequest(task="digits", inputs=[from_numpy("IMAGE", np.ones((1, 4), np.int32))])
+    validate_request(integers)

@@ -9,12 +9,20 @@ from inferscale.settings import (
     DEFAULT_MONITOR_PORT,
     DEFAULT_ORCHESTRATOR_PORT,
     DEFAULT_ROUTER_PORT,
+    SettingError,
     env_float,
     env_int,
     env_peer,
     env_str,
     env_switch,
 )
+
+
+def _non_finite_policy() -> str:
+    policy = env_str("INFERSCALE_NON_FINITE_INPUTS", "reject")
+    if policy not in ("reject", "pass"):
+        raise SettingError(f"INFERSCALE_NON_FINITE_INPUTS={policy!r} is neither 'reject' nor 'pass'")
+    return policy
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,9 @@ class RouterConfig:
     # INFERSCALE_ROUTER_MAX_IN_FLIGHT: the most Infer calls served at once; more are refused at
     # once with RESOURCE_EXHAUSTED instead of waiting in an unbounded queue.
     max_in_flight: int
+    # INFERSCALE_NON_FINITE_INPUTS: "reject" refuses NaN and infinity in floating-point inputs with
+    # INVALID_ARGUMENT before any work; "pass" hands them to the models, for models that accept them.
+    finite_inputs: bool
     # INFERSCALE_SHUTDOWN_GRACE_SECONDS: how long calls in flight may finish on SIGTERM.
     shutdown_grace_seconds: float
 
@@ -82,5 +93,6 @@ class RouterConfig:
             exploration_rate=env_float("INFERSCALE_EXPLORATION_RATE", 0.0, low=0.0, high=1.0),
             client_tokens_file=env_str("INFERSCALE_CLIENT_TOKENS_FILE", ""),
             max_in_flight=env_int("INFERSCALE_ROUTER_MAX_IN_FLIGHT", 256, minimum=1),
+            finite_inputs=_non_finite_policy() == "reject",
             shutdown_grace_seconds=env_float("INFERSCALE_SHUTDOWN_GRACE_SECONDS", 5.0, low=0, high=600),
         )

@@ -10,7 +10,7 @@ import math
 from collections.abc import Sequence
 
 from inferscale.errors import InvalidArgument, NotFound
-from inferscale.tensors import tensors_digest_parts, validate_tensor
+from inferscale.tensors import require_finite, tensors_digest_parts, validate_tensor
 from inferscale.v1 import common_pb2, router_service_pb2
 from services.router.semantic import validate_embedding
 
@@ -18,8 +18,9 @@ MAX_REQUEST_ID_CHARS = 128
 MAX_TASK_CHARS = 128
 
 
-def validate_request(request: router_service_pb2.InferRequest) -> None:
-    """Raises InvalidArgument naming the first field that is malformed."""
+def validate_request(request: router_service_pb2.InferRequest, *, finite_inputs: bool = True) -> None:
+    """Raises InvalidArgument naming the first field that is malformed; with ``finite_inputs``, NaN and
+    infinity in floating-point inputs count as malformed."""
     if len(request.request_id) > MAX_REQUEST_ID_CHARS:
         raise InvalidArgument(f"request_id has {len(request.request_id)} characters, more than {MAX_REQUEST_ID_CHARS}")
     if not request.task:
@@ -30,6 +31,8 @@ def validate_request(request: router_service_pb2.InferRequest) -> None:
         raise InvalidArgument("inputs must hold at least one tensor")
     for index, tensor in enumerate(request.inputs):
         validate_tensor(tensor, f"inputs[{index}]")
+        if finite_inputs:
+            require_finite(tensor, f"inputs[{index}]")
     if request.strategy not in common_pb2.Strategy.values():
         raise InvalidArgument(f"strategy {request.strategy} is not a known Strategy value")
     if request.model_name and request.strategy != common_pb2.STRATEGY_SINGLE:

@@ -79,6 +79,7 @@ async def create_server(config: RouterConfig) -> Router:
         semantic_audit_rate=config.semantic_audit_rate,
         exploration_rate=config.exploration_rate,
         clients=ClientTokens.from_file(config.client_tokens_file) if config.client_tokens_file else None,
+        finite_inputs=config.finite_inputs,
     )
     running = await start_server(
         config.listen,

@@ -132,6 +132,7 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
         semantic_audit_rate: float = 0.0,
         exploration_rate: float = 0.0,
         clients: ClientTokens | None = None,
+        finite_inputs: bool = True,
         sample: Callable[[], float] = random.random,
     ) -> None:
         self._orchestrator = orchestrator
@@ -146,6 +147,7 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
         self._semantic_audit_rate = semantic_audit_rate
         self._exploration_rate = exploration_rate
         self._clients = clients
+        self._finite_inputs = finite_inputs
         self._policies = policies
         self._sample = sample
         self._audits: set[asyncio.Task[None]] = set()
@@ -196,7 +198,7 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
         response: router_service_pb2.InferResponse,
         context: grpc.aio.ServicerContext,
     ) -> None:
-        validate_request(request)
+        validate_request(request, finite_inputs=self._finite_inputs)
         models = await self._catalog.routable(request.task)
         explore = bool(self._exploration_rate) and self._sample() < self._exploration_rate
         planned, response.policy_version = with_policy(request, self._policies.current(request.task), explore)
