@@ -1,7 +1,9 @@
 """Several Triton replicas behind one interface: balanced, health-checked, and failed over.
 
-Inference is retried on another replica when one is unreachable; it is safe to retry because a
-model call has no side effect. The replicas are expected to serve the same model repository, so
+Inference is retried on another replica when one is unreachable, and after a short exponential
+backoff when every one is; it is safe to retry because a model call has no side effect. An
+endpoint that fails leaves the rotation at once (the breaker opens) and returns when a health
+probe succeeds (it closes). The replicas are expected to serve the same model repository, so
 the registry may be read from any healthy one.
 """
 
@@ -23,6 +25,9 @@ from services.orchestrator.balancing import Endpoint, choose
 
 LOG = logging.getLogger(__name__)
 Result = TypeVar("Result")
+# Pauses before another round over every endpoint when all of them failed (exponential backoff,
+# 0.75 s in all): a call to Triton has no side effect, so repeating it is safe.
+RETRY_PAUSES_SECONDS = (0.05, 0.1, 0.2, 0.4)
 # A dead model is reloaded at most this often; calls in between wait for the reload under way.
 REVIVE_INTERVAL_SECONDS = 5.0
 
@@ -73,9 +78,18 @@ class TritonPool:
         deadline = time.monotonic() + timeout_seconds
         tried: set[str] = set()
         errors: list[str] = []
+        pauses = iter(RETRY_PAUSES_SECONDS)
         while True:
             endpoint = choose(self.endpoints, frozenset(tried))
             remaining = deadline - time.monotonic()
+            if endpoint is None and remaining > 0:
+                # Every endpoint failed this round: a restarting server or a dropped connection
+                # often answers a moment later, and the call is safe to repeat.
+                pause = next(pauses, None)
+                if pause is not None and pause < remaining:
+                    await asyncio.sleep(pause)
+                    tried.clear()
+                    continue
             if endpoint is None or remaining <= 0:
                 detail = "; ".join(errors) or "no endpoint is left to try"
                 raise Unavailable(f"no Triton endpoint could serve {what}: {detail}")
