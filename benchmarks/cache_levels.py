@@ -36,6 +36,7 @@ from collections import Counter
 import grpc
 import numpy as np
 
+from benchmarks.plots import latency_cdfs
 from benchmarks.router_overhead import measure
 from inferscale.models.digits import load_split
 from inferscale.models.intents import HELDOUT_PHRASES
@@ -273,20 +274,13 @@ def plot(l1: list[dict], hits: list[dict], e2e: list[dict], workloads: list[dict
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(1, 3, figsize=(18, 4.5))
-    for row in l1:
-        values = np.sort(row["latencies"])
-        axes[0].plot(values, np.linspace(0, 1, len(values)), label=f"{row['size']:,} entries (recall@1 {row['recall']:.3f})")
-    axes[0].set_title("L1 lookup latency")
-    for row in [*hits, *e2e]:
-        values = np.sort(row["latencies"])
-        axes[1].plot(values, np.linspace(0, 1, len(values)), label=row["what"])
-    axes[1].set_title("Cache hit paths and end to end")
-    for axis in axes[:2]:
-        axis.set_xscale("log")
-        axis.set_xlabel("latency (ms, log scale)")
-        axis.set_ylabel("fraction of lookups")
-        axis.grid(True, alpha=0.3)
-        axis.legend(fontsize=7)
+    latency_cdfs(
+        axes[0],
+        [(f"{r['size']:,} entries (recall@1 {r['recall']:.3f})", r["latencies"]) for r in l1],
+        title="L1 lookup latency",
+        what="lookups",
+    )
+    latency_cdfs(axes[1], [(r["what"], r["latencies"]) for r in [*hits, *e2e]], title="Cache hit paths and end to end", what="calls")
     names = [w["configuration"] for w in workloads]
     l1_rates = [sum(v for (_, lv), v in w["served"].items() if lv == common_pb2.CACHE_LEVEL_L1_SEMANTIC) / w["requests"] for w in workloads]
     false_rates = [sum(w["false_hits"].values()) / w["requests"] for w in workloads]

@@ -21,6 +21,7 @@ from collections import Counter
 import grpc
 import numpy as np
 
+from benchmarks.plots import latency_cdfs
 from inferscale.models.digits import load_split
 from inferscale.suite import REPO_ROOT, Suite, SuitePorts
 from inferscale.tensors import from_numpy
@@ -98,16 +99,9 @@ def plot(rows: list[dict], path) -> None:  # type: ignore[no-untyped-def]
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(7, 4.5))
-    for row in rows:
-        values = np.sort(row["latencies"])
-        if len(values):
-            axis.plot(values, np.linspace(0, 1, len(values)), label=f"concurrency {row['concurrency']}")
-    axis.set_xscale("log")
-    axis.set_xlabel("latency (ms, log scale)")
-    axis.set_ylabel("fraction of answered requests")
-    axis.set_title("Load run: latency by concurrency")
-    axis.grid(True, alpha=0.3)
-    axis.legend(fontsize=8)
+    latency_cdfs(
+        axis, [(f"concurrency {r['concurrency']}", r["latencies"]) for r in rows], title="Load run: latency by concurrency", what="answered requests"
+    )
     figure.tight_layout()
     figure.savefig(path, dpi=110)
 

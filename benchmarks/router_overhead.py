@@ -23,6 +23,7 @@ import numpy as np
 import tritonclient.grpc.aio as triton_aio
 from tritonclient.grpc import InferInput
 
+from benchmarks.plots import latency_cdfs
 from inferscale.models.digits import load_split
 from inferscale.suite import REPO_ROOT, Suite, SuitePorts
 from inferscale.tensors import from_numpy
@@ -131,15 +132,7 @@ def plot(rows: list[dict], path: pathlib.Path) -> None:
     levels = sorted({r["concurrency"] for r in rows})
     figure, axes = plt.subplots(1, len(levels), figsize=(6 * len(levels), 4), squeeze=False)
     for axis, level in zip(axes[0], levels, strict=True):
-        for row in (r for r in rows if r["concurrency"] == level):
-            values = np.sort(row["latencies"])
-            axis.plot(values, np.linspace(0, 1, len(values)), label=row["path"])
-        axis.set_xscale("log")
-        axis.set_xlabel("latency (ms, log scale)")
-        axis.set_ylabel("fraction of requests")
-        axis.set_title(f"concurrency {level}")
-        axis.grid(True, alpha=0.3)
-        axis.legend()
+        latency_cdfs(axis, [(r["path"], r["latencies"]) for r in rows if r["concurrency"] == level], title=f"concurrency {level}")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
 
