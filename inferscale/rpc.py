@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
@@ -99,6 +100,15 @@ async def serve_until_stopped(
     await running.server.stop(grace_seconds)
     if on_stop is not None:
         await on_stop()
+
+
+async def stop_background(task: asyncio.Task[None] | None) -> None:
+    """Cancels a service's background task and waits until it has stopped."""
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def open_channel(address: str, *, service_tls: bool = True) -> grpc.aio.Channel:

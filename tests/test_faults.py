@@ -1,4 +1,4 @@
-"""Faults on real processes: a model's backend process dies, the only Triton dies and comes back."""
+"""Faults on real processes: a model's backend process dies, the only Triton dies and comes back, the cache's Redis dies."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import pytest
 from inferscale.models.digits import load_split
 from inferscale.tensors import from_numpy
 from inferscale.v1 import common_pb2, router_service_pb2, router_service_pb2_grpc
-from tests.conftest import private_repository, private_suite
+from tests.conftest import private_repository, private_suite, system_binary
+from tests.redis_server import RedisServer
 from tests.test_live_registry import eventually
 
 pytestmark = pytest.mark.integration
@@ -70,3 +71,32 @@ def test_a_dead_model_process_and_a_dead_triton_cost_no_wrong_answer_and_service
                     return False
 
             eventually(answered, timeout_seconds=30, what="requests to succeed once Triton is back")
+
+
+def test_requests_keep_succeeding_while_the_caches_redis_is_dead_and_hits_return_after(tmp_path_factory) -> None:
+    redis_server = RedisServer(system_binary("redis-server"), tmp_path_factory.mktemp("redis")).start()
+    images = load_split()[2].astype(np.float32)
+    repository = private_repository(tmp_path_factory, "redis-faults")
+    env = {"INFERSCALE_CACHE_BACKEND": "redis", "INFERSCALE_CACHE_REDIS_URL": redis_server.url}
+    try:
+        with private_suite(tmp_path_factory, "redis-faults", repository, env) as suite:
+            with grpc.insecure_channel(suite.address("router")) as channel:
+                router = router_service_pb2_grpc.RouterServiceStub(channel)
+
+                def infer(index: int) -> router_service_pb2.InferResponse:
+                    request = router_service_pb2.InferRequest(task="digits", inputs=[from_numpy("IMAGE", images[index][None, :])])
+                    return router.Infer(request, timeout=20)
+
+                infer(0)
+                assert infer(0).cache_level == common_pb2.CACHE_LEVEL_L4_FINAL_RESULT
+                redis_server.kill()
+                started = time.monotonic()
+                answers = [infer(index) for index in range(1, 11)]
+                # Every cache call fails within its timeout: the requests are answered, uncached.
+                assert all(a.answer.label and a.cache_level == common_pb2.CACHE_LEVEL_UNSPECIFIED for a in answers)
+                assert time.monotonic() - started < 15
+                redis_server.start()
+                infer(12)
+                assert infer(12).cache_level == common_pb2.CACHE_LEVEL_L4_FINAL_RESULT
+    finally:
+        redis_server.stop()

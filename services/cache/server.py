@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import socket
 
 import redis.asyncio as aioredis
 
 from inferscale.events import EventSender
-from inferscale.rpc import RunningServer, configure_logging, serve_until_stopped, start_server
+from inferscale.rpc import RunningServer, configure_logging, serve_until_stopped, start_server, stop_background
 from inferscale.telemetry import setup_telemetry
 from inferscale.v1 import cache_service_pb2, cache_service_pb2_grpc
 from services.cache.config import CacheConfig
@@ -59,9 +58,7 @@ async def serve() -> None:
     )
 
     async def close() -> None:
-        reporter.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reporter
+        await stop_background(reporter)
         await events.close()
         if redis_client is not None:
             await redis_client.aclose()

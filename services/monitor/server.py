@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, start_http_server
 
-from inferscale.rpc import RunningServer, configure_logging, serve_until_stopped, start_server
+from inferscale.rpc import RunningServer, configure_logging, serve_until_stopped, start_server, stop_background
 from inferscale.telemetry import setup_telemetry
 from inferscale.v1 import monitor_service_pb2, monitor_service_pb2_grpc
 from services.monitor.aggregates import MAX_SCORED_REQUESTS, Aggregates
@@ -35,10 +34,7 @@ class Monitor:
 
     async def close(self) -> None:
         """Stops reading Triton and closes the database."""
-        if self.triton_poller is not None:
-            self.triton_poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.triton_poller
+        await stop_background(self.triton_poller)
         self.store.close()
 
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass, field
 
 import grpc
 
 from inferscale.auth import ClientTokens
 from inferscale.events import EventSender
-from inferscale.rpc import RunningServer, configure_logging, open_channel, serve_until_stopped, start_server
+from inferscale.rpc import RunningServer, configure_logging, open_channel, serve_until_stopped, start_server, stop_background
 from inferscale.telemetry import setup_telemetry
 from inferscale.v1 import (
     cache_service_pb2_grpc,
@@ -37,9 +36,7 @@ class Router:
     async def close(self) -> None:
         """Stops the background work, flushes events and closes the channels."""
         for task in self.background:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop_background(task)
         await self.events.close()
         for channel in self.channels:
             await channel.close()
