@@ -1,7 +1,8 @@
 """The main job: brings the whole suite up on the embedded Triton and runs a short demonstration workload.
 
 ``python -m inferscale.demo`` (``make run``) prints every request with its escalation steps, a
-few repeats served from the cache, one malformed request and its clear error, and what the
+few repeats served from the cache, one malformed request and its clear error, a few text
+commands served from the semantic cache (or, for the opposite command, not), and what the
 monitor counted. ``--serve`` keeps the suite up afterwards for your own clients.
 """
 
@@ -17,8 +18,9 @@ import grpc
 import numpy as np
 
 from inferscale.models.digits import load_split
+from inferscale.models.intents import INTENTS
 from inferscale.suite import REPO_ROOT, Suite, SuitePorts
-from inferscale.tensors import from_numpy
+from inferscale.tensors import bytes_tensor, from_numpy
 from inferscale.v1 import (
     common_pb2,
     monitor_service_pb2,
@@ -86,6 +88,34 @@ def run_workload(router_address: str, requests: int, repeats: int) -> None:
             print(f"  {error.code().name}: {error.details()}")
 
 
+SEMANTIC_DEMO = (
+    "turn on the kitchen lights",
+    "TURN ON THE KITCHEN LIGHTS",  # the same words: served from the semantic cache (L1)
+    "turn off the kitchen lights",  # a near neighbour (cosine 0.90) with another answer: not served
+    "what is the weather like today",
+    "what's the weather like today",  # cosine above the task's 0.98: served from L1
+)
+
+
+def run_semantic_demo(router_address: str) -> None:
+    """Sends a few smart-home commands of the intents task: text embedded on Triton, near neighbours served from L1."""
+    print("\nThe intents task: text embedded on Triton (all-MiniLM-L6-v2), looked up in the semantic cache:")
+    with grpc.insecure_channel(router_address) as channel:
+        router = router_service_pb2_grpc.RouterServiceStub(channel)
+        for text in SEMANTIC_DEMO:
+            response = router.Infer(
+                router_service_pb2.InferRequest(task="intents", inputs=[bytes_tensor("TEXT", [text])]), timeout=30
+            )
+            intent = INTENTS[int(response.answer.label)]
+            if response.cache_level == common_pb2.CACHE_LEVEL_L1_SEMANTIC:
+                served = f"L1, similarity {response.semantic_similarity:.3f}"
+            elif response.cache_level == common_pb2.CACHE_LEVEL_UNSPECIFIED:
+                served = "computed"
+            else:
+                served = common_pb2.CacheLevel.Name(response.cache_level)
+            print(f"  {text!r:<34} -> {intent:<12} {served:<24} cost {response.total_cost:5.1f}")
+
+
 def print_monitor(suite: Suite) -> None:
     """Prints what the monitor counted, from its RPC and from its Prometheus page."""
     time.sleep(0.5)  # events travel in batches every 100 ms
@@ -122,6 +152,7 @@ def main() -> None:
             print(f"  {service:<12} {suite.address(service)}")
         print(f"  {'triton':<12} {suite.triton_url}   metrics {suite.metrics_url}")
         run_workload(suite.address("router"), args.requests, args.repeats)
+        run_semantic_demo(suite.address("router"))
         print_monitor(suite)
         if args.serve:
             print("\nServing until Ctrl-C ...", flush=True)
