@@ -62,9 +62,9 @@ test: setup system-packages contracts $(NODE_CLIENT)
 	$(PY) -m pytest
 
 bench: setup
-	$(PY) benchmarks/model_costs.py
-	$(PY) benchmarks/router_overhead.py
-	$(PY) benchmarks/strategies.py
+	$(PY) -m benchmarks.model_costs
+	$(PY) -m benchmarks.router_overhead
+	$(PY) -m benchmarks.strategies
 	$(PY) -m benchmarks.learned_policy
 	$(PY) -m benchmarks.cache_levels
 	$(PY) -m benchmarks.load_run

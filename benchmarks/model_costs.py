@@ -1,6 +1,6 @@
 """Per-request cost of the digits models as Triton measures it, next to their holdout accuracy.
 
-    python benchmarks/model_costs.py [--triton-url HOST:PORT] [--grpc-port 28001 --http-port 28000
+    python -m benchmarks.model_costs [--triton-url HOST:PORT] [--grpc-port 28001 --http-port 28000
                                       --metrics-port 28002] [--requests 719]
 
 Sends the holdout images one per request ([1, 64], the cascade's unit of work) to each model

@@ -1,6 +1,6 @@
 """Latency of calling Triton directly versus through InferScale's router, same model, side by side in one run.
 
-    python benchmarks/router_overhead.py [--model digits_linear] [--requests 400] [--concurrency 1 16]
+    python -m benchmarks.router_overhead [--model digits_linear] [--requests 400] [--concurrency 1 16]
 
 Both paths run the same single model on the same embedded Triton: the direct path with
 tritonclient's asyncio gRPC client, the router path with strategy STRATEGY_SINGLE and the cache

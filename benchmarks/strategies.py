@@ -1,6 +1,6 @@
 """Accuracy versus compute for each model alone, the cascade at several threshold pairs, and the ensemble.
 
-    python benchmarks/strategies.py [--requests 719] [--concurrency 4]
+    python -m benchmarks.strategies [--requests 719] [--concurrency 4]
 
 Every configuration sends the same holdout digits through the router (cache skipped) on one
 embedded Triton, side by side in one run. Compute is what Triton's own statistics measured:
