@@ -105,14 +105,15 @@ class ModelCounters:
         """The temperature that best calibrates the recent scored answers (a 1-D fit: only on request)."""
         return fit_temperature(*_unzip(self.calibration))
 
-    def reliability(self) -> tuple[list[int], list[int]]:
-        """Scored and right answers in each of ten equal confidence bins, over the recent scored answers."""
+    def reliability(self) -> dict[str, list[int]]:
+        """Scored and right answers in each of ten equal confidence bins, over the recent scored answers,
+        named as the GetStats fields are."""
         scored, right = [0] * CONFIDENCE_BINS, [0] * CONFIDENCE_BINS
         for b in reliability_bins(*_unzip(self.calibration), bins=CONFIDENCE_BINS):
             index = round(b.low * CONFIDENCE_BINS)
             scored[index] = b.count
             right[index] = round(b.accuracy * b.count)
-        return scored, right
+        return {"scored_by_confidence_bin": scored, "correct_by_confidence_bin": right}
 
 
 @dataclass
@@ -346,8 +347,7 @@ class Aggregates:
                     accuracy=c.accuracy,
                     expected_calibration_error=c.calibration_error(),
                     calibration_temperature=c.temperature(),
-                    scored_by_confidence_bin=c.reliability()[0],
-                    correct_by_confidence_bin=c.reliability()[1],
+                    **c.reliability(),
                     **c.latency.quantiles_ms(),
                 )
                 for (name, version), c in sorted(self.models.items(), key=lambda kv: (kv[1].tier, kv[0]))

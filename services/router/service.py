@@ -225,7 +225,7 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
                 span.set_attribute(telemetry.ATTR_CACHE_LEVEL, common_pb2.CacheLevel.Name(L4))
                 return
         # Embedding the request for L1 is compute the request spends, whatever serves it.
-        semantic, embed_cost = await self._semantic_query(request, plan, models) if use_cache else (None, 0.0)
+        semantic, embed_cost = await self._semantic_query(request, plan, models, context) if use_cache else (None, 0.0)
         if semantic is not None:
             served = await self._semantic_lookup(semantic, request, request_id, plan, models, context)
             if served is not None:
@@ -263,14 +263,22 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
         *,
         skip_cache: bool = False,
     ) -> orchestrator_service_pb2.ExecuteResponse:
-        remaining = context.time_remaining() if context is not None else None
         return await self._orchestrator.Execute(
             orchestrator_service_pb2.ExecuteRequest(request_id=request_id, plan=plan, inputs=inputs, skip_cache=skip_cache),
-            timeout=remaining if remaining is not None else self._request_timeout,
+            timeout=self._timeout(context),
         )
 
+    def _timeout(self, context: grpc.aio.ServicerContext | None) -> float:
+        """What is left of the caller's deadline, or the configured request timeout when it set none."""
+        remaining = context.time_remaining() if context is not None else None
+        return remaining if remaining is not None else self._request_timeout
+
     async def _semantic_query(
-        self, request: router_service_pb2.InferRequest, plan: common_pb2.Plan, models: list[common_pb2.ModelInfo]
+        self,
+        request: router_service_pb2.InferRequest,
+        plan: common_pb2.Plan,
+        models: list[common_pb2.ModelInfo],
+        context: grpc.aio.ServicerContext,
     ) -> tuple[cache_service_pb2.SemanticLookupRequest | None, float]:
         """Returns the request's L1 lookup (None when its task has none or its embedding cannot be had) and what embedding cost."""
         source = embedding_source(request, models)
@@ -282,7 +290,7 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
             try:
                 embedded = await self._orchestrator.Embed(
                     orchestrator_service_pb2.EmbedRequest(model_name=source.embedding_model, input=source.tensor),
-                    timeout=self._request_timeout,
+                    timeout=self._timeout(context),
                 )
             except grpc.aio.AioRpcError as error:
                 LOG.warning("embedding with %s failed, skipping the semantic cache: %s", source.embedding_model, error.code().name)
@@ -350,7 +358,8 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
         """Runs the plan's cheapest step on this request; the neighbour's answer stands only if that step agrees."""
         cheapest = common_pb2.Plan(strategy=common_pb2.STRATEGY_SINGLE, task=plan.task, steps=[plan.steps[0]])
         try:
-            checked = await self._execute(request_id, cheapest, request.inputs, context)
+            # Its own id, as the audit's: the monitor must not score this step as part of the request.
+            checked = await self._execute(f"{request_id}:verify", cheapest, request.inputs, context)
         except grpc.aio.AioRpcError as error:
             LOG.warning("semantic verification failed, not serving the neighbour: %s", error.code().name)
             return False, 0.0
