@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.monitor.policy import ScoredStep, error_upper_bound, learn_thresholds, replay
+from services.monitor.policy import ScoredStep, learn_thresholds, replay
 
 
 def request(cheap: tuple[float, bool], strong: tuple[float, bool]) -> list[ScoredStep]:
@@ -26,36 +26,53 @@ def test_replay_accepts_at_the_first_tier_that_reaches_its_threshold() -> None:
     assert (strict.accuracy, strict.mean_cost) == (1.0, 11.0)
 
 
-# Enough requests for the confidence bound to trust a tier: the top tier is right on 700 of 714.
+# A calibrated cheap tier (answers of confidence c are right about c of the time) and a top tier
+# right on everything but 14 requests that nobody gets right: 700 right of 714.
 TRAFFIC = (
-    [request((0.99, True), (0.99, True))] * 500  # easy: the cheap tier is sure and right
-    + [request((0.92, False), (0.95, True))] * 100  # the cheap tier is fairly sure, but wrong
-    + [request((0.60, False), (0.90, True))] * 100  # hard
-    + [request((0.50, False), (0.60, False))] * 14  # wrong everywhere
+    [request((0.999, True), (0.99, True))] * 400
+    + [request((0.97, True), (0.99, True))] * 97
+    + [request((0.97, False), (0.99, True))] * 3
+    + [request((0.90, True), (0.95, True))] * 90
+    + [request((0.90, False), (0.95, True))] * 10
+    + [request((0.70, True), (0.90, True))] * 70
+    + [request((0.70, False), (0.90, True))] * 30
+    + [request((0.50, False), (0.60, False))] * 14
 )
 
 
-def test_learning_finds_the_cheapest_trusted_thresholds_that_match_the_top_tier() -> None:
+def test_learning_finds_the_cheapest_thresholds_that_match_the_top_tier() -> None:
     policy = learn_thresholds(TRAFFIC)
     assert policy.target_accuracy == pytest.approx(700 / 714)
     assert policy.replay.accuracy == pytest.approx(700 / 714)
-    # Above 0.92 (the cheap tier's confident mistakes) and at most 0.99.
-    assert 0.92 < policy.thresholds[1] <= 0.99
-    assert policy.replay.mean_cost == pytest.approx(1 + 10 * 214 / 714)
+    # Above 0.97 (where the cheap tier makes mistakes the top tier does not) and at most 0.999.
+    assert 0.97 < policy.thresholds[1] <= 0.999
+    assert policy.replay.mean_cost == pytest.approx(1 + 10 * 314 / 714)
     assert policy.version == learn_thresholds(TRAFFIC).version
 
 
-def test_a_tier_is_not_trusted_on_too_few_answers() -> None:
-    # Four requests cannot show that the cheap tier is as good as the top one: everything escalates.
-    policy = learn_thresholds(DATA)
-    assert policy.replay.accepted.get(1, (0, 0))[0] == 0
-    assert policy.replay.accuracy == 1.0 and policy.replay.mean_cost == 11.0
+def test_a_cheap_tiers_lucky_streak_is_not_trusted() -> None:
+    # At 0.85 the cheap tier happened to be right five times of five, but its answers of about
+    # that confidence are right four times in five: the replay alone would accept them, the
+    # calibrated expectation (five answers at ~0.85, more than half an answer short) does not.
+    lucky = (
+        [request((0.999, True), (0.99, True))] * 300
+        + [request((0.85, True), (0.99, True))] * 5
+        + [request((0.80, True), (0.95, True))] * 40
+        + [request((0.80, False), (0.95, True))] * 10
+        + [request((0.50, False), (0.60, False))] * 5
+    )
+    assert replay(lucky, {1: 0.85}).accuracy == pytest.approx(355 / 360)  # as good as the top tier
+    policy = learn_thresholds(lucky)
+    assert policy.target_accuracy == pytest.approx(355 / 360)
+    assert policy.thresholds[1] > 0.85
+    assert policy.replay.accepted[1] == (300, 0)
+    assert policy.target_accuracy - 0.5 / 360 <= policy.replay.expected_accuracy < policy.target_accuracy
 
 
-def test_the_error_bound_is_clopper_pearsons() -> None:
-    assert error_upper_bound(0, 300) == pytest.approx(1 - 0.05 ** (1 / 300), rel=1e-6)
-    assert error_upper_bound(0, 0) == 1.0 and error_upper_bound(3, 3) == 1.0
-    assert error_upper_bound(2, 300) > error_upper_bound(0, 300)
+def test_the_expectation_counts_cheaper_answers_at_their_calibrated_confidence() -> None:
+    # Temperature 1 leaves confidences as they are; the last tier counts as scored.
+    result = replay(DATA, {1: 0.9}, temperatures={1: 1.0, 2: 1.0})
+    assert result.expected_accuracy == pytest.approx((0.99 + 0.97 + 0.92 + 1.0) / 4)
 
 
 def test_a_lower_target_buys_less_compute() -> None:
