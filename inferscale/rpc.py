@@ -30,6 +30,9 @@ CHANNEL_OPTIONS = [
     # Idle channels between the services stay up: a reconnect costs more than a ping.
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_permit_without_calls", 1),
+    # A peer back from a restart is reached within two seconds, not after gRPC's default
+    # reconnect backoff, which grows to two minutes.
+    ("grpc.max_reconnect_backoff_ms", 2_000),
 ]
 
 

@@ -50,6 +50,7 @@ _UNTRACED = filters.negate(
         filters.health_check(),
         filters.service_prefix("grpc.reflection"),
         filters.method_name("RecordEvents"),
+        filters.method_name("StreamEvents"),
     )
 )
 

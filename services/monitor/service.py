@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import AsyncIterator
 import time
 
 import grpc
@@ -60,12 +61,25 @@ class MonitorService(monitor_service_pb2_grpc.MonitorServiceServicer):
     async def RecordEvents(
         self, request: monitor_service_pb2.RecordEventsRequest, context: grpc.aio.ServicerContext
     ) -> monitor_service_pb2.RecordEventsResponse:
+        return monitor_service_pb2.RecordEventsResponse(recorded=self._record_batch(request))
+
+    async def StreamEvents(
+        self, requests: AsyncIterator[monitor_service_pb2.StreamEventsRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[monitor_service_pb2.StreamEventsResponse]:
+        async for request in requests:
+            try:
+                yield monitor_service_pb2.StreamEventsResponse(recorded=self._record_batch(request))
+            except InvalidArgument as error:
+                await context.abort(error.code, str(error))
+
+    def _record_batch(
+        self, request: monitor_service_pb2.RecordEventsRequest | monitor_service_pb2.StreamEventsRequest
+    ) -> int:
         if len(request.events) > MAX_EVENTS_PER_BATCH:
             raise InvalidArgument(f"events holds {len(request.events)} events, more than the {MAX_EVENTS_PER_BATCH} allowed")
         if request.dropped_since_last_batch < 0:
             raise InvalidArgument(f"dropped_since_last_batch {request.dropped_since_last_batch} must not be negative")
-        recorded = self._aggregates.record(request.events, request.dropped_since_last_batch)
-        return monitor_service_pb2.RecordEventsResponse(recorded=recorded)
+        return self._aggregates.record(request.events, request.dropped_since_last_batch)
 
     @grpc_errors
     async def GetStats(
