@@ -10,8 +10,9 @@ names one) and puts them in shadow. Its last third is the shadow traffic: the po
 it holds the target there. The router then applies the published policy by itself, to requests
 that set no thresholds. Half B (359 digits), never seen while learning, is sent with the router's
 default thresholds (0.90/0.70), with the published policy, and to the top tier alone. Prints the
-three side by side (accuracy, cost units, Triton-measured compute) and writes
-results/learned_policy.md.
+three side by side (accuracy, cost units, Triton-measured compute); then half B once more as a
+weighted-vote ensemble, with equal weights and with the weights the policy learned from the same
+feedback. Writes results/learned_policy.md.
 """
 
 from __future__ import annotations
@@ -92,6 +93,20 @@ async def run(suite: Suite, concurrency: int, target: float) -> tuple[monitor_se
         Config("top tier alone (digits_ensemble)", "single", {"strategy": common_pb2.STRATEGY_SINGLE, "model_name": "digits_ensemble"}),
         Config("cascade, default thresholds 0.90/0.70", "cascade", {"confidence_threshold": 0.90, "escalate_threshold": 0.70}),
         Config(f"cascade, published policy digits/v{policy.version} (applied by the router)", "cascade", {}),
+        Config(
+            "ensemble, weighted vote, equal weights",
+            "ensemble",
+            {
+                "strategy": common_pb2.STRATEGY_ENSEMBLE,
+                "aggregation": common_pb2.AGGREGATION_WEIGHTED_VOTE,
+                "member_weights": [common_pb2.TierWeight(tier=w.tier, weight=1.0) for w in policy.ensemble_weights],
+            },
+        ),
+        Config(
+            f"ensemble, weighted vote, weights of digits/v{policy.version} (applied by the router)",
+            "ensemble",
+            {"strategy": common_pb2.STRATEGY_ENSEMBLE, "aggregation": common_pb2.AGGREGATION_WEIGHTED_VOTE},
+        ),
     ]
     rows = []
     for config in configs:
@@ -115,12 +130,22 @@ def table(policy: monitor_service_pb2.RoutingPolicy, rows: list[dict]) -> str:
         "| configuration | accuracy | reaches the target | cost units | compute µs/request | compute vs top tier |",
         "| --- | ---: | :---: | ---: | ---: | ---: |",
     ]
-    for r in rows:
+    cascades, ensembles = [r for r in rows if r["kind"] != "ensemble"], [r for r in rows if r["kind"] == "ensemble"]
+    for r in cascades:
         reaches = "yes" if r["accuracy"] >= policy.target_accuracy - 1e-12 else "no"
         lines.append(
             f"| {r['name']} | {r['accuracy']:.4f} | {reaches} | {r['cost_units']:.2f} | {r['compute_us']:.0f} | "
             f"{r['compute_us'] / top['compute_us']:.0%} |"
         )
+    weights = ", ".join(f"tier {w.tier} {w.weight:g}" for w in policy.ensemble_weights)
+    lines += [
+        "",
+        f"Ensemble member weights learned with the policy (log odds of each tier's accuracy): {weights}. Half B again:",
+        "",
+        "| configuration | accuracy | cost units |",
+        "| --- | ---: | ---: |",
+    ]
+    lines += [f"| {r['name']} | {r['accuracy']:.4f} | {r['cost_units']:.2f} |" for r in ensembles]
     return "\n".join(lines)
 
 

@@ -9,6 +9,7 @@ import pytest
 from inferscale.models.digits import load_split
 from inferscale.tensors import from_numpy
 from inferscale.v1 import (
+    common_pb2,
     monitor_service_pb2,
     monitor_service_pb2_grpc,
     router_service_pb2,
@@ -90,6 +91,14 @@ def test_a_policy_learned_from_feedback_is_published_after_shadow_applied_live_a
             )
 
         eventually(lambda: applied(infer(2, skip_cache=True)), timeout_seconds=10, what="the router to apply the policy")
+        # The same feedback taught the ensemble's member weights; an ensemble that sets none gets them.
+        weights = {w.tier: w.weight for w in published.ensemble_weights}
+        assert sorted(weights) == [1, 2, 3] and weights[1] < weights[3]
+        ensemble = infer(
+            2, strategy=common_pb2.STRATEGY_ENSEMBLE, aggregation=common_pb2.AGGREGATION_WEIGHTED_VOTE, skip_cache=True
+        )
+        assert ensemble.policy_version == label
+        assert {step.tier: step.weight for step in ensemble.plan.steps} == weights
 
         # The monitor dies: requests keep succeeding under the policy the router already has.
         suite.kill_service("monitor")

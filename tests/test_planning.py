@@ -148,3 +148,26 @@ def test_non_finite_inputs_are_refused_naming_the_field_unless_the_router_passes
     validate_request(request, finite_inputs=False)
     integers = router_service_pb2.InferRequest(task="digits", inputs=[from_numpy("IMAGE", np.ones((1, 4), np.int32))])
     validate_request(integers)
+
+
+def test_member_weights_weigh_their_tiers_members_and_the_rest_weigh_one() -> None:
+    weighted = request(strategy=common_pb2.STRATEGY_ENSEMBLE, member_weights=[common_pb2.TierWeight(tier=3, weight=2.5)])
+    validate_request(weighted)
+    plan = build_plan(weighted, MODELS, 0.9, 0.7)
+    assert [(s.tier, s.weight) for s in plan.steps] == [(1, 1.0), (2, 1.0), (3, 2.5)]
+
+
+@pytest.mark.parametrize(
+    ("weights", "strategy", "named"),
+    [
+        ([common_pb2.TierWeight(tier=1, weight=0)], common_pb2.STRATEGY_ENSEMBLE, r"member_weights\[0\]\.weight 0\.0 must be"),
+        ([common_pb2.TierWeight(tier=1, weight=float("inf"))], common_pb2.STRATEGY_ENSEMBLE, "weight inf must be"),
+        ([common_pb2.TierWeight(tier=1, weight=float("nan"))], common_pb2.STRATEGY_ENSEMBLE, "weight nan must be"),
+        ([common_pb2.TierWeight(tier=2, weight=1)] * 2, common_pb2.STRATEGY_ENSEMBLE, r"member_weights\[1\]\.tier 2 .* once"),
+        ([common_pb2.TierWeight(tier=0, weight=1)], common_pb2.STRATEGY_ENSEMBLE, r"member_weights\[0\]\.tier 0"),
+        ([common_pb2.TierWeight(tier=1, weight=1)], common_pb2.STRATEGY_CASCADE, "only with strategy STRATEGY_ENSEMBLE"),
+    ],
+)
+def test_malformed_member_weights_are_refused_naming_the_entry(weights: list, strategy: int, named: str) -> None:
+    with pytest.raises(InvalidArgument, match=named):
+        validate_request(request(strategy=strategy, member_weights=weights))

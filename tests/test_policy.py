@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
-from services.monitor.policy import ScoredStep, learn_thresholds, replay
+from services.monitor.policy import MIN_WEIGHT, ScoredStep, ensemble_weights, learn_thresholds, replay
 
 
 def request(cheap: tuple[float, bool], strong: tuple[float, bool]) -> list[ScoredStep]:
@@ -92,3 +94,16 @@ def test_requests_missing_a_tier_are_not_used_and_none_complete_is_an_error() ->
     assert learn_thresholds(partial).requests == len(TRAFFIC)
     with pytest.raises(ValueError, match="exploration"):
         learn_thresholds([])
+
+
+def test_ensemble_weights_are_the_log_odds_of_each_tiers_accuracy() -> None:
+    weights = learn_thresholds(TRAFFIC).weights
+    # Tier 1 is right on 657 of 714 answers, tier 2 on 700; smoothed: (right + 1) / (answers + 2).
+    assert weights[1] == pytest.approx(math.log(658 / 58), abs=1e-3)
+    assert weights[2] == pytest.approx(math.log(701 / 15), abs=1e-3)
+    assert weights[2] > weights[1]
+
+
+def test_a_member_no_better_than_chance_keeps_a_small_positive_weight() -> None:
+    coin = [request((0.6, index % 2 == 0), (0.9, True)) for index in range(10)] + [request((0.6, False), (0.9, True))]
+    assert ensemble_weights(coin)[1] == MIN_WEIGHT

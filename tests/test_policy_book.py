@@ -79,5 +79,6 @@ def test_feedback_and_policies_survive_a_restart_of_the_store(tmp_path: pathlib.
     assert (heavy.scored, heavy.accuracy) == (10, 1.0)
     (back,) = reopened.policies()
     assert back == policy and back.state == PUBLISHED
+    assert back.weights == policy.weights and set(back.weights) == {1, 2}  # the ensemble weights too
     assert PolicyBook.restored(reopened.policies(), reopened.save_policy).published("digits").thresholds == policy.thresholds
     reopened.close()

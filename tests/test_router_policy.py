@@ -35,3 +35,26 @@ def test_the_empty_message_means_no_policy() -> None:
         version=3, task="digits", tier_thresholds=[common_pb2.TierThresholds(tier=1, accept_threshold=0.95)]
     )
     assert PublishedPolicy.from_proto(policy) == PublishedPolicy("digits", 3, {1: 0.95})
+
+
+WEIGHTED = PublishedPolicy("digits", 4, {1: 0.9}, {1: 2.9, 2: 3.8, 3: 4.8})
+
+
+def test_a_published_policy_weighs_an_ensembles_members_unless_the_request_does() -> None:
+    ensemble = router_service_pb2.InferRequest(task="digits", strategy=common_pb2.STRATEGY_ENSEMBLE)
+    planned, source = with_policy(ensemble, WEIGHTED, explore=True)  # exploration is for cascades only
+    assert source == "digits/v4"
+    assert [(w.tier, w.weight) for w in planned.member_weights] == [(1, 2.9), (2, 3.8), (3, 4.8)]
+    assert not ensemble.member_weights
+    own = router_service_pb2.InferRequest(
+        task="digits", strategy=common_pb2.STRATEGY_ENSEMBLE, member_weights=[common_pb2.TierWeight(tier=1, weight=1.0)]
+    )
+    assert with_policy(own, WEIGHTED, explore=False) == (own, "request")
+    assert with_policy(ensemble, POLICY, explore=False) == (ensemble, "defaults")  # a policy without weights
+
+
+def test_a_policys_weights_come_from_its_proto() -> None:
+    policy = monitor_service_pb2.RoutingPolicy(
+        version=4, task="digits", ensemble_weights=[common_pb2.TierWeight(tier=2, weight=3.8)]
+    )
+    assert PublishedPolicy.from_proto(policy) == PublishedPolicy("digits", 4, {}, {2: 3.8})

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -67,11 +68,14 @@ class LearnedPolicy:
     replay: Replay
     target_accuracy: float
     requests: int
+    # Per tier, its member's weight in ensembles (see ensemble_weights).
+    weights: dict[int, float] = field(default_factory=dict)
 
     @property
     def version(self) -> str:
-        """A short digest of the thresholds: the same policy always has the same version."""
+        """A short digest of the thresholds and weights: the same policy always has the same version."""
         text = ",".join(f"{tier}={threshold}" for tier, threshold in sorted(self.thresholds.items()))
+        text += ";" + ",".join(f"{tier}={weight}" for tier, weight in sorted(self.weights.items()))
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -107,6 +111,32 @@ def replay(
         {t: (n, e) for t, (n, e) in accepted.items()},
         expected / len(requests) if temperatures is not None else float("nan"),
     )
+
+
+# A member no better than chance still gets a small weight: on the wire, a weight of 0 means 1.
+MIN_WEIGHT = 0.01
+
+
+def ensemble_weights(requests: Sequence[Sequence[ScoredStep]]) -> dict[int, float]:
+    """Per tier, the weight of its member in an ensemble's weighted aggregation.
+
+    The weight is the log odds of the tier's accuracy, log(p / (1 - p)): for independent voters,
+    the weighted majority with these weights is the most likely to be right (Nitzan and Paroush,
+    1982). p is smoothed by Laplace's rule, (right + 1) / (answers + 2), so that a tier right on
+    every answer seen gets a large but finite weight. Rounded to three decimals, so that the
+    same data always gives the same policy version.
+    """
+    answers: dict[int, list[int]] = {}
+    for steps in requests:
+        for step in steps:
+            counts = answers.setdefault(step.tier, [0, 0])
+            counts[0] += 1
+            counts[1] += int(step.right)
+    weights = {}
+    for tier, (total, right) in sorted(answers.items()):
+        p = (right + 1) / (total + 2)
+        weights[tier] = round(max(MIN_WEIGHT, math.log(p / (1 - p))), 3)
+    return weights
 
 
 def complete_requests(requests: Sequence[Sequence[ScoredStep]]) -> list[Sequence[ScoredStep]]:
@@ -151,4 +181,6 @@ def learn_thresholds(
         if best is None or key < best[0]:
             best = (key, thresholds, result)
     assert best is not None
-    return LearnedPolicy(thresholds=best[1], replay=best[2], target_accuracy=target_accuracy, requests=len(usable))
+    return LearnedPolicy(
+        thresholds=best[1], replay=best[2], target_accuracy=target_accuracy, requests=len(usable), weights=ensemble_weights(usable)
+    )

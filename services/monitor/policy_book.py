@@ -44,6 +44,8 @@ class PolicyRecord:
     shadow_right: int = 0
     shadow_cost: float = 0.0
     reason: str = ""
+    # Per tier, its member's weight in ensembles; empty in policies stored before weights were learned.
+    weights: dict[int, float] = field(default_factory=dict)
 
     @property
     def shadow_accuracy(self) -> float:
@@ -96,6 +98,7 @@ class PolicyBook:
             learned_requests=learned.requests,
             min_shadow_requests=min_shadow_requests,
             proposed_unix_ms=now_ms,
+            weights=dict(learned.weights),
         )
         previous = self.shadow(task)
         if previous is not None:

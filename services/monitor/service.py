@@ -45,7 +45,13 @@ def policy_proto(record: PolicyRecord | None) -> monitor_service_pb2.RoutingPoli
         min_shadow_requests=record.min_shadow_requests,
         proposed_unix_ms=record.proposed_unix_ms,
         reason=record.reason,
+        ensemble_weights=tier_weights(record.weights),
     )
+
+
+def tier_weights(weights: dict[int, float]) -> list[common_pb2.TierWeight]:
+    """The weights as the protos carry them, by tier."""
+    return [common_pb2.TierWeight(tier=tier, weight=weight) for tier, weight in sorted(weights.items())]
 
 
 class MonitorService(monitor_service_pb2_grpc.MonitorServiceServicer):
@@ -132,6 +138,7 @@ class MonitorService(monitor_service_pb2_grpc.MonitorServiceServicer):
             expected_accuracy=policy.replay.accuracy,
             expected_cost=policy.replay.mean_cost,
             requests=policy.requests,
+            ensemble_weights=tier_weights(policy.weights),
         )
 
     @grpc_errors

@@ -61,6 +61,7 @@ class MonitorStore:
         """Writes a policy as it stands now."""
         data = asdict(record)
         data["thresholds"] = {str(tier): threshold for tier, threshold in record.thresholds.items()}
+        data["weights"] = {str(tier): weight for tier, weight in record.weights.items()}
         with self._db:
             self._db.execute("INSERT OR REPLACE INTO policies (version, record) VALUES (?, ?)", (record.version, json.dumps(data)))
 
@@ -70,6 +71,7 @@ class MonitorStore:
         for (text,) in self._db.execute("SELECT record FROM policies ORDER BY version"):
             data = json.loads(text)
             data["thresholds"] = {int(tier): threshold for tier, threshold in data["thresholds"].items()}
+            data["weights"] = {int(tier): weight for tier, weight in data.get("weights", {}).items()}
             data["tiers"] = tuple(data["tiers"])
             records.append(PolicyRecord(**data))
         return records

@@ -57,13 +57,26 @@ def validate_request(request: router_service_pb2.InferRequest, *, finite_inputs:
     seen_tiers: set[int] = set()
     for index, tier in enumerate(request.tier_thresholds):
         field = f"tier_thresholds[{index}]"
-        if tier.tier < 1 or tier.tier in seen_tiers:
-            raise InvalidArgument(f"{field}.tier {tier.tier} must be at least 1 and appear once")
-        seen_tiers.add(tier.tier)
+        _claim_tier(field, tier.tier, seen_tiers)
         if math.isnan(tier.accept_threshold) or not 0.0 < tier.accept_threshold <= 1.0:
             raise InvalidArgument(f"{field}.accept_threshold {tier.accept_threshold} is outside (0, 1]")
         if math.isnan(tier.escalate_threshold) or not 0.0 <= tier.escalate_threshold <= tier.accept_threshold:
             raise InvalidArgument(f"{field}.escalate_threshold {tier.escalate_threshold} is outside [0, accept_threshold]")
+    if request.member_weights and request.strategy != common_pb2.STRATEGY_ENSEMBLE:
+        raise InvalidArgument("member_weights may be set only with strategy STRATEGY_ENSEMBLE")
+    weighted_tiers: set[int] = set()
+    for index, member in enumerate(request.member_weights):
+        field = f"member_weights[{index}]"
+        _claim_tier(field, member.tier, weighted_tiers)
+        if not (member.weight > 0 and math.isfinite(member.weight)):
+            raise InvalidArgument(f"{field}.weight {member.weight} must be a finite number > 0")
+
+
+def _claim_tier(field: str, tier: int, seen: set[int]) -> None:
+    """Refuses a tier below 1 or one already named in the same list."""
+    if tier < 1 or tier in seen:
+        raise InvalidArgument(f"{field}.tier {tier} must be at least 1 and appear once")
+    seen.add(tier)
 
 
 def build_plan(
@@ -116,6 +129,7 @@ def build_plan(
                 spent += m.cost
         chosen = affordable
     by_tier = {t.tier: (t.accept_threshold, t.escalate_threshold or t.accept_threshold) for t in request.tier_thresholds}
+    weights = {w.tier: w.weight for w in request.member_weights}
     aggregation = request.aggregation
     if strategy == common_pb2.STRATEGY_ENSEMBLE and not aggregation:
         aggregation = common_pb2.AGGREGATION_MEAN_PROBABILITY
@@ -131,7 +145,7 @@ def build_plan(
                 accept_threshold=by_tier.get(m.tier, (threshold, escalate))[0],
                 escalate_threshold=by_tier.get(m.tier, (threshold, escalate))[1],
                 cost=m.cost,
-                weight=1.0,
+                weight=weights.get(m.tier, 1.0),
             )
             for m in chosen
         ],

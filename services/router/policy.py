@@ -5,7 +5,7 @@ Pure logic, no gRPC.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from inferscale.v1 import common_pb2, monitor_service_pb2, router_service_pb2
 
@@ -23,6 +23,8 @@ class PublishedPolicy:
     version: int
     # Accept threshold per tier; tiers without one (the last) always answer.
     thresholds: dict[int, float]
+    # Per tier, its member's weight in ensembles; empty when the policy learned none.
+    weights: dict[int, float] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -34,7 +36,12 @@ class PublishedPolicy:
         """The policy, or None for the empty message the monitor sends when none is published."""
         if not policy.version:
             return None
-        return cls(policy.task, policy.version, {t.tier: t.accept_threshold for t in policy.tier_thresholds})
+        return cls(
+            policy.task,
+            policy.version,
+            {t.tier: t.accept_threshold for t in policy.tier_thresholds},
+            {w.tier: w.weight for w in policy.ensemble_weights},
+        )
 
 
 def with_policy(
@@ -44,8 +51,20 @@ def with_policy(
 
     A request that sets any threshold keeps them; policies and exploration apply only to
     cascades. Exploration runs every tier (threshold 1.0), so that feedback on it can teach and
-    check policies; its answer is the top tier's.
+    check policies; its answer is the top tier's. An ensemble that sets no member weights gets
+    the policy's learned ones.
     """
+    if request.strategy == common_pb2.STRATEGY_ENSEMBLE:
+        if request.member_weights:
+            return request, FROM_REQUEST
+        if policy is None or not policy.weights:
+            return request, FROM_DEFAULTS
+        weighted = router_service_pb2.InferRequest()
+        weighted.CopyFrom(request)
+        weighted.member_weights.extend(
+            common_pb2.TierWeight(tier=tier, weight=weight) for tier, weight in sorted(policy.weights.items())
+        )
+        return weighted, policy.label
     if request.confidence_threshold or request.escalate_threshold or request.tier_thresholds:
         return request, FROM_REQUEST
     if request.strategy not in CASCADES or (policy is None and not explore):
