@@ -12,7 +12,8 @@ that set no thresholds. Half B (359 digits), never seen while learning, is sent 
 default thresholds (0.90/0.70), with the published policy, and to the top tier alone. Prints the
 three side by side (accuracy, cost units, Triton-measured compute); then half B once more as a
 weighted-vote ensemble, with equal weights and with the weights the policy learned from the same
-feedback. Writes results/learned_policy.md.
+feedback. Writes results/learned_policy.md and draws accuracy against cost, with the target, in
+results/learned_policy.png.
 """
 
 from __future__ import annotations
@@ -149,6 +150,36 @@ def table(policy: monitor_service_pb2.RoutingPolicy, rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def plot(policy: monitor_service_pb2.RoutingPolicy, rows: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from matplotlib.ticker import ScalarFormatter
+
+    # Short labels, in the order of the rows; alternate above and below, since the two cascades
+    # often land at the same accuracy.
+    labels = ["top tier alone", "defaults 0.90/0.70", f"learned v{policy.version}", "equal weights", f"weights of v{policy.version}"]
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for kind, marker in (("single", "o"), ("cascade", "s"), ("ensemble", "^")):
+        chosen = [r for r in rows if r["kind"] == kind]
+        axis.plot([r["cost_units"] for r in chosen], [r["accuracy"] for r in chosen], marker=marker, linestyle="", label=kind)
+    for index, (r, label) in enumerate(zip(rows, labels, strict=True)):
+        axis.annotate(label, (r["cost_units"], r["accuracy"]), fontsize=8, ha="right" if r["kind"] == "ensemble" else "left",
+                      xytext=(-6 if r["kind"] == "ensemble" else 6, 8 if index % 2 else -12), textcoords="offset points")
+    axis.xaxis.set_major_formatter(ScalarFormatter())
+    axis.axhline(policy.target_accuracy, color="grey", linestyle="--", linewidth=1, label=f"target {policy.target_accuracy:.4f}")
+    axis.set_xscale("log")
+    axis.set_xlabel("cost units per request (log scale)")
+    axis.set_ylabel("accuracy on half B (unseen while learning)")
+    axis.set_title(f"Defaults versus the policy learned from feedback (digits/v{policy.version})")
+    axis.grid(True, alpha=0.3)
+    axis.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(RESULTS / "learned_policy.png", dpi=110)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--concurrency", type=int, default=4)
@@ -161,7 +192,8 @@ def main() -> int:
     report = table(policy, rows)
     print("\n" + report)
     (RESULTS / "learned_policy.md").write_text(report + "\n")
-    print(f"\nwrote {RESULTS / 'learned_policy.md'}")
+    plot(policy, rows)
+    print(f"\nwrote {RESULTS / 'learned_policy.md'} and {RESULTS / 'learned_policy.png'}")
     return 0
 
 
