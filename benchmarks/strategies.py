@@ -1,4 +1,4 @@
-"""Accuracy versus compute for each model alone, the cascade at several threshold pairs, and the ensemble.
+"""Accuracy versus compute for each model alone, the cascade at several threshold pairs, the ensemble and adaptive search.
 
     python -m benchmarks.strategies [--requests 719] [--concurrency 4]
 
@@ -33,6 +33,8 @@ CASCADE_THRESHOLDS = ((0.80, 0.60), (0.90, 0.70), (0.95, 0.80), (0.98, 0.90), (0
 # Per-tier accept thresholds (tier 1, tier 2), one threshold each: a small grid fixed by hand,
 # not searched on this holdout; learning them from feedback is the monitor's job.
 PER_TIER_THRESHOLDS = ((0.95, 0.80), (0.99, 0.90), (0.99, 0.95))
+# Adaptive search budgets (model calls per request), at the router's default threshold 0.90.
+SEARCH_CALLS = (2, 4, 8)
 
 
 @dataclass
@@ -64,6 +66,10 @@ def configurations() -> list[Config]:
         for first, second in PER_TIER_THRESHOLDS
     ]
     rows.append(Config("ensemble (mean probability)", "ensemble", {"strategy": common_pb2.STRATEGY_ENSEMBLE}))
+    rows += [
+        Config(f"adaptive search, {calls} calls", "search", {"strategy": common_pb2.STRATEGY_SEARCH, "max_calls": calls})
+        for calls in SEARCH_CALLS
+    ]
     return rows
 
 
@@ -157,17 +163,17 @@ def plot(rows: list[dict]) -> None:
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(7, 4.5))
-    for kind, marker in (("single", "o"), ("cascade", "s"), ("ensemble", "^")):
+    for kind, marker in (("single", "o"), ("cascade", "s"), ("ensemble", "^"), ("search", "D")):
         chosen = [r for r in rows if r["kind"] == kind]
         axis.plot([r["compute_us"] for r in chosen], [r["accuracy"] for r in chosen], marker=marker,
-                  linestyle="-" if kind == "cascade" else "", label=kind)
+                  linestyle="-" if kind in ("cascade", "search") else "", label=kind)
         for r in chosen:
             axis.annotate(r["name"].replace(" alone", "").replace("cascade ", ""), (r["compute_us"], r["accuracy"]),
                           fontsize=7, xytext=(4, -10), textcoords="offset points")
     axis.set_xscale("log")
     axis.set_xlabel("Triton compute per request (µs, log scale)")
     axis.set_ylabel("holdout accuracy")
-    axis.set_title("Accuracy versus compute: models alone, cascades, ensemble")
+    axis.set_title("Accuracy versus compute: models alone, cascades, ensemble, search")
     axis.grid(True, alpha=0.3)
     axis.legend(loc="lower right")
     figure.tight_layout()

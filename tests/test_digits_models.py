@@ -204,11 +204,13 @@ def test_the_adapter_answers_good_requests_and_reports_bad_ones(
     )
 
     images = split.x_holdout[:3]
-    good, wrong_width, missing = adapter.execute(
+    good, wrong_width, missing, sampled, two_seeds = adapter.execute(
         [
             {"IMAGE": pb_utils.Tensor("IMAGE", images)},
             {"IMAGE": pb_utils.Tensor("IMAGE", images[:, :32])},
             {},
+            {"IMAGE": pb_utils.Tensor("IMAGE", images), "SEED": pb_utils.Tensor("SEED", np.array([5], np.int64))},
+            {"IMAGE": pb_utils.Tensor("IMAGE", images), "SEED": pb_utils.Tensor("SEED", np.array([5, 6], np.int64))},
         ]
     )
     assert good.error is None
@@ -219,6 +221,11 @@ def test_the_adapter_answers_good_requests_and_reports_bad_ones(
     assert missing.error is not None and "IMAGE" in missing.error.message
     # The request is at fault, so the caller is told INVALID_ARG, not an internal failure.
     assert wrong_width.error.code == missing.error.code == pb_utils.TritonError.INVALID_ARG
+    # A seed asks for a fresh sample: the answer to that seed's noisy view of the images.
+    expected = models[name].predict_proba(digits.sampled_view(images.astype(np.float32), 5))
+    np.testing.assert_allclose(sampled.output_tensors[0].as_numpy(), expected, rtol=1e-6)
+    assert two_seeds.error is not None and "SEED must hold one integer, not 2" in two_seeds.error.message
+    assert two_seeds.error.code == pb_utils.TritonError.INVALID_ARG
 
 
 def test_refine_tempers_the_earlier_answer_and_renormalises() -> None:
@@ -232,3 +239,15 @@ def test_refine_tempers_the_earlier_answer_and_renormalises() -> None:
         digits.refine(own, prior[:1])
     with pytest.raises(ValueError, match="finite"):
         digits.refine(own, np.full((2, 2), np.nan, np.float32))
+
+
+def test_a_sampled_view_is_noisy_bounded_and_the_same_for_the_same_seed(split: digits.Split) -> None:
+    images = split.x_holdout[:50].astype(np.float32)
+    view = digits.sampled_view(images, 7)
+    assert view.shape == images.shape and view.dtype == np.float32
+    assert view.min() >= 0.0 and view.max() <= 16.0
+    np.testing.assert_array_equal(view, digits.sampled_view(images, 7))
+    assert not np.array_equal(view, digits.sampled_view(images, 8))
+    # Noise of the set scale around the image, not a different image (clipping shrinks it a little).
+    assert 0.5 * digits.SAMPLE_NOISE < float(np.std(view - images)) < 1.1 * digits.SAMPLE_NOISE
+

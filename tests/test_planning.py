@@ -171,3 +171,24 @@ def test_member_weights_weigh_their_tiers_members_and_the_rest_weigh_one() -> No
 def test_malformed_member_weights_are_refused_naming_the_entry(weights: list, strategy: int, named: str) -> None:
     with pytest.raises(InvalidArgument, match=named):
         validate_request(request(strategy=strategy, member_weights=weights))
+
+
+def test_a_search_plan_may_call_every_model_up_to_its_calls() -> None:
+    plan = build_plan(request(strategy=common_pb2.STRATEGY_SEARCH), MODELS, 0.9, 0.7, default_max_calls=8)
+    assert (plan.strategy, plan.max_calls) == (common_pb2.STRATEGY_SEARCH, 8)
+    assert [s.model.name for s in plan.steps] == ["cheap", "mid", "heavy"]
+    assert build_plan(request(strategy=common_pb2.STRATEGY_SEARCH, max_calls=3), MODELS, 0.9).max_calls == 3
+    assert build_plan(request(), MODELS, 0.9).max_calls == 0  # other strategies carry none
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"strategy": common_pb2.STRATEGY_SEARCH, "max_calls": 65}, r"max_calls 65 is outside \[0, 64\]"),
+        ({"strategy": common_pb2.STRATEGY_SEARCH, "max_calls": -1}, r"max_calls -1 is outside"),
+        ({"max_calls": 4}, "max_calls may be set only with strategy STRATEGY_SEARCH"),
+    ],
+)
+def test_malformed_search_budgets_are_refused(fields: dict, named: str) -> None:
+    with pytest.raises(InvalidArgument, match=named):
+        validate_request(request(**fields))

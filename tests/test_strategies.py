@@ -172,6 +172,8 @@ def test_an_ensemble_under_a_cost_ceiling_keeps_the_cheapest_members_that_fit(ro
         ({"aggregation": common_pb2.AGGREGATION_PLURALITY}, "aggregation may be set only with strategy STRATEGY_ENSEMBLE"),
         ({"confidence_threshold": 0.8, "escalate_threshold": 0.9}, "escalate_threshold 0.9 exceeds confidence_threshold 0.8"),
         ({"cost_ceiling": float("inf")}, "cost_ceiling inf must be a finite number"),
+        ({"strategy": common_pb2.STRATEGY_SEARCH, "max_calls": 65}, "max_calls 65 is outside [0, 64]"),
+        ({"max_calls": 4}, "max_calls may be set only with strategy STRATEGY_SEARCH"),
     ],
 )
 def test_bad_strategy_settings_are_refused_naming_the_field(router, fields: dict, named: str) -> None:
@@ -179,6 +181,84 @@ def test_bad_strategy_settings_are_refused_naming_the_field(router, fields: dict
         infer(router, 0, **fields)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert named in raised.value.details()
+
+
+SEARCH_ACTIONS = {common_pb2.SEARCH_ACTION_SAMPLE, common_pb2.SEARCH_ACTION_REFINE}
+
+
+def hard_image() -> int:
+    """An image no sample model is sure of, so that no call's score reaches a threshold of 1.0."""
+    names = ["digits_linear", "digits_mlp", "digits_ensemble"]
+    local = {n: load_model(n, MODEL_REPOSITORY / n / "1").predict_proba(IMAGES) for n in names}
+    return next(i for i in range(len(IMAGES)) if all(local[n][i].max() < 0.99 for n in names))
+
+
+def search(router, index: int, request_id: str, **fields: object) -> router_service_pb2.InferResponse:
+    return infer(router, index, request_id=request_id, strategy=common_pb2.STRATEGY_SEARCH, skip_cache=True, **fields)
+
+
+def test_an_adaptive_search_makes_its_calls_and_answers_their_score_weighted_vote(router) -> None:
+    index = hard_image()
+    response = search(router, index, "search-vote", max_calls=6, confidence_threshold=1.0)
+    assert response.plan.max_calls == 6 and len(response.steps) == 6
+    assert {s.search_action for s in response.steps} <= SEARCH_ACTIONS
+    assert all(s.decision == common_pb2.DECISION_ESCALATE for s in response.steps)
+    # A deterministic model answers once; only the model with a refinement input refines.
+    assert sum(1 for s in response.steps if s.model.name == "digits_ensemble") <= 1
+    assert {s.model.name for s in response.steps if s.search_action == common_pb2.SEARCH_ACTION_REFINE} <= {"digits_mlp"}
+    totals: dict[str, float] = {}
+    for step in response.steps:
+        totals[step.answer.label] = totals.get(step.answer.label, 0.0) + step.answer.confidence
+    assert response.answer.label == max(totals, key=totals.__getitem__)
+    assert response.answer.confidence == pytest.approx(totals[response.answer.label] / 6, abs=1e-5)
+    assert response.uncertainty.members_answered == 6
+    assert response.total_cost == pytest.approx(sum(s.cost for s in response.steps))
+    # Seeded by the request id: the same request searches the same way.
+    again = search(router, index, "search-vote", max_calls=6, confidence_threshold=1.0)
+    assert [(s.model.name, s.search_action, s.answer.confidence) for s in again.steps] == [
+        (s.model.name, s.search_action, s.answer.confidence) for s in response.steps
+    ]
+
+
+def test_a_sampling_model_gives_a_fresh_answer_on_each_later_sample(router) -> None:
+    index = hard_image()
+    for attempt in range(10):
+        response = search(router, index, f"search-samples-{attempt}", max_calls=8, confidence_threshold=1.0, cost_ceiling=8)
+        samples = [
+            s.answer.confidence for s in response.steps
+            if s.model.name == "digits_linear" and s.search_action == common_pb2.SEARCH_ACTION_SAMPLE
+        ]
+        if len(samples) >= 2:
+            break
+    else:
+        pytest.fail("no search of ten asked digits_linear for two samples")
+    plain = load_model("digits_linear", MODEL_REPOSITORY / "digits_linear" / "1").predict_proba(IMAGES[index : index + 1])
+    # The first sample is the model's plain answer; later ones answer noisy views, each its own.
+    assert samples[0] == pytest.approx(float(plain.max()), abs=1e-5)
+    assert len(set(samples)) == len(samples)
+
+
+def test_a_search_ends_at_a_confident_answer_and_keeps_within_its_cost_ceiling(router) -> None:
+    confident = search(router, 0, "search-early", max_calls=8, confidence_threshold=0.5)
+    assert len(confident.steps) == 1 and confident.steps[0].decision == common_pb2.DECISION_ACCEPT
+    assert "the search ends" in confident.steps[0].reason
+    ceiling = search(router, hard_image(), "search-ceiling", max_calls=8, confidence_threshold=1.0, cost_ceiling=3.0)
+    assert ceiling.total_cost <= 3.0 and ceiling.steps
+    assert "digits_ensemble" not in {s.model.name for s in ceiling.steps}  # costs 22, never fits
+
+
+def test_a_search_call_that_fails_is_reported_and_the_search_goes_on(troubled) -> None:
+    for attempt in range(10):
+        response = search(troubled, 4, f"search-faulty-{attempt}", max_calls=10, confidence_threshold=1.0, cost_ceiling=8)
+        failed = [s for s in response.steps if s.model.name == "digits_faulty"]
+        if failed:
+            break
+    else:
+        pytest.fail("no search of ten called digits_faulty")
+    assert len(failed) == 1  # a deterministic model that failed is not asked again
+    assert failed[0].decision == common_pb2.DECISION_FAILED and "out of order" in failed[0].reason
+    assert response.answer.label and response.uncertainty.members_failed == 1
+    assert response.uncertainty.members_answered == len(response.steps) - 1
 
 
 def test_a_failing_tier_is_reported_and_the_cascade_goes_on(troubled) -> None:

@@ -10,12 +10,15 @@ import os
 
 import triton_python_backend_utils as pb_utils
 
-from inferscale.models.digits import load_model, refine, validate_images
+from inferscale.models.digits import load_model, refine, sampled_view, validate_images
 
 INPUT = "IMAGE"
 OUTPUT = "PROBS"
 # Optional: an earlier model's PROBS for the same images, which a refining model takes into account.
 PRIOR = "PRIOR"
+# Optional: a seed (INT64, shape [1]); when sent, the model answers a random view of the images,
+# a fresh sample for adaptive search.
+SEED = "SEED"
 
 
 class TritonPythonModel:
@@ -47,7 +50,8 @@ class TritonPythonModel:
         requests : list of pb_utils.InferenceRequest
             Each with an ``IMAGE`` tensor, FP32, shape [N, 64], pixel values 0..16, and, where
             the model's config declares it, an optional ``PRIOR`` tensor, FP32 [N, 10]: an
-            earlier model's answer to refine.
+            earlier model's answer to refine, and an optional ``SEED``, INT64 [1]: answer a
+            random view of the images instead (a fresh sample).
 
         Returns
         -------
@@ -66,6 +70,13 @@ class TritonPythonModel:
             except ValueError as exc:
                 responses.append(error_response(f"{INPUT}: {exc}", pb_utils.TritonError.INVALID_ARG))
                 continue
+            seed = pb_utils.get_input_tensor_by_name(request, SEED)
+            if seed is not None:
+                values = seed.as_numpy().reshape(-1)
+                if values.size != 1:
+                    responses.append(error_response(f"{SEED} must hold one integer, not {values.size}", pb_utils.TritonError.INVALID_ARG))
+                    continue
+                images = sampled_view(images, int(values[0]))
             try:
                 probs = self.model.predict_proba(images)
             except Exception as exc:  # noqa: BLE001 - an answer per request beats a failed batch

@@ -38,7 +38,8 @@ def vote_entropy(labels: Sequence[str], weights: Sequence[float] | None = None) 
     mass = sum(totals.values())
     if mass <= 0:
         return 0.0
-    return float(-sum((w / mass) * math.log2(w / mass) for w in totals.values() if w > 0))
+    # sum(p * log2(1 / p)): no negative zero when every member agrees.
+    return float(sum((w / mass) * math.log2(mass / w) for w in totals.values() if w > 0))
 
 
 def mean_probability(members: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> Combined:

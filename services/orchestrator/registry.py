@@ -18,6 +18,9 @@ PARAM_CONFIDENCE = "inferscale.confidence"
 PARAM_OUTPUT = "inferscale.output"
 # Optional: the input through which the model receives an earlier model's answer to refine.
 PARAM_REFINEMENT_INPUT = "inferscale.refinement_input"
+# Optional: the input (INT64, shape [1]) through which the model takes a seed and answers with a
+# fresh sample; adaptive search asks such a model for new answers more than once.
+PARAM_SAMPLING_INPUT = "inferscale.sampling_input"
 # Optional: the semantic cache of the model's task: the input whose embedding keys it, the
 # embedding model that embeds that input (none: its FP32 values are the embedding), and the cosine
 # similarity a neighbour must reach.
@@ -49,6 +52,7 @@ class RegisteredModel:
     confidence_method: str = ""
     output_name: str = ""
     refinement_input: str = ""
+    sampling_input: str = ""
     semantic_input: str = ""
     embedding_model: str = ""
     semantic_threshold: float = 0.0
@@ -134,6 +138,7 @@ def parse_model(name: str, version: int, ready: bool, parameters: Mapping[str, s
         confidence_method=parameters[PARAM_CONFIDENCE],
         output_name=parameters[PARAM_OUTPUT],
         refinement_input=parameters.get(PARAM_REFINEMENT_INPUT, "").strip(),
+        sampling_input=parameters.get(PARAM_SAMPLING_INPUT, "").strip(),
         semantic_input=parameters.get(PARAM_SEMANTIC_INPUT, "").strip(),
         embedding_model=parameters.get(PARAM_EMBEDDING_MODEL, "").strip(),
         semantic_threshold=max(semantic_threshold, 0.0),

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 import time
 
 import grpc
+import numpy as np
 from opentelemetry import trace
 
 from inferscale import telemetry
@@ -30,15 +32,18 @@ from inferscale.v1 import (
     orchestrator_service_pb2,
     orchestrator_service_pb2_grpc,
 )
-from services.orchestrator.aggregation import mean_probability, plurality, weighted_vote
+from services.orchestrator.aggregation import mean_probability, plurality, vote_entropy, weighted_vote
 from services.orchestrator.escalation import NextTier, ReadAnswer, decide, read_class_probabilities, stop_before
 from services.orchestrator.latency import RecentSteps
 from services.orchestrator.model_cache import L2, L3, ModelOutputCache, model_output_key
 from services.orchestrator.registry import RegisteredModel
 from services.orchestrator.registry_source import TritonRegistry
+from services.orchestrator.search import REFINE, SAMPLE, AdaptiveSearch, SearchMember
 from services.orchestrator.triton_pool import TritonPool
 
 TRACER = trace.get_tracer("inferscale.orchestrator")
+# The most calls one adaptive search may make: bounds the work a single request can ask for.
+MAX_SEARCH_CALLS = 64
 
 
 def _model_info(model: RegisteredModel) -> common_pb2.ModelInfo:
@@ -51,6 +56,7 @@ def _model_info(model: RegisteredModel) -> common_pb2.ModelInfo:
         confidence_method=model.confidence_method,
         output_name=model.output_name,
         refinement_input=model.refinement_input,
+        sampling_input=model.sampling_input,
         semantic_input=model.semantic_input,
         embedding_model=model.embedding_model,
         semantic_threshold=model.semantic_threshold,
@@ -144,8 +150,13 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
             common_pb2.STRATEGY_SINGLE,
             common_pb2.STRATEGY_ENSEMBLE,
             common_pb2.STRATEGY_REFINEMENT,
+            common_pb2.STRATEGY_SEARCH,
         ):
             raise InvalidArgument(f"plan.strategy {plan.strategy} is not a strategy the orchestrator runs")
+        if plan.strategy == common_pb2.STRATEGY_SEARCH and not 1 <= plan.max_calls <= MAX_SEARCH_CALLS:
+            raise InvalidArgument(f"plan.max_calls {plan.max_calls} of a STRATEGY_SEARCH plan is outside [1, {MAX_SEARCH_CALLS}]")
+        if plan.strategy != common_pb2.STRATEGY_SEARCH and plan.max_calls:
+            raise InvalidArgument("plan.max_calls may be set only with strategy STRATEGY_SEARCH")
         if plan.aggregation not in common_pb2.Aggregation.values():
             raise InvalidArgument(f"plan.aggregation {plan.aggregation} is not a known Aggregation value")
         if not (plan.cost_ceiling >= 0 and math.isfinite(plan.cost_ceiling)):
@@ -189,6 +200,8 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
         models = self._validate(request)
         if request.plan.strategy == common_pb2.STRATEGY_ENSEMBLE:
             return await self._run_ensemble(request, models, context)
+        if request.plan.strategy == common_pb2.STRATEGY_SEARCH:
+            return await self._run_search(request, models, context)
         return await self._run_cascade(request, models, context)
 
     async def _call_model(
@@ -197,12 +210,14 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
         request: orchestrator_service_pb2.ExecuteRequest,
         timeout_seconds: float,
         prior: common_pb2.InferTensor | None = None,
+        seed: int | None = None,
     ) -> tuple[InferResult, ReadAnswer, float, int]:
         """Runs one model; returns its result, the answer read from it, the latency in ms and the cache level that served it.
 
         ``prior``, an earlier step's output, goes to a refining model through its refinement
-        input, bytes unchanged. A model costly enough is first looked up in the cache's per-model
-        level (L3), keyed by its registry version and the exact inputs.
+        input, bytes unchanged. ``seed`` goes to a sampling model through its sampling input, for a
+        fresh sample. A model costly enough is first looked up in the cache's per-model level (L3),
+        keyed by its registry version and the exact inputs (the seed included).
         """
         inputs = list(request.inputs)
         if prior is not None and model.refinement_input:
@@ -211,6 +226,8 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
                     name=model.refinement_input, datatype=prior.datatype, shape=prior.shape, raw_contents=prior.raw_contents
                 )
             )
+        if seed is not None and model.sampling_input:
+            inputs.append(from_numpy(model.sampling_input, np.array([seed], dtype=np.int64)))
         started = time.perf_counter()
         served_by = common_pb2.CACHE_LEVEL_UNSPECIFIED
         result = None
@@ -332,6 +349,19 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
             cache_level=served_by,
         )
 
+    def _stop_reason(
+        self, plan: common_pb2.Plan, model: RegisteredModel, spent: float, context: grpc.aio.ServicerContext
+    ) -> str:
+        """Why the model's call must not start (the cost ceiling, the deadline left), or ""."""
+        remaining = context.time_remaining()
+        return stop_before(
+            cost=model.cost,
+            spent=spent,
+            cost_ceiling=plan.cost_ceiling,
+            p95_ms=self._recent.p95_ms(model.name),
+            remaining_ms=remaining * 1000 if remaining is not None else None,
+        )
+
     def _timeout(self, context: grpc.aio.ServicerContext) -> float:
         remaining = context.time_remaining()
         return remaining if remaining is not None else self._default_timeout
@@ -357,14 +387,7 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
                 )
                 continue
             if best is not None:
-                remaining = context.time_remaining()
-                why = stop_before(
-                    cost=model.cost,
-                    spent=response.total_cost,
-                    cost_ceiling=plan.cost_ceiling,
-                    p95_ms=self._recent.p95_ms(model.name),
-                    remaining_ms=remaining * 1000 if remaining is not None else None,
-                )
+                why = self._stop_reason(plan, model, response.total_cost, context)
                 if why:
                     response.steps.append(
                         self._not_run(index, step, common_pb2.DECISION_STOPPED, f"{why}; the best answer so far is returned")
@@ -428,6 +451,97 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
                     reported_step.reason += "; accepted as the best answer so far"
         response.answer.CopyFrom(best[0].answer)
         response.outputs.extend(best[1])
+        return response
+
+    async def _run_search(
+        self,
+        request: orchestrator_service_pb2.ExecuteRequest,
+        models: list[RegisteredModel | None],
+        context: grpc.aio.ServicerContext,
+    ) -> orchestrator_service_pb2.ExecuteResponse:
+        """Adaptive multi-model search (see search.py): one call at a time, up to plan.max_calls."""
+        plan = request.plan
+        response = orchestrator_service_pb2.ExecuteResponse()
+        members: list[tuple[int, RegisteredModel]] = []
+        for index, (step, model) in enumerate(zip(plan.steps, models, strict=True)):
+            if model is None:
+                response.steps.append(self._skipped(index, step))
+            else:
+                members.append((index, model))
+        # Seeded by the request id: the same request searches the same way, and its samples can
+        # be reproduced.
+        rng = np.random.default_rng(int.from_bytes(hashlib.sha256(request.request_id.encode()).digest()[:8], "big"))
+        search = AdaptiveSearch(
+            [SearchMember(bool(m.sampling_input), bool(m.refinement_input), m.cost) for _, m in members], rng
+        )
+        outputs: dict[int, tuple[list[common_pb2.InferTensor], common_pb2.InferTensor]] = {}
+        last_error: Exception | None = None
+        for _ in range(plan.max_calls):
+            budget_left = plan.cost_ceiling - response.total_cost if plan.cost_ceiling else None
+            arm = search.next_arm(budget_left)
+            if arm is None:
+                break
+            index, model = members[arm.member]
+            step = plan.steps[index]
+            action = common_pb2.SEARCH_ACTION_SAMPLE if arm.action == SAMPLE else common_pb2.SEARCH_ACTION_REFINE
+            if search.candidates:
+                why = self._stop_reason(plan, model, response.total_cost, context)
+                if why:
+                    stopped = self._not_run(index, step, common_pb2.DECISION_STOPPED, f"{why}; the search's answer so far is returned")
+                    stopped.search_action = action
+                    response.steps.append(stopped)
+                    break
+            refined = search.to_refine(arm.member) if arm.action == REFINE else None
+            # A sampling model's first answer is its plain one; later samples get fresh seeds.
+            seed = int(rng.integers(2**62)) if arm.action == SAMPLE and model.sampling_input and arm.calls else None
+            with self._step_span(plan, index, step, model) as span:
+                span.set_attribute(telemetry.ATTR_SEARCH_ACTION, common_pb2.SearchAction.Name(action))
+                try:
+                    result, answer, latency_ms, served_by = await self._call_model(
+                        model, request, self._timeout(context), outputs[refined.call][1] if refined else None, seed
+                    )
+                except (ModelFailed, Unavailable) as error:
+                    last_error = error
+                    search.fail(arm)
+                    failed = self._not_run(index, step, common_pb2.DECISION_FAILED, f"model {model.name} failed: {error}")
+                    failed.search_action = action
+                    self._annotate(span, failed)
+                    self._record(request, response, failed)
+                    continue
+                candidate = search.observe(arm, answer.label, answer.confidence, refined)
+                outputs[candidate.call] = (
+                    list(result.outputs),
+                    next(t for t in result.outputs if t.name == model.output_name),
+                )
+                done = answer.confidence >= step.accept_threshold
+                what = f"refines answer {refined.call}" if refined else f"sample {arm.calls} of {model.name}"
+                reason = (
+                    f"answer {candidate.call} ({what}): score {answer.confidence:.3f} "
+                    + (f">= threshold {step.accept_threshold:.3f}, the search ends" if done
+                       else f"< threshold {step.accept_threshold:.3f}, the search goes on")
+                )
+                reported = self._ran(
+                    index, step, model, result, answer, latency_ms,
+                    common_pb2.DECISION_ACCEPT if done else common_pb2.DECISION_ESCALATE, reason, served_by,
+                )
+                reported.search_action = action
+                self._annotate(span, reported)
+                self._record(request, response, reported)
+            if done:
+                break
+        if not search.candidates:
+            raise last_error if last_error is not None else ModelFailed("no call of the search produced an answer")
+        chosen, confidence = search.answer()
+        labels, scores = search.label_weights()
+        response.answer.CopyFrom(common_pb2.Answer(label=chosen.label, confidence=confidence))
+        response.outputs.extend(outputs[chosen.call][0])
+        response.uncertainty.CopyFrom(
+            common_pb2.Uncertainty(
+                vote_entropy=vote_entropy(labels, scores),
+                members_answered=len(search.candidates),
+                members_failed=sum(1 for s in response.steps if s.decision == common_pb2.DECISION_FAILED),
+            )
+        )
         return response
 
     async def _run_ensemble(

@@ -16,6 +16,14 @@ from inferscale.settings import (
     env_str,
     env_switch,
 )
+from services.router.planning import DEFAULT_SEARCH_CALLS, MAX_SEARCH_CALLS
+
+
+def _search_max_calls() -> int:
+    calls = env_int("INFERSCALE_SEARCH_MAX_CALLS", DEFAULT_SEARCH_CALLS, minimum=1)
+    if calls > MAX_SEARCH_CALLS:
+        raise SettingError(f"INFERSCALE_SEARCH_MAX_CALLS={calls} exceeds the most a search may make, {MAX_SEARCH_CALLS}")
+    return calls
 
 
 def _non_finite_policy() -> str:
@@ -71,6 +79,8 @@ class RouterConfig:
     finite_inputs: bool
     # INFERSCALE_SHUTDOWN_GRACE_SECONDS: how long calls in flight may finish on SIGTERM.
     shutdown_grace_seconds: float
+    # INFERSCALE_SEARCH_MAX_CALLS: the model calls of an adaptive search whose request sets none.
+    search_max_calls: int
 
     @classmethod
     def from_env(cls) -> RouterConfig:
@@ -91,6 +101,7 @@ class RouterConfig:
             semantic_audit_rate=env_float("INFERSCALE_SEMANTIC_AUDIT_RATE", 0.05, low=0.0, high=1.0),
             policy_refresh_seconds=env_float("INFERSCALE_POLICY_REFRESH_SECONDS", 2.0, low=0.05, high=3600),
             exploration_rate=env_float("INFERSCALE_EXPLORATION_RATE", 0.0, low=0.0, high=1.0),
+            search_max_calls=_search_max_calls(),
             client_tokens_file=env_str("INFERSCALE_CLIENT_TOKENS_FILE", ""),
             max_in_flight=env_int("INFERSCALE_ROUTER_MAX_IN_FLIGHT", 256, minimum=1),
             finite_inputs=_non_finite_policy() == "reject",

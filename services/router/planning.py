@@ -16,6 +16,9 @@ from services.router.semantic import validate_embedding
 
 MAX_REQUEST_ID_CHARS = 128
 MAX_TASK_CHARS = 128
+# An adaptive search's calls: the default, and the most a request may ask for.
+DEFAULT_SEARCH_CALLS = 8
+MAX_SEARCH_CALLS = 64
 
 
 def validate_request(request: router_service_pb2.InferRequest, *, finite_inputs: bool = True) -> None:
@@ -62,6 +65,10 @@ def validate_request(request: router_service_pb2.InferRequest, *, finite_inputs:
             raise InvalidArgument(f"{field}.accept_threshold {tier.accept_threshold} is outside (0, 1]")
         if math.isnan(tier.escalate_threshold) or not 0.0 <= tier.escalate_threshold <= tier.accept_threshold:
             raise InvalidArgument(f"{field}.escalate_threshold {tier.escalate_threshold} is outside [0, accept_threshold]")
+    if not 0 <= request.max_calls <= MAX_SEARCH_CALLS:
+        raise InvalidArgument(f"max_calls {request.max_calls} is outside [0, {MAX_SEARCH_CALLS}] (0 means the default)")
+    if request.max_calls and request.strategy != common_pb2.STRATEGY_SEARCH:
+        raise InvalidArgument("max_calls may be set only with strategy STRATEGY_SEARCH")
     if request.member_weights and request.strategy != common_pb2.STRATEGY_ENSEMBLE:
         raise InvalidArgument("member_weights may be set only with strategy STRATEGY_ENSEMBLE")
     weighted_tiers: set[int] = set()
@@ -84,13 +91,16 @@ def build_plan(
     models: Sequence[common_pb2.ModelInfo],
     default_threshold: float,
     default_escalate_threshold: float | None = None,
+    *,
+    default_max_calls: int = DEFAULT_SEARCH_CALLS,
 ) -> common_pb2.Plan:
     """Builds the plan for a validated request from the task's routable models, cheapest tier first.
 
     Thresholds: a request that sets neither gets the configured pair (accept, escalate); one
     that sets only ``confidence_threshold`` gets a single-threshold cascade; an escalate
     threshold never exceeds the accept threshold. A cost ceiling below the first step's cost is
-    refused; an ensemble keeps the cheapest members that fit under it.
+    refused; an ensemble keeps the cheapest members that fit under it. An adaptive search may
+    call every model, up to ``max_calls`` times in all (the request's, else ``default_max_calls``).
     """
     if not models:
         raise NotFound(f"task {request.task!r} has no routable model in the registry")
@@ -138,6 +148,7 @@ def build_plan(
         task=request.task,
         cost_ceiling=ceiling,
         aggregation=aggregation,
+        max_calls=(request.max_calls or default_max_calls) if strategy == common_pb2.STRATEGY_SEARCH else 0,
         steps=[
             common_pb2.PlanStep(
                 model=common_pb2.ModelRef(name=m.model.name, version=m.model.version),
