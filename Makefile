@@ -27,7 +27,7 @@ $(GENERATED): $(STAMP) $(PROTOS) scripts/generate_protos.py
 models: $(STAMP)
 	$(PY) -m inferscale.models.train
 
-$(MODEL_WEIGHTS): $(STAMP) inferscale/models/digits.py inferscale/models/train.py
+$(MODEL_WEIGHTS): $(STAMP) inferscale/models/digits.py inferscale/models/complexity.py inferscale/models/train.py
 	$(PY) -m inferscale.models.train
 
 # Contract checks: buf lint and buf breaking against the previous contracts. buf is pinned

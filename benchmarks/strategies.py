@@ -1,4 +1,4 @@
-"""Accuracy versus compute for each model alone, the cascade at several threshold pairs, the ensemble and adaptive search.
+"""Accuracy versus compute for each model alone, the cascade at several threshold pairs, the ensemble, complexity analysis, experts and adaptive search.
 
     python -m benchmarks.strategies [--requests 719] [--concurrency 4]
 
@@ -66,6 +66,10 @@ def configurations() -> list[Config]:
         for first, second in PER_TIER_THRESHOLDS
     ]
     rows.append(Config("ensemble (mean probability)", "ensemble", {"strategy": common_pb2.STRATEGY_ENSEMBLE}))
+    rows += [
+        Config("cascade 0.90/0.70 + complexity analysis", "complexity", {"analyze_complexity": True}),
+        Config("experts by complexity", "complexity", {"strategy": common_pb2.STRATEGY_EXPERT}),
+    ]
     rows += [
         Config(f"adaptive search, {calls} calls", "search", {"strategy": common_pb2.STRATEGY_SEARCH, "max_calls": calls})
         for calls in SEARCH_CALLS
@@ -163,7 +167,7 @@ def plot(rows: list[dict]) -> None:
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(7, 4.5))
-    for kind, marker in (("single", "o"), ("cascade", "s"), ("ensemble", "^"), ("search", "D")):
+    for kind, marker in (("single", "o"), ("cascade", "s"), ("ensemble", "^"), ("complexity", "v"), ("search", "D")):
         chosen = [r for r in rows if r["kind"] == kind]
         axis.plot([r["compute_us"] for r in chosen], [r["accuracy"] for r in chosen], marker=marker,
                   linestyle="-" if kind in ("cascade", "search") else "", label=kind)

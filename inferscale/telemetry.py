@@ -44,6 +44,7 @@ ATTR_AGGREGATION = "inferscale.aggregation"
 ATTR_VOTE_ENTROPY = "inferscale.vote_entropy"
 ATTR_MEMBERS_FAILED = "inferscale.members_failed"
 ATTR_SEARCH_ACTION = "inferscale.search_action"
+ATTR_COMPLEXITY = "inferscale.complexity"
 
 # Health probes and the background event batches are not part of any request's story.
 _UNTRACED = filters.negate(

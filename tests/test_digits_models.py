@@ -251,3 +251,23 @@ def test_a_sampled_view_is_noisy_bounded_and_the_same_for_the_same_seed(split: d
     # Noise of the set scale around the image, not a different image (clipping shrinks it a little).
     assert 0.5 * digits.SAMPLE_NOISE < float(np.std(view - images)) < 1.1 * digits.SAMPLE_NOISE
 
+
+
+def test_the_complexity_model_tells_the_cheap_tiers_mistakes_apart(split: digits.Split, tmp_path: pathlib.Path) -> None:
+    from sklearn.metrics import roc_auc_score
+
+    from inferscale.models.complexity import ComplexityModel, features
+
+    model = ComplexityModel.fit(split.x_train, split.y_train)
+    scores = model.predict(split.x_holdout)
+    assert scores.shape == (len(split.x_holdout), 1) and scores.dtype == np.float32
+    assert 0.0 <= scores.min() and scores.max() <= 1.0
+    assert features(split.x_holdout[:4]).shape == (4, 70)
+    cheap = digits.LinearSoftmax.fit(split.x_train, split.y_train)
+    wrong = cheap.predict_proba(split.x_holdout).argmax(axis=1) != split.y_holdout
+    # Better than chance at finding the images the cheapest tier gets wrong (0.72 when written).
+    assert roc_auc_score(wrong, scores[:, 0]) > 0.65
+    # A calibrated-ish chance: its mean is near the cheap tier's error rate.
+    assert abs(float(scores.mean()) - float(wrong.mean())) < 0.03
+    model.save_npz(tmp_path / "weights.npz")
+    np.testing.assert_array_equal(ComplexityModel.from_npz(tmp_path / "weights.npz").predict(split.x_holdout), scores)

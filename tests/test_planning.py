@@ -192,3 +192,37 @@ def test_a_search_plan_may_call_every_model_up_to_its_calls() -> None:
 def test_malformed_search_budgets_are_refused(fields: dict, named: str) -> None:
     with pytest.raises(InvalidArgument, match=named):
         validate_request(request(**fields))
+
+
+def with_complexity(info: common_pb2.ModelInfo, band: tuple[float, float] | None) -> common_pb2.ModelInfo:
+    declared = common_pb2.ModelInfo()
+    declared.CopyFrom(info)
+    declared.complexity_model = "scorer"
+    if band is not None:
+        declared.expert_low, declared.expert_high = band
+    return declared
+
+
+ANALYSED = [with_complexity(MODELS[1], (0.0, 0.2)), with_complexity(MODELS[2], None), with_complexity(MODELS[0], (0.2, 1.0))]
+
+
+def test_an_analysed_cascade_carries_the_complexity_model_and_the_skip_score() -> None:
+    plan = build_plan(request(analyze_complexity=True), ANALYSED, 0.9, 0.7, skip_complexity=0.3)
+    assert (plan.complexity_model, plan.skip_complexity) == ("scorer", 0.3)
+    assert [s.model.name for s in plan.steps] == ["cheap", "mid", "heavy"]
+    assert build_plan(request(), ANALYSED, 0.9).complexity_model == ""  # analysis costs a call: asked for only
+
+
+def test_an_expert_plan_holds_the_experts_and_the_complexity_model() -> None:
+    plan = build_plan(request(strategy=common_pb2.STRATEGY_EXPERT), ANALYSED, 0.9)
+    assert [s.model.name for s in plan.steps] == ["cheap", "heavy"]
+    assert (plan.complexity_model, plan.skip_complexity) == ("scorer", 0.0)
+
+
+def test_analysis_and_experts_need_a_task_that_declares_them() -> None:
+    with pytest.raises(NotFound, match="inferscale.complexity_model"):
+        build_plan(request(analyze_complexity=True), MODELS, 0.9)
+    with pytest.raises(NotFound, match="inferscale.expert_complexity"):
+        build_plan(request(strategy=common_pb2.STRATEGY_EXPERT), MODELS, 0.9)
+    with pytest.raises(InvalidArgument, match="analyze_complexity may be set only with a cascade"):
+        validate_request(request(strategy=common_pb2.STRATEGY_ENSEMBLE, analyze_complexity=True))

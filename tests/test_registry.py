@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.orchestrator.registry import RegistrySnapshot, parse_model
+from services.orchestrator.registry import ROLE_COMPLEXITY, ROLE_EMBEDDING, RegistrySnapshot, parse_model
 
 GOOD = {
     "inferscale.task": "digits",
@@ -72,7 +72,20 @@ def test_a_semantic_cache_declaration_is_read() -> None:
 
 def test_an_embedding_model_embeds_but_is_never_routed_to() -> None:
     model = parse_model("embedder", 1, True, {"inferscale.role": "embedding", "inferscale.cost": "3"})
-    assert model.embeds and not model.routable
+    assert model.serves_as(ROLE_EMBEDDING) and not model.routable
     assert (model.cost, model.output_name) == (3.0, "EMBEDDING")
-    assert not parse_model("embedder", 1, True, {"inferscale.role": "embedding"}).embeds
+    assert not parse_model("embedder", 1, True, {"inferscale.role": "embedding"}).serves_as(ROLE_EMBEDDING)
     assert "'reranker'" in parse_model("odd", 1, True, {"inferscale.role": "reranker"}).problem
+
+
+def test_a_complexity_model_scores_but_is_never_routed_to_and_experts_declare_their_band() -> None:
+    scorer = parse_model("scorer", 1, True, {"inferscale.role": "complexity", "inferscale.cost": "0.5"})
+    assert scorer.serves_as(ROLE_COMPLEXITY) and not scorer.serves_as(ROLE_EMBEDDING) and not scorer.routable
+    assert scorer.output_name == "COMPLEXITY"
+    expert = parse_model(
+        "cheap", 1, True, {**GOOD, "inferscale.complexity_model": "scorer", "inferscale.expert_complexity": "0-0.25"}
+    )
+    assert expert.routable and (expert.complexity_model, expert.expert_low, expert.expert_high) == ("scorer", 0.0, 0.25)
+    for band in ("0.3", "0.5-0.2", "a-b", "0-1.5"):
+        bad = parse_model("cheap", 1, True, {**GOOD, "inferscale.expert_complexity": band})
+        assert not bad.routable and "inferscale.expert_complexity must be 'low-high'" in bad.problem

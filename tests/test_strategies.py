@@ -15,7 +15,7 @@ import pytest
 
 from inferscale.models.digits import load_model, load_split
 from inferscale.suite import Suite
-from inferscale.tensors import from_numpy
+from inferscale.tensors import bytes_tensor, from_numpy
 from inferscale.v1 import common_pb2, router_service_pb2, router_service_pb2_grpc
 from tests.conftest import MODEL_REPOSITORY, private_repository, private_suite
 
@@ -174,6 +174,7 @@ def test_an_ensemble_under_a_cost_ceiling_keeps_the_cheapest_members_that_fit(ro
         ({"cost_ceiling": float("inf")}, "cost_ceiling inf must be a finite number"),
         ({"strategy": common_pb2.STRATEGY_SEARCH, "max_calls": 65}, "max_calls 65 is outside [0, 64]"),
         ({"max_calls": 4}, "max_calls may be set only with strategy STRATEGY_SEARCH"),
+        ({"strategy": common_pb2.STRATEGY_ENSEMBLE, "analyze_complexity": True}, "analyze_complexity may be set only"),
     ],
 )
 def test_bad_strategy_settings_are_refused_naming_the_field(router, fields: dict, named: str) -> None:
@@ -259,6 +260,53 @@ def test_a_search_call_that_fails_is_reported_and_the_search_goes_on(troubled) -
     assert failed[0].decision == common_pb2.DECISION_FAILED and "out of order" in failed[0].reason
     assert response.answer.label and response.uncertainty.members_failed == 1
     assert response.uncertainty.members_answered == len(response.steps) - 1
+
+
+def complexity_scores() -> np.ndarray:
+    from inferscale.models.complexity import ComplexityModel
+
+    return ComplexityModel.from_npz(MODEL_REPOSITORY / "digits_complexity" / "1" / "weights.npz").predict(IMAGES)[:, 0]
+
+
+def test_complexity_analysis_scores_the_request_first_and_a_complex_one_skips_the_cheapest_tier(router) -> None:
+    scores = complexity_scores()
+    easy, hard = int(np.argmin(scores)), int(np.argmax(scores))
+    assert scores[hard] >= 0.25  # the router's default INFERSCALE_SKIP_COMPLEXITY
+    calm = infer(router, easy, analyze_complexity=True, skip_cache=True)
+    analysis = calm.steps[0]
+    assert (analysis.index, analysis.model.name, analysis.decision) == (-1, "digits_complexity", common_pb2.DECISION_ANALYZED)
+    assert analysis.answer.confidence == pytest.approx(float(scores[easy]), abs=1e-5) and analysis.cost > 0
+    assert calm.plan.complexity_model == "digits_complexity"
+    assert calm.steps[1].model.name == "digits_linear" and calm.steps[1].decision != common_pb2.DECISION_SKIPPED
+    assert calm.total_cost == pytest.approx(sum(s.cost for s in calm.steps))
+    stormy = infer(router, hard, analyze_complexity=True, skip_cache=True)
+    skipped = stormy.steps[1]
+    assert (skipped.model.name, skipped.decision) == ("digits_linear", common_pb2.DECISION_SKIPPED)
+    assert "the cheapest tier is skipped" in skipped.reason
+    assert stormy.steps[2].model.name == "digits_mlp" and stormy.steps[2].cost > 0
+
+
+def test_experts_route_an_easy_image_to_the_cheap_model_and_a_hard_one_to_the_strong_one(router) -> None:
+    scores = complexity_scores()
+    chosen = {}
+    for index in (int(np.argmin(scores)), int(np.argmax(scores))):
+        response = infer(router, index, strategy=common_pb2.STRATEGY_EXPERT, skip_cache=True)
+        answered = [s for s in response.steps if s.decision == common_pb2.DECISION_ACCEPT]
+        assert len(answered) == 1 and response.steps[0].decision == common_pb2.DECISION_ANALYZED
+        assert response.answer.label == answered[0].answer.label
+        assert response.total_cost == pytest.approx(response.steps[0].cost + answered[0].cost)
+        chosen[index] = answered[0].model.name
+    assert list(chosen.values()) == ["digits_linear", "digits_ensemble"]
+
+
+def test_complexity_analysis_needs_a_task_that_declares_a_complexity_model(router) -> None:
+    request = router_service_pb2.InferRequest(
+        task="intents", inputs=[bytes_tensor("TEXT", ["turn on the lights"])], analyze_complexity=True
+    )
+    with pytest.raises(grpc.RpcError) as raised:
+        router.Infer(request, timeout=30)
+    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "inferscale.complexity_model" in raised.value.details()
 
 
 def test_a_failing_tier_is_reported_and_the_cascade_goes_on(troubled) -> None:

@@ -232,7 +232,7 @@ def test_the_semantic_threshold_is_above_every_cross_intent_similarity(
 
 
 def test_the_configs_declare_what_the_registry_reads() -> None:
-    from services.orchestrator.registry import parse_model
+    from services.orchestrator.registry import ROLE_EMBEDDING, parse_model
 
     name, params = _config_parameters("text_embedding")
     assert name == "text_embedding"
@@ -240,7 +240,7 @@ def test_the_configs_declare_what_the_registry_reads() -> None:
     assert params["inferscale.embedding_dim"] == str(EMBEDDING_DIM)
     assert "inferscale.task" not in params and "inferscale.tier" not in params
     registered = parse_model(name, 1, True, params)
-    assert registered.embeds and registered.cost > 1, registered.problem
+    assert registered.serves_as(ROLE_EMBEDDING) and registered.cost > 1, registered.problem
 
     name, params = _config_parameters("intent_classifier")
     assert name == "intent_classifier"

@@ -12,7 +12,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from inferscale.models.text_embedding import decode_texts
-from inferscale.models.triton_adapter import error_response
+from inferscale.models.triton_adapter import error_response, required_input
 
 INPUT = "TEXT"
 
@@ -36,12 +36,12 @@ class TextModel:
         assert self.predict is not None
         responses = []
         for request in requests:
-            tensor = pb_utils.get_input_tensor_by_name(request, INPUT)
-            if tensor is None:
-                responses.append(error_response(f"missing input tensor {INPUT!r}", pb_utils.TritonError.INVALID_ARG))
+            values, refused = required_input(request, INPUT)
+            if refused is not None:
+                responses.append(refused)
                 continue
             try:
-                texts = decode_texts(tensor.as_numpy())
+                texts = decode_texts(values)
             except (ValueError, TypeError) as exc:
                 responses.append(error_response(f"{INPUT}: {exc}", pb_utils.TritonError.INVALID_ARG))
                 continue

@@ -3,7 +3,9 @@
     python -m inferscale.models.train [--repository model_repository]
 
 writes ``<repository>/<name>/1/weights.npz`` for every model of
-:data:`inferscale.models.digits.MODEL_CLASSES` and prints each one's holdout accuracy. The split,
+:data:`inferscale.models.digits.MODEL_CLASSES` and prints each one's holdout accuracy, then the
+task's complexity model (:mod:`inferscale.models.complexity`) and its holdout AUC at telling
+the cheapest tier's mistakes. The split,
 the seeds and the epoch budgets are fixed, so on one machine a rerun writes the same bytes.
 """
 
@@ -15,8 +17,10 @@ import sys
 import time
 
 import numpy as np
+from sklearn.metrics import roc_auc_score
 
-from inferscale.models.digits import MODEL_CLASSES, WEIGHTS_FILE, DigitsModel, Split, load_split
+from inferscale.models.complexity import ComplexityModel
+from inferscale.models.digits import MODEL_CLASSES, WEIGHTS_FILE, DigitsModel, LinearSoftmax, Split, load_split
 
 DEFAULT_REPOSITORY = pathlib.Path(__file__).resolve().parents[2] / "model_repository"
 MODEL_VERSION = "1"
@@ -116,6 +120,16 @@ def main(argv: list[str] | None = None) -> int:
         (path,) = write_repository({cls.name: model}, args.repository)
         acc = accuracy(model, split.x_holdout, split.y_holdout)
         print(f"{cls.name:<18}{cls.tier:>5}{acc:>13.4f}{seconds:>9.1f}  {path}")
+    started = time.perf_counter()
+    complexity = ComplexityModel.fit(split.x_train, split.y_train)
+    seconds = time.perf_counter() - started
+    path = args.repository / ComplexityModel.name / MODEL_VERSION / WEIGHTS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    complexity.save_npz(path)
+    cheap = LinearSoftmax.fit(split.x_train, split.y_train)
+    wrong = cheap.predict_proba(split.x_holdout).argmax(axis=1) != split.y_holdout
+    auc = float(roc_auc_score(wrong, complexity.predict(split.x_holdout)[:, 0]))
+    print(f"{ComplexityModel.name:<18}{'-':>5}{'AUC ' + format(auc, '.4f'):>13}{seconds:>9.1f}  {path}")
     return 0
 
 

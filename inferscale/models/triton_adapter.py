@@ -61,12 +61,12 @@ class TritonPythonModel:
         """
         responses = []
         for request in requests:
-            tensor = pb_utils.get_input_tensor_by_name(request, INPUT)
-            if tensor is None:
-                responses.append(error_response(f"missing input tensor {INPUT!r}", pb_utils.TritonError.INVALID_ARG))
+            values, refused = required_input(request, INPUT)
+            if refused is not None:
+                responses.append(refused)
                 continue
             try:
-                images = validate_images(tensor.as_numpy())
+                images = validate_images(values)
             except ValueError as exc:
                 responses.append(error_response(f"{INPUT}: {exc}", pb_utils.TritonError.INVALID_ARG))
                 continue
@@ -97,6 +97,15 @@ class TritonPythonModel:
     def finalize(self) -> None:
         """Releases the weights."""
         self.model = None
+
+
+def required_input(request, name: str) -> tuple:  # type: ignore[no-untyped-def]
+    """The request's input ``name`` as a numpy array and None, or None and an INVALID_ARG error
+    response naming the missing input."""
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    if tensor is None:
+        return None, error_response(f"missing input tensor {name!r}", pb_utils.TritonError.INVALID_ARG)
+    return tensor.as_numpy(), None
 
 
 def error_response(message: str, code: int) -> pb_utils.InferenceResponse:

@@ -4,11 +4,12 @@ Pure logic, no gRPC. A cascade step's answer is judged in three bands: at or abo
 threshold it is accepted; below the escalate threshold it escalates; in between, it escalates
 only if the request is complex or the next tier's expected gain is worth its cost. Before a step
 starts, the remaining deadline and the cost ceiling may stop the cascade, which then returns the
-best answer so far.
+best answer so far. An expert plan picks the one model whose complexity band holds the score.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -112,3 +113,20 @@ def stop_before(
     if p95_ms is not None and remaining_ms is not None and p95_ms > remaining_ms:
         return f"recent p95 latency {p95_ms:.1f} ms exceeds the {remaining_ms:.1f} ms left of the deadline"
     return ""
+
+
+def choose_expert(bands: Sequence[tuple[float, float]], score: float) -> int:
+    """Returns the index of the expert band [low, high) that holds the complexity ``score`` (a band
+    ending at 1 includes 1). Between bands, or past them, the nearest band answers, the more
+    capable (higher) one on a tie. Raises ValueError without bands."""
+    if not bands:
+        raise ValueError("no expert bands")
+
+    def distance(band: tuple[float, float]) -> float:
+        low, high = band
+        if low <= score < high or (high >= 1.0 and score >= high):
+            return 0.0
+        return low - score if score < low else score - high
+
+    return min(range(len(bands)), key=lambda i: (distance(bands[i]), -bands[i][0]))
+

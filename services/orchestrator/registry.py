@@ -21,6 +21,10 @@ PARAM_REFINEMENT_INPUT = "inferscale.refinement_input"
 # Optional: the input (INT64, shape [1]) through which the model takes a seed and answers with a
 # fresh sample; adaptive search asks such a model for new answers more than once.
 PARAM_SAMPLING_INPUT = "inferscale.sampling_input"
+# Optional: the task's complexity model (see ROLE_COMPLEXITY), and the band of its scores,
+# "low-high", for which this model is the task's expert.
+PARAM_COMPLEXITY_MODEL = "inferscale.complexity_model"
+PARAM_EXPERT_COMPLEXITY = "inferscale.expert_complexity"
 # Optional: the semantic cache of the model's task: the input whose embedding keys it, the
 # embedding model that embeds that input (none: its FP32 values are the embedding), and the cosine
 # similarity a neighbour must reach.
@@ -29,9 +33,12 @@ PARAM_EMBEDDING_MODEL = "inferscale.embedding_model"
 PARAM_SEMANTIC_THRESHOLD = "inferscale.semantic_threshold"
 # "embedding" marks a model that turns inputs into embeddings for the semantic cache rather than
 # answering a task; it declares only its cost and, optionally, its output.
+# "complexity" marks one that scores how hard an input is, in [0, 1] (the chance that the task's
+# cheapest tier gets it wrong), for complexity analysis and experts; it declares the same.
 PARAM_ROLE = "inferscale.role"
 ROLE_EMBEDDING = "embedding"
-DEFAULT_EMBEDDING_OUTPUT = "EMBEDDING"
+ROLE_COMPLEXITY = "complexity"
+DEFAULT_OUTPUTS = {ROLE_EMBEDDING: "EMBEDDING", ROLE_COMPLEXITY: "COMPLEXITY"}
 REQUIRED_PARAMETERS = (PARAM_TASK, PARAM_TIER, PARAM_COST, PARAM_ANSWER_KIND, PARAM_CONFIDENCE, PARAM_OUTPUT)
 
 ANSWER_KINDS = frozenset({"class_probabilities"})
@@ -53,6 +60,11 @@ class RegisteredModel:
     output_name: str = ""
     refinement_input: str = ""
     sampling_input: str = ""
+    complexity_model: str = ""
+    # The band [expert_low, expert_high) of complexity scores this model is the expert for;
+    # expert_high 0: no expert.
+    expert_low: float = 0.0
+    expert_high: float = 0.0
     semantic_input: str = ""
     embedding_model: str = ""
     semantic_threshold: float = 0.0
@@ -64,13 +76,25 @@ class RegisteredModel:
         """Whether plans may use the model: a task model, ready, and its config declares all the registry needs."""
         return self.ready and not self.problem and not self.role
 
-    @property
-    def embeds(self) -> bool:
-        """Whether the model is a ready embedding model for the semantic cache."""
-        return self.ready and not self.problem and self.role == ROLE_EMBEDDING
+    def serves_as(self, role: str) -> bool:
+        """Whether the model is ready for the role: ROLE_EMBEDDING (the semantic cache's embeddings)
+        or ROLE_COMPLEXITY (complexity analysis)."""
+        return self.ready and not self.problem and self.role == role
 
 
-def _parse_embedding_model(name: str, version: int, ready: bool, parameters: Mapping[str, str]) -> RegisteredModel:
+def parse_expert_band(text: str) -> tuple[float, float]:
+    """Reads "low-high" (0 <= low < high <= 1); raises ValueError saying what is wrong."""
+    low_text, separator, high_text = text.partition("-")
+    try:
+        low, high = float(low_text), float(high_text)
+    except ValueError:
+        low, high = -1.0, -1.0
+    if not separator or not 0.0 <= low < high <= 1.0:
+        raise ValueError(f"{PARAM_EXPERT_COMPLEXITY} must be 'low-high' with 0 <= low < high <= 1, got {text!r}")
+    return low, high
+
+
+def _parse_helper_model(name: str, version: int, ready: bool, role: str, parameters: Mapping[str, str]) -> RegisteredModel:
     try:
         cost = float(parameters.get(PARAM_COST, ""))
     except ValueError:
@@ -81,8 +105,8 @@ def _parse_embedding_model(name: str, version: int, ready: bool, parameters: Map
         version,
         ready,
         cost=cost,
-        output_name=parameters.get(PARAM_OUTPUT, "").strip() or DEFAULT_EMBEDDING_OUTPUT,
-        role=ROLE_EMBEDDING,
+        output_name=parameters.get(PARAM_OUTPUT, "").strip() or DEFAULT_OUTPUTS[role],
+        role=role,
         problem=problem,
     )
 
@@ -90,10 +114,10 @@ def _parse_embedding_model(name: str, version: int, ready: bool, parameters: Map
 def parse_model(name: str, version: int, ready: bool, parameters: Mapping[str, str]) -> RegisteredModel:
     """Reads a model's declared metadata; a missing or malformed parameter becomes its ``problem``."""
     role = parameters.get(PARAM_ROLE, "").strip()
-    if role == ROLE_EMBEDDING:
-        return _parse_embedding_model(name, version, ready, parameters)
+    if role in DEFAULT_OUTPUTS:
+        return _parse_helper_model(name, version, ready, role, parameters)
     if role:
-        return RegisteredModel(name, version, ready, role=role, problem=f"{PARAM_ROLE} {role!r} is not one of ['embedding']")
+        return RegisteredModel(name, version, ready, role=role, problem=f"{PARAM_ROLE} {role!r} is not one of {sorted(DEFAULT_OUTPUTS)}")
     missing = [key for key in REQUIRED_PARAMETERS if not parameters.get(key, "").strip()]
     if missing:
         return RegisteredModel(
@@ -127,6 +151,12 @@ def parse_model(name: str, version: int, ready: bool, parameters: Mapping[str, s
             semantic_threshold = -1.0
         if not 0.0 < semantic_threshold <= 1.0 and not problem:
             problem = f"{PARAM_SEMANTIC_THRESHOLD} must be a number in (0, 1], got {parameters[PARAM_SEMANTIC_THRESHOLD]!r}"
+    expert_low, expert_high = 0.0, 0.0
+    if parameters.get(PARAM_EXPERT_COMPLEXITY, "").strip():
+        try:
+            expert_low, expert_high = parse_expert_band(parameters[PARAM_EXPERT_COMPLEXITY].strip())
+        except ValueError as error:
+            problem = problem or str(error)
     return RegisteredModel(
         name=name,
         version=version,
@@ -139,6 +169,9 @@ def parse_model(name: str, version: int, ready: bool, parameters: Mapping[str, s
         output_name=parameters[PARAM_OUTPUT],
         refinement_input=parameters.get(PARAM_REFINEMENT_INPUT, "").strip(),
         sampling_input=parameters.get(PARAM_SAMPLING_INPUT, "").strip(),
+        complexity_model=parameters.get(PARAM_COMPLEXITY_MODEL, "").strip(),
+        expert_low=expert_low,
+        expert_high=expert_high,
         semantic_input=parameters.get(PARAM_SEMANTIC_INPUT, "").strip(),
         embedding_model=parameters.get(PARAM_EMBEDDING_MODEL, "").strip(),
         semantic_threshold=max(semantic_threshold, 0.0),

@@ -33,10 +33,17 @@ from inferscale.v1 import (
     orchestrator_service_pb2_grpc,
 )
 from services.orchestrator.aggregation import mean_probability, plurality, vote_entropy, weighted_vote
-from services.orchestrator.escalation import NextTier, ReadAnswer, decide, read_class_probabilities, stop_before
+from services.orchestrator.escalation import (
+    NextTier,
+    ReadAnswer,
+    choose_expert,
+    decide,
+    read_class_probabilities,
+    stop_before,
+)
 from services.orchestrator.latency import RecentSteps
 from services.orchestrator.model_cache import L2, L3, ModelOutputCache, model_output_key
-from services.orchestrator.registry import RegisteredModel
+from services.orchestrator.registry import ROLE_COMPLEXITY, ROLE_EMBEDDING, RegisteredModel
 from services.orchestrator.registry_source import TritonRegistry
 from services.orchestrator.search import REFINE, SAMPLE, AdaptiveSearch, SearchMember
 from services.orchestrator.triton_pool import TritonPool
@@ -57,6 +64,9 @@ def _model_info(model: RegisteredModel) -> common_pb2.ModelInfo:
         output_name=model.output_name,
         refinement_input=model.refinement_input,
         sampling_input=model.sampling_input,
+        complexity_model=model.complexity_model,
+        expert_low=model.expert_low,
+        expert_high=model.expert_high,
         semantic_input=model.semantic_input,
         embedding_model=model.embedding_model,
         semantic_threshold=model.semantic_threshold,
@@ -104,7 +114,7 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
         self, request: orchestrator_service_pb2.EmbedRequest, context: grpc.aio.ServicerContext
     ) -> orchestrator_service_pb2.EmbedResponse:
         model = self._registry.snapshot.get(request.model_name)
-        if model is None or not model.embeds:
+        if model is None or not model.serves_as(ROLE_EMBEDDING):
             why = "is not in the registry" if model is None else (model.problem or "is not a ready embedding model")
             raise NotFound(f"model_name {request.model_name!r} {why}")
         validate_tensor(request.input, "input")
@@ -151,12 +161,17 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
             common_pb2.STRATEGY_ENSEMBLE,
             common_pb2.STRATEGY_REFINEMENT,
             common_pb2.STRATEGY_SEARCH,
+            common_pb2.STRATEGY_EXPERT,
         ):
             raise InvalidArgument(f"plan.strategy {plan.strategy} is not a strategy the orchestrator runs")
         if plan.strategy == common_pb2.STRATEGY_SEARCH and not 1 <= plan.max_calls <= MAX_SEARCH_CALLS:
             raise InvalidArgument(f"plan.max_calls {plan.max_calls} of a STRATEGY_SEARCH plan is outside [1, {MAX_SEARCH_CALLS}]")
         if plan.strategy != common_pb2.STRATEGY_SEARCH and plan.max_calls:
             raise InvalidArgument("plan.max_calls may be set only with strategy STRATEGY_SEARCH")
+        if plan.strategy == common_pb2.STRATEGY_EXPERT and not plan.complexity_model:
+            raise InvalidArgument("plan.complexity_model is required with strategy STRATEGY_EXPERT")
+        if not 0.0 <= plan.skip_complexity <= 1.0:
+            raise InvalidArgument(f"plan.skip_complexity {plan.skip_complexity} is outside [0, 1]")
         if plan.aggregation not in common_pb2.Aggregation.values():
             raise InvalidArgument(f"plan.aggregation {plan.aggregation} is not a known Aggregation value")
         if not (plan.cost_ceiling >= 0 and math.isfinite(plan.cost_ceiling)):
@@ -202,6 +217,8 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
             return await self._run_ensemble(request, models, context)
         if request.plan.strategy == common_pb2.STRATEGY_SEARCH:
             return await self._run_search(request, models, context)
+        if request.plan.strategy == common_pb2.STRATEGY_EXPERT:
+            return await self._run_expert(request, models, context)
         return await self._run_cascade(request, models, context)
 
     async def _call_model(
@@ -374,7 +391,17 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
     ) -> orchestrator_service_pb2.ExecuteResponse:
         plan = request.plan
         response = orchestrator_service_pb2.ExecuteResponse()
-        runnable = [index for index, model in enumerate(models) if model is not None]
+        complexity = plan.complexity
+        skip: dict[int, str] = {}
+        if plan.complexity_model:
+            score = await self._analyze(request, response, context)
+            if score is not None:
+                complexity = max(complexity, score)
+                tiers = sorted({model.tier for model in models if model is not None})
+                if plan.skip_complexity and score >= plan.skip_complexity and len(tiers) > 1:
+                    reason = f"complexity {score:.3f} >= {plan.skip_complexity:.3f}: the cheapest tier is skipped"
+                    skip = {i: reason for i, model in enumerate(models) if model is not None and model.tier == tiers[0]}
+        runnable = [index for index, model in enumerate(models) if model is not None and index not in skip]
         best: tuple[common_pb2.EscalationStep, list[common_pb2.InferTensor]] | None = None
         accepted = False
         # In a refinement plan each step refines the answer of the step before it.
@@ -385,6 +412,9 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
                 response.steps.append(
                     self._skipped(index, step)
                 )
+                continue
+            if index in skip:
+                response.steps.append(self._not_run(index, step, common_pb2.DECISION_SKIPPED, skip[index]))
                 continue
             if best is not None:
                 why = self._stop_reason(plan, model, response.total_cost, context)
@@ -418,7 +448,7 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
                     step.accept_threshold,
                     is_last=index == runnable[-1],
                     escalate_threshold=step.escalate_threshold if step.escalate_threshold > 0 else None,
-                    complexity=plan.complexity,
+                    complexity=complexity,
                     next_tier=next_tier,
                     min_gain_per_cost=self._min_gain_per_cost,
                 )
@@ -451,6 +481,93 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
                     reported_step.reason += "; accepted as the best answer so far"
         response.answer.CopyFrom(best[0].answer)
         response.outputs.extend(best[1])
+        return response
+
+    async def _analyze(
+        self,
+        request: orchestrator_service_pb2.ExecuteRequest,
+        response: orchestrator_service_pb2.ExecuteResponse,
+        context: grpc.aio.ServicerContext,
+    ) -> float | None:
+        """Runs the plan's complexity model on the request and reports it as a step (index -1).
+
+        Returns the score in [0, 1], or None when the model is missing or fails: the plan then
+        runs without it (a cascade as if unanalysed; an expert plan with its most capable expert).
+        """
+        name = request.plan.complexity_model
+        model = self._registry.snapshot.get(name)
+        analysis = common_pb2.EscalationStep(index=-1, model=common_pb2.ModelRef(name=name))
+        with TRACER.start_as_current_span(
+            "inferscale.complexity_analysis",
+            attributes={telemetry.ATTR_TASK: request.plan.task, telemetry.ATTR_MODEL: name},
+        ) as span:
+            if model is None or not model.serves_as(ROLE_COMPLEXITY):
+                analysis.decision = common_pb2.DECISION_FAILED
+                analysis.reason = f"complexity model {name!r} is not a ready model with inferscale.role complexity"
+            else:
+                started = time.perf_counter()
+                try:
+                    result = await self._triton.infer(model.name, 0, list(request.inputs), timeout_seconds=self._timeout(context))
+                    output = next((t for t in result.outputs if t.name == model.output_name), None)
+                    if output is None:
+                        raise ModelFailed(f"model {name} returned no output named {model.output_name!r}")
+                    values = to_numpy(output).reshape(-1)
+                    if values.size < 1 or not np.isfinite(values).all():
+                        raise ModelFailed(f"model {name}'s output {model.output_name!r} holds no finite score")
+                    score = float(np.clip(values.max(), 0.0, 1.0))
+                    analysis.model.version = result.model_version
+                    analysis.answer.CopyFrom(common_pb2.Answer(confidence=score))  # no label: not an answer to score
+                    analysis.decision = common_pb2.DECISION_ANALYZED
+                    analysis.reason = f"complexity {score:.3f}"
+                    analysis.cost = model.cost
+                except (ModelFailed, Unavailable) as error:
+                    analysis.decision = common_pb2.DECISION_FAILED
+                    analysis.reason = f"complexity model {name} failed: {error}"
+                analysis.latency_ms = (time.perf_counter() - started) * 1000
+            span.set_attributes(
+                {
+                    telemetry.ATTR_DECISION: common_pb2.Decision.Name(analysis.decision),
+                    telemetry.ATTR_REASON: analysis.reason,
+                    telemetry.ATTR_COST: analysis.cost,
+                    telemetry.ATTR_COMPLEXITY: analysis.answer.confidence,
+                }
+            )
+        self._record(request, response, analysis)
+        return analysis.answer.confidence if analysis.decision == common_pb2.DECISION_ANALYZED else None
+
+    async def _run_expert(
+        self,
+        request: orchestrator_service_pb2.ExecuteRequest,
+        models: list[RegisteredModel | None],
+        context: grpc.aio.ServicerContext,
+    ) -> orchestrator_service_pb2.ExecuteResponse:
+        """Scores the request's complexity, then runs the one expert whose band holds the score."""
+        plan = request.plan
+        response = orchestrator_service_pb2.ExecuteResponse()
+        experts = [(i, m) for i, m in enumerate(models) if m is not None and m.expert_high > 0]
+        for index, model in enumerate(models):
+            if model is None:
+                response.steps.append(self._skipped(index, plan.steps[index]))
+        if not experts:
+            raise NotFound("no step of the plan is a model that declares inferscale.expert_complexity")
+        score = await self._analyze(request, response, context)
+        if score is None:
+            index, model = max(experts, key=lambda e: e[1].expert_high)
+            reason = "no complexity score: the most capable expert answers"
+        else:
+            index, model = experts[choose_expert([(m.expert_low, m.expert_high) for _, m in experts], score)]
+            reason = f"complexity {score:.3f}, band [{model.expert_low:g}, {model.expert_high:g}): the expert answers"
+        step = plan.steps[index]
+        for other, _ in experts:
+            if other != index:
+                response.steps.append(self._not_run(other, plan.steps[other], common_pb2.DECISION_SKIPPED, "another expert's band holds the score"))
+        with self._step_span(plan, index, step, model) as span:
+            result, answer, latency_ms, served_by = await self._call_model(model, request, self._timeout(context))
+            reported = self._ran(index, step, model, result, answer, latency_ms, common_pb2.DECISION_ACCEPT, reason, served_by)
+            self._annotate(span, reported)
+            self._record(request, response, reported)
+        response.answer.CopyFrom(reported.answer)
+        response.outputs.extend(result.outputs)
         return response
 
     async def _run_search(

@@ -16,7 +16,7 @@ from inferscale.settings import (
     env_str,
     env_switch,
 )
-from services.router.planning import DEFAULT_SEARCH_CALLS, MAX_SEARCH_CALLS
+from services.router.planning import DEFAULT_SEARCH_CALLS, DEFAULT_SKIP_COMPLEXITY, MAX_SEARCH_CALLS
 
 
 def _search_max_calls() -> int:
@@ -81,6 +81,9 @@ class RouterConfig:
     shutdown_grace_seconds: float
     # INFERSCALE_SEARCH_MAX_CALLS: the model calls of an adaptive search whose request sets none.
     search_max_calls: int
+    # INFERSCALE_SKIP_COMPLEXITY: the complexity score at which a cascade that analyses complexity
+    # skips its cheapest tier; 0 never skips.
+    skip_complexity: float
 
     @classmethod
     def from_env(cls) -> RouterConfig:
@@ -102,6 +105,7 @@ class RouterConfig:
             policy_refresh_seconds=env_float("INFERSCALE_POLICY_REFRESH_SECONDS", 2.0, low=0.05, high=3600),
             exploration_rate=env_float("INFERSCALE_EXPLORATION_RATE", 0.0, low=0.0, high=1.0),
             search_max_calls=_search_max_calls(),
+            skip_complexity=env_float("INFERSCALE_SKIP_COMPLEXITY", DEFAULT_SKIP_COMPLEXITY, low=0.0, high=1.0),
             client_tokens_file=env_str("INFERSCALE_CLIENT_TOKENS_FILE", ""),
             max_in_flight=env_int("INFERSCALE_ROUTER_MAX_IN_FLIGHT", 256, minimum=1),
             finite_inputs=_non_finite_policy() == "reject",

@@ -19,6 +19,8 @@ MAX_TASK_CHARS = 128
 # An adaptive search's calls: the default, and the most a request may ask for.
 DEFAULT_SEARCH_CALLS = 8
 MAX_SEARCH_CALLS = 64
+# The complexity score at which an analysed cascade skips its cheapest tier.
+DEFAULT_SKIP_COMPLEXITY = 0.25
 
 
 def validate_request(request: router_service_pb2.InferRequest, *, finite_inputs: bool = True) -> None:
@@ -69,6 +71,8 @@ def validate_request(request: router_service_pb2.InferRequest, *, finite_inputs:
         raise InvalidArgument(f"max_calls {request.max_calls} is outside [0, {MAX_SEARCH_CALLS}] (0 means the default)")
     if request.max_calls and request.strategy != common_pb2.STRATEGY_SEARCH:
         raise InvalidArgument("max_calls may be set only with strategy STRATEGY_SEARCH")
+    if request.analyze_complexity and request.strategy not in (common_pb2.STRATEGY_UNSPECIFIED, common_pb2.STRATEGY_CASCADE):
+        raise InvalidArgument("analyze_complexity may be set only with a cascade (STRATEGY_EXPERT always analyses)")
     if request.member_weights and request.strategy != common_pb2.STRATEGY_ENSEMBLE:
         raise InvalidArgument("member_weights may be set only with strategy STRATEGY_ENSEMBLE")
     weighted_tiers: set[int] = set()
@@ -93,6 +97,7 @@ def build_plan(
     default_escalate_threshold: float | None = None,
     *,
     default_max_calls: int = DEFAULT_SEARCH_CALLS,
+    skip_complexity: float = DEFAULT_SKIP_COMPLEXITY,
 ) -> common_pb2.Plan:
     """Builds the plan for a validated request from the task's routable models, cheapest tier first.
 
@@ -101,6 +106,8 @@ def build_plan(
     threshold never exceeds the accept threshold. A cost ceiling below the first step's cost is
     refused; an ensemble keeps the cheapest members that fit under it. An adaptive search may
     call every model, up to ``max_calls`` times in all (the request's, else ``default_max_calls``).
+    Complexity analysis (a cascade that asks for it, and every expert plan) puts the task's
+    complexity model in the plan; a cascade then skips its cheapest tier at ``skip_complexity``.
     """
     if not models:
         raise NotFound(f"task {request.task!r} has no routable model in the registry")
@@ -126,6 +133,15 @@ def build_plan(
             if not refiners:
                 raise NotFound(f"task {request.task!r} has no model that declares inferscale.refinement_input")
             chosen = [chosen[0], *refiners]
+        if strategy == common_pb2.STRATEGY_EXPERT:
+            chosen = [m for m in chosen if m.expert_high > 0]
+            if not chosen:
+                raise NotFound(f"task {request.task!r} has no model that declares inferscale.expert_complexity")
+    complexity_model = ""
+    if request.analyze_complexity or strategy == common_pb2.STRATEGY_EXPERT:
+        complexity_model = next((m.complexity_model for m in chosen if m.complexity_model), "")
+        if not complexity_model:
+            raise NotFound(f"task {request.task!r} has no model that declares inferscale.complexity_model")
     ceiling = request.cost_ceiling
     if ceiling and chosen[0].cost > ceiling:
         raise InvalidArgument(
@@ -149,6 +165,8 @@ def build_plan(
         cost_ceiling=ceiling,
         aggregation=aggregation,
         max_calls=(request.max_calls or default_max_calls) if strategy == common_pb2.STRATEGY_SEARCH else 0,
+        complexity_model=complexity_model,
+        skip_complexity=skip_complexity if complexity_model and strategy == common_pb2.STRATEGY_CASCADE else 0.0,
         steps=[
             common_pb2.PlanStep(
                 model=common_pb2.ModelRef(name=m.model.name, version=m.model.version),

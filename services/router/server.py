@@ -76,6 +76,7 @@ async def create_server(config: RouterConfig) -> Router:
         semantic_audit_rate=config.semantic_audit_rate,
         exploration_rate=config.exploration_rate,
         search_max_calls=config.search_max_calls,
+        skip_complexity=config.skip_complexity,
         clients=ClientTokens.from_file(config.client_tokens_file) if config.client_tokens_file else None,
         finite_inputs=config.finite_inputs,
     )

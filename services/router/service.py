@@ -27,7 +27,14 @@ from inferscale.v1 import (
     router_service_pb2,
     router_service_pb2_grpc,
 )
-from services.router.planning import DEFAULT_SEARCH_CALLS, build_plan, produced_by_current_versions, result_key, validate_request
+from services.router.planning import (
+    DEFAULT_SEARCH_CALLS,
+    DEFAULT_SKIP_COMPLEXITY,
+    build_plan,
+    produced_by_current_versions,
+    result_key,
+    validate_request,
+)
 from services.router.policy import PublishedPolicy, with_policy
 from services.router.semantic import embedding_source, semantic_namespace
 
@@ -132,6 +139,7 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
         semantic_audit_rate: float = 0.0,
         exploration_rate: float = 0.0,
         search_max_calls: int = DEFAULT_SEARCH_CALLS,
+        skip_complexity: float = DEFAULT_SKIP_COMPLEXITY,
         clients: ClientTokens | None = None,
         finite_inputs: bool = True,
         sample: Callable[[], float] = random.random,
@@ -148,6 +156,7 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
         self._semantic_audit_rate = semantic_audit_rate
         self._exploration_rate = exploration_rate
         self._search_max_calls = search_max_calls
+        self._skip_complexity = skip_complexity
         self._clients = clients
         self._finite_inputs = finite_inputs
         self._policies = policies
@@ -205,7 +214,12 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
         explore = bool(self._exploration_rate) and self._sample() < self._exploration_rate
         planned, response.policy_version = with_policy(request, self._policies.current(request.task), explore)
         plan = build_plan(
-            planned, models, self._default_threshold, self._default_escalate_threshold, default_max_calls=self._search_max_calls
+            planned,
+            models,
+            self._default_threshold,
+            self._default_escalate_threshold,
+            default_max_calls=self._search_max_calls,
+            skip_complexity=self._skip_complexity,
         )
         response.plan.CopyFrom(plan)
         span = trace.get_current_span()
