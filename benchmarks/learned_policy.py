@@ -27,7 +27,7 @@ import grpc
 import numpy as np
 import tritonclient.grpc.aio as triton_aio
 
-from benchmarks.strategies import RESULTS, Config, run_config
+from benchmarks.strategies import RESULTS, Config, calibrate_compute, run_config
 from inferscale.models.digits import load_split
 from inferscale.suite import Suite, SuitePorts
 from inferscale.tensors import from_numpy
@@ -90,6 +90,8 @@ async def run(suite: Suite, concurrency: int, target: float) -> tuple[monitor_se
         raise RuntimeError(f"policy v{proposed.version} was not published after shadow evaluation: {current}")
     print(f"  published v{policy.version}: shadow accuracy {policy.shadow_accuracy:.4f} on {policy.shadow_requests} requests", flush=True)
     await applied_policy(router, images[half_b[0]], f"digits/v{policy.version}")
+    print("  calibrating each model's compute per inference ...", flush=True)
+    calibrated = await calibrate_compute(triton, images)
     configs = [
         Config("top tier alone (digits_ensemble)", "single", {"strategy": common_pb2.STRATEGY_SINGLE, "model_name": "digits_ensemble"}),
         Config("cascade, default thresholds 0.90/0.70", "cascade", {"confidence_threshold": 0.90, "escalate_threshold": 0.70}),
@@ -112,7 +114,7 @@ async def run(suite: Suite, concurrency: int, target: float) -> tuple[monitor_se
     rows = []
     for config in configs:
         print(f"  half B ({len(half_b)} digits): {config.name} ...", flush=True)
-        rows.append(await run_config(router, triton, config, images[half_b], labels[half_b], concurrency))
+        rows.append(await run_config(router, triton, config, images[half_b], labels[half_b], concurrency, calibrated))
     await router_channel.close()
     await monitor_channel.close()
     await triton.close()
@@ -128,7 +130,7 @@ def table(policy: monitor_service_pb2.RoutingPolicy, rows: list[dict]) -> str:
         f"(accuracy {policy.shadow_accuracy:.4f}, cost {policy.shadow_cost:.2f}) and published.",
         "Applied by the router to half B, which neither learning nor shadow saw:",
         "",
-        "| configuration | accuracy | reaches the target | cost units | compute µs/request | compute vs top tier |",
+        "| configuration | accuracy | reaches the target | cost units | compute µs/request (Triton, calibrated) | compute vs top tier |",
         "| --- | ---: | :---: | ---: | ---: | ---: |",
     ]
     cascades, ensembles = [r for r in rows if r["kind"] != "ensemble"], [r for r in rows if r["kind"] == "ensemble"]

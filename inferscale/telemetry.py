@@ -4,6 +4,9 @@ Export follows the standard variables: spans leave the process only when
 ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``) is set and
 ``OTEL_TRACES_EXPORTER`` is not ``none``; ``OTEL_EXPORTER_OTLP_PROTOCOL`` picks ``http/protobuf``
 (the default, the protocol Triton speaks too) or ``grpc``. Sampling follows ``OTEL_TRACES_SAMPLER``.
+``OTEL_SDK_DISABLED=true`` turns tracing off altogether: no provider and no gRPC instrumentation,
+so spans are no-ops that cost nothing (benchmarks/router_overhead.py measured the instrumentation
+alone, exporting nothing, at a measurable share of each hop).
 """
 
 from __future__ import annotations
@@ -94,6 +97,9 @@ def setup_telemetry(service_name: str) -> TracerProvider:
         {"service.name": service_name, "service.namespace": "inferscale"}
     )
     provider = TracerProvider(resource=resource)
+    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        # Returned for the caller's shutdown(), never installed: the global tracer stays a no-op.
+        return provider
     exporter = _otlp_exporter()
     if exporter is not None:
         provider.add_span_processor(BatchSpanProcessor(exporter))
