@@ -1,4 +1,4 @@
-"""Accuracy versus compute for each model alone, the cascade at several threshold pairs, the ensemble, complexity analysis, experts and adaptive search.
+"""Accuracy versus compute of every strategy: each model alone, cascades, ensemble, complexity, experts and search.
 
     python -m benchmarks.strategies [--requests 719] [--concurrency 4]
 

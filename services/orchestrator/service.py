@@ -560,7 +560,10 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
         step = plan.steps[index]
         for other, _ in experts:
             if other != index:
-                response.steps.append(self._not_run(other, plan.steps[other], common_pb2.DECISION_SKIPPED, "another expert's band holds the score"))
+                passed_over = self._not_run(
+                    other, plan.steps[other], common_pb2.DECISION_SKIPPED, "another expert's band holds the score"
+                )
+                response.steps.append(passed_over)
         with self._step_span(plan, index, step, model) as span:
             result, answer, latency_ms, served_by = await self._call_model(model, request, self._timeout(context))
             reported = self._ran(index, step, model, result, answer, latency_ms, common_pb2.DECISION_ACCEPT, reason, served_by)
@@ -604,7 +607,9 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
             if search.candidates:
                 why = self._stop_reason(plan, model, response.total_cost, context)
                 if why:
-                    stopped = self._not_run(index, step, common_pb2.DECISION_STOPPED, f"{why}; the search's answer so far is returned")
+                    stopped = self._not_run(
+                        index, step, common_pb2.DECISION_STOPPED, f"{why}; the search's answer so far is returned"
+                    )
                     stopped.search_action = action
                     response.steps.append(stopped)
                     break
