@@ -297,6 +297,11 @@ def test_experts_route_an_easy_image_to_the_cheap_model_and_a_hard_one_to_the_st
         assert response.total_cost == pytest.approx(response.steps[0].cost + answered[0].cost)
         chosen[index] = answered[0].model.name
     assert list(chosen.values()) == ["digits_linear", "digits_ensemble"]
+    # Under a cost ceiling the hard image goes to the most capable expert that fits.
+    capped = infer(router, int(np.argmax(scores)), strategy=common_pb2.STRATEGY_EXPERT, cost_ceiling=3.0, skip_cache=True)
+    answered = [s for s in capped.steps if s.decision == common_pb2.DECISION_ACCEPT]
+    assert [s.model.name for s in answered] == ["digits_mlp"] and "over the cost ceiling" in answered[0].reason
+    assert capped.total_cost <= 3.0
 
 
 def test_complexity_analysis_needs_a_task_that_declares_a_complexity_model(router) -> None:

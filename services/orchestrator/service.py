@@ -557,6 +557,14 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
         else:
             index, model = experts[choose_expert([(m.expert_low, m.expert_high) for _, m in experts], score)]
             reason = f"complexity {score:.3f}, band [{model.expert_low:g}, {model.expert_high:g}): the expert answers"
+        left = plan.cost_ceiling - response.total_cost if plan.cost_ceiling else math.inf
+        if model.cost > left:
+            # The cost ceiling comes first: the most capable expert that still fits answers.
+            affordable = [e for e in experts if e[1].cost <= left]
+            if not affordable:
+                raise InvalidArgument(f"cost_ceiling {plan.cost_ceiling} leaves {left:g} after the analysis: no expert fits")
+            index, model = max(affordable, key=lambda e: e[1].expert_high)
+            reason += f"; over the cost ceiling {plan.cost_ceiling:g}, so {model.name}, the most capable that fits, answers"
         step = plan.steps[index]
         for other, _ in experts:
             if other != index:
