@@ -64,7 +64,23 @@ def test_a_policy_learned_from_feedback_is_published_after_shadow_applied_live_a
 
         before = infer(0, skip_cache=True)
         assert before.policy_version == "defaults"
+        # An accuracy target before any feedback: the target itself is the threshold.
+        aimed = infer(0, target_accuracy=0.97, skip_cache=True)
+        assert aimed.policy_version == "target"
+        assert {step.accept_threshold for step in aimed.plan.steps} == {0.97}
         explore_with_feedback(range(LEARN))
+        # With feedback, the thresholds the monitor learns for that target.
+        learned = monitor.GetRoutingPolicy(
+            monitor_service_pb2.GetRoutingPolicyRequest(task="digits", target_accuracy=0.97), timeout=10
+        )
+        learned_thresholds = {t.tier: t.accept_threshold for t in learned.tier_thresholds}
+
+        def aimed_with_feedback() -> router_service_pb2.InferResponse | None:
+            response = infer(1, target_accuracy=0.97, skip_cache=True)
+            return response if response.policy_version == f"digits/target-0.97/{learned.version}" else None
+
+        aimed = eventually(aimed_with_feedback, timeout_seconds=10, what="the router to take the thresholds learned for the target")
+        assert {s.tier: s.accept_threshold for s in aimed.plan.steps if s.tier in learned_thresholds} == learned_thresholds
         with pytest.raises(grpc.RpcError) as raised:
             monitor.ProposeRoutingPolicy(monitor_service_pb2.ProposeRoutingPolicyRequest(task=""), timeout=5)
         assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -226,3 +226,17 @@ def test_analysis_and_experts_need_a_task_that_declares_them() -> None:
         build_plan(request(strategy=common_pb2.STRATEGY_EXPERT), MODELS, 0.9)
     with pytest.raises(InvalidArgument, match="analyze_complexity may be set only with a cascade"):
         validate_request(request(strategy=common_pb2.STRATEGY_ENSEMBLE, analyze_complexity=True))
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"target_accuracy": 1.5}, r"target_accuracy 1\.5 is outside \[0, 1\]"),
+        ({"target_accuracy": float("nan")}, "target_accuracy nan is outside"),
+        ({"target_accuracy": 0.9, "strategy": common_pb2.STRATEGY_ENSEMBLE}, "target_accuracy may be set only with a cascade"),
+        ({"target_accuracy": 0.9, "confidence_threshold": 0.8}, "target_accuracy replaces thresholds"),
+    ],
+)
+def test_malformed_accuracy_targets_are_refused(fields: dict, named: str) -> None:
+    with pytest.raises(InvalidArgument, match=named):
+        validate_request(request(**fields))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from inferscale.v1 import common_pb2, monitor_service_pb2, router_service_pb2
-from services.router.policy import PublishedPolicy, with_policy
+from services.router.policy import PublishedPolicy, TargetPolicy, with_policy
 
 POLICY = PublishedPolicy("digits", 3, {1: 0.95, 2: 0.8})
 
@@ -58,3 +58,14 @@ def test_a_policys_weights_come_from_its_proto() -> None:
         version=4, task="digits", ensemble_weights=[common_pb2.TierWeight(tier=2, weight=3.8)]
     )
     assert PublishedPolicy.from_proto(policy) == PublishedPolicy("digits", 4, {}, {2: 3.8})
+
+
+def test_an_accuracy_target_takes_the_thresholds_learned_for_it_or_serves_as_the_threshold() -> None:
+    aimed = router_service_pb2.InferRequest(task="digits", target_accuracy=0.98)
+    learned = TargetPolicy("digits", 0.98, "abc123", {1: 0.85, 2: 0.8})
+    planned, source = with_policy(aimed, POLICY, explore=True, target=learned)  # the target wins over both
+    assert source == "digits/target-0.98/abc123"
+    assert [(t.tier, t.accept_threshold) for t in planned.tier_thresholds] == [(1, 0.85), (2, 0.8)]
+    assert planned.target_accuracy == 0.0 and aimed.target_accuracy == 0.98
+    fallback, source = with_policy(aimed, POLICY, explore=False, target=None)
+    assert (source, fallback.confidence_threshold, list(fallback.tier_thresholds)) == ("target", 0.98, [])

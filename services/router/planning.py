@@ -73,6 +73,14 @@ def validate_request(request: router_service_pb2.InferRequest, *, finite_inputs:
         raise InvalidArgument("max_calls may be set only with strategy STRATEGY_SEARCH")
     if request.analyze_complexity and request.strategy not in (common_pb2.STRATEGY_UNSPECIFIED, common_pb2.STRATEGY_CASCADE):
         raise InvalidArgument("analyze_complexity may be set only with a cascade (STRATEGY_EXPERT always analyses)")
+    target = request.target_accuracy
+    if math.isnan(target) or not 0.0 <= target <= 1.0:
+        raise InvalidArgument(f"target_accuracy {target} is outside [0, 1] (0 means none)")
+    if target and request.strategy not in (common_pb2.STRATEGY_UNSPECIFIED, common_pb2.STRATEGY_CASCADE):
+        raise InvalidArgument("target_accuracy may be set only with a cascade")
+    if target and (request.confidence_threshold or request.escalate_threshold or request.tier_thresholds):
+        raise InvalidArgument("target_accuracy replaces thresholds: set it or confidence_threshold, escalate_threshold "
+                              "and tier_thresholds, not both")
     if request.member_weights and request.strategy != common_pb2.STRATEGY_ENSEMBLE:
         raise InvalidArgument("member_weights may be set only with strategy STRATEGY_ENSEMBLE")
     weighted_tiers: set[int] = set()

@@ -12,6 +12,8 @@ from inferscale.v1 import common_pb2, monitor_service_pb2, router_service_pb2
 FROM_REQUEST = "request"
 FROM_DEFAULTS = "defaults"
 EXPLORATION = "exploration"
+# A request's accuracy target used as its threshold, before the monitor can learn thresholds for it.
+FROM_TARGET = "target"
 CASCADES = (common_pb2.STRATEGY_UNSPECIFIED, common_pb2.STRATEGY_CASCADE)
 
 
@@ -44,16 +46,47 @@ class PublishedPolicy:
         )
 
 
+@dataclass(frozen=True)
+class TargetPolicy:
+    """The per-tier thresholds the monitor learned for a task and an accuracy target."""
+
+    task: str
+    target: float
+    # The learned policy's digest (GetRoutingPolicyResponse.version).
+    version: str
+    thresholds: dict[int, float]
+
+    @property
+    def label(self) -> str:
+        """How responses and spans name it: "<task>/target-<target>/<digest>"."""
+        return f"{self.task}/target-{self.target:g}/{self.version}"
+
+
 def with_policy(
-    request: router_service_pb2.InferRequest, policy: PublishedPolicy | None, explore: bool
+    request: router_service_pb2.InferRequest,
+    policy: PublishedPolicy | None,
+    explore: bool,
+    target: TargetPolicy | None = None,
 ) -> tuple[router_service_pb2.InferRequest, str]:
     """Returns the request to plan from and what set its thresholds.
 
     A request that sets any threshold keeps them; policies and exploration apply only to
     cascades. Exploration runs every tier (threshold 1.0), so that feedback on it can teach and
     check policies; its answer is the top tier's. An ensemble that sets no member weights gets
-    the policy's learned ones.
+    the policy's learned ones. A request with an accuracy target gets the thresholds learned for
+    it (``target``), or, before there are any, the target as its confidence threshold.
     """
+    if request.target_accuracy:
+        aimed = router_service_pb2.InferRequest()
+        aimed.CopyFrom(request)
+        aimed.target_accuracy = 0.0
+        if target is None:
+            aimed.confidence_threshold = request.target_accuracy
+            return aimed, FROM_TARGET
+        aimed.tier_thresholds.extend(
+            common_pb2.TierThresholds(tier=tier, accept_threshold=threshold) for tier, threshold in sorted(target.thresholds.items())
+        )
+        return aimed, target.label
     if request.strategy == common_pb2.STRATEGY_ENSEMBLE:
         if request.member_weights:
             return request, FROM_REQUEST

@@ -35,7 +35,7 @@ from services.router.planning import (
     result_key,
     validate_request,
 )
-from services.router.policy import PublishedPolicy, with_policy
+from services.router.policy import PublishedPolicy, TargetPolicy, with_policy
 from services.router.semantic import embedding_source, semantic_namespace
 
 LOG = logging.getLogger(__name__)
@@ -89,10 +89,33 @@ class PolicyWatcher:
         self._catalog = catalog
         self._refresh = refresh_seconds
         self._policies: dict[str, PublishedPolicy] = {}
+        # (task, target) -> (when it expires, the learned thresholds or None while none can be learned)
+        self._targets: dict[tuple[str, float], tuple[float, TargetPolicy | None]] = {}
 
     def current(self, task: str) -> PublishedPolicy | None:
         """The task's published policy as last read, if any."""
         return self._policies.get(task)
+
+    async def for_target(self, task: str, target: float) -> TargetPolicy | None:
+        """The thresholds the monitor learns for ``task`` at accuracy ``target``, cached for a refresh
+        interval; None while it has no feedback to learn them from, or cannot be reached."""
+        key = (task, round(target, 4))
+        cached = self._targets.get(key)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        learned = None
+        if self._monitor is not None:
+            try:
+                reply = await self._monitor.GetRoutingPolicy(
+                    monitor_service_pb2.GetRoutingPolicyRequest(task=task, target_accuracy=key[1]), timeout=2.0
+                )
+                thresholds = {t.tier: t.accept_threshold for t in reply.tier_thresholds}
+                learned = TargetPolicy(task, key[1], reply.version, thresholds)
+            except grpc.aio.AioRpcError as error:
+                if error.code() != grpc.StatusCode.FAILED_PRECONDITION:
+                    LOG.warning("no thresholds for %s at target %g: %s", task, target, error.code().name)
+        self._targets[key] = (time.monotonic() + self._refresh, learned)
+        return learned
 
     async def refresh(self) -> None:
         """Reads every task's published policy once."""
@@ -212,7 +235,8 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
         validate_request(request, finite_inputs=self._finite_inputs)
         models = await self._catalog.routable(request.task)
         explore = bool(self._exploration_rate) and self._sample() < self._exploration_rate
-        planned, response.policy_version = with_policy(request, self._policies.current(request.task), explore)
+        target = await self._policies.for_target(request.task, request.target_accuracy) if request.target_accuracy else None
+        planned, response.policy_version = with_policy(request, self._policies.current(request.task), explore, target)
         plan = build_plan(
             planned,
             models,
