@@ -27,23 +27,29 @@ NUMPY_DTYPES: dict[str, np.dtype] = {
 }
 
 
-def _validate_bytes_elements(tensor: common_pb2.InferTensor, field: str) -> None:
-    """Checks Triton's raw BYTES layout: each element a 4-byte little-endian length, then that many bytes."""
+def bytes_elements(tensor: common_pb2.InferTensor, field: str) -> list[bytes]:
+    """The elements of a BYTES tensor in Triton's raw layout (each a 4-byte little-endian length,
+    then that many bytes); raises InvalidArgument, naming ``field``, when the layout is broken."""
     raw = tensor.raw_contents
     expected = math.prod(tensor.shape)
-    offset = count = 0
+    offset = 0
+    elements = []
     while offset < len(raw):
         if offset + 4 > len(raw):
-            raise InvalidArgument(f"{field}.raw_contents ends inside the 4-byte length of BYTES element {count}")
+            raise InvalidArgument(f"{field}.raw_contents ends inside the 4-byte length of BYTES element {len(elements)}")
         length = int.from_bytes(raw[offset : offset + 4], "little")
+        if offset + 4 + length > len(raw):
+            raise InvalidArgument(
+                f"{field}.raw_contents BYTES element {len(elements)} declares {length} bytes past the end"
+            )
+        elements.append(raw[offset + 4 : offset + 4 + length])
         offset += 4 + length
-        if offset > len(raw):
-            raise InvalidArgument(f"{field}.raw_contents BYTES element {count} declares {length} bytes past the end")
-        count += 1
+    count = len(elements)
     if count != expected:
         raise InvalidArgument(
             f"{field}.raw_contents holds {count} BYTES elements, but shape {list(tensor.shape)} needs {expected}"
         )
+    return elements
 
 
 def validate_tensor(tensor: common_pb2.InferTensor, field: str) -> None:
@@ -61,7 +67,7 @@ def validate_tensor(tensor: common_pb2.InferTensor, field: str) -> None:
     if 0 in tensor.shape:
         raise InvalidArgument(f"{field}.shape {list(tensor.shape)} holds no elements; there is nothing to infer")
     if dtype is None:
-        _validate_bytes_elements(tensor, field)
+        bytes_elements(tensor, field)
         return
     expected = math.prod(tensor.shape) * dtype.itemsize
     if len(tensor.raw_contents) != expected:

@@ -89,3 +89,13 @@ def test_a_complexity_model_scores_but_is_never_routed_to_and_experts_declare_th
     for band in ("0.3", "0.5-0.2", "a-b", "0-1.5"):
         bad = parse_model("cheap", 1, True, {**GOOD, "inferscale.expert_complexity": band})
         assert not bad.routable and "inferscale.expert_complexity must be 'low-high'" in bad.problem
+
+
+def test_a_grid_answer_reads_its_confidence_from_the_declared_score_output() -> None:
+    grid = {**GOOD, "inferscale.answer_kind": "grid", "inferscale.confidence": "score_output", "inferscale.score_output": "SCORE"}
+    model = parse_model("solver", 1, True, grid)
+    assert model.routable and (model.answer_kind, model.score_output) == ("grid", "SCORE")
+    unscored = parse_model("solver", 1, True, {**grid, "inferscale.score_output": ""})
+    assert not unscored.routable and "needs inferscale.score_output" in unscored.problem
+    mismatched = parse_model("solver", 1, True, {**grid, "inferscale.confidence": "max_probability"})
+    assert not mismatched.routable and "of answer kind 'grid' must be 'score_output'" in mismatched.problem

@@ -9,10 +9,13 @@ best answer so far. An expert plan picks the one model whose complexity band hol
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from inferscale.arc.tasks import to_grid
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,19 @@ def read_class_probabilities(probabilities: np.ndarray) -> ReadAnswer:
     winners = rows.argmax(axis=1)
     confidence = float(rows.max(axis=1).min())
     return ReadAnswer(label=",".join(str(int(c)) for c in winners), confidence=confidence)
+
+
+def read_grid(answer: bytes, score: np.ndarray) -> ReadAnswer:
+    """Reads a grid answer: ``answer`` the grid as JSON (rows of integers 0-9), ``score`` one value
+    in [0, 1]. The label is the grid's compact JSON, so that equal grids are equal labels."""
+    try:
+        grid = to_grid(json.loads(answer), "the answer grid")
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValueError(f"the answer is not a grid: {error}") from None
+    values = np.asarray(score, dtype=np.float64).reshape(-1)
+    if values.size != 1 or not 0.0 <= float(values[0]) <= 1.0:
+        raise ValueError(f"the score must be one number in [0, 1], got {values.tolist()[:4]}")
+    return ReadAnswer(label=json.dumps([list(row) for row in grid], separators=(",", ":")), confidence=float(values[0]))
 
 
 @dataclass(frozen=True)

@@ -41,8 +41,15 @@ ROLE_COMPLEXITY = "complexity"
 DEFAULT_OUTPUTS = {ROLE_EMBEDDING: "EMBEDDING", ROLE_COMPLEXITY: "COMPLEXITY"}
 REQUIRED_PARAMETERS = (PARAM_TASK, PARAM_TIER, PARAM_COST, PARAM_ANSWER_KIND, PARAM_CONFIDENCE, PARAM_OUTPUT)
 
-ANSWER_KINDS = frozenset({"class_probabilities"})
-CONFIDENCE_METHODS = frozenset({"max_probability"})
+# Each answer kind and how its confidence is read: class probabilities by their maximum; a grid
+# (an ARC-style output: BYTES [1] holding the grid as JSON) from the score output the config
+# names in inferscale.score_output (FP32 [1] in [0, 1]).
+CLASS_PROBABILITIES = "class_probabilities"
+GRID = "grid"
+CONFIDENCE_OF = {CLASS_PROBABILITIES: "max_probability", GRID: "score_output"}
+ANSWER_KINDS = frozenset(CONFIDENCE_OF)
+CONFIDENCE_METHODS = frozenset(CONFIDENCE_OF.values())
+PARAM_SCORE_OUTPUT = "inferscale.score_output"
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,7 @@ class RegisteredModel:
     output_name: str = ""
     refinement_input: str = ""
     sampling_input: str = ""
+    score_output: str = ""
     complexity_model: str = ""
     # The band [expert_low, expert_high) of complexity scores this model is the expert for;
     # expert_high 0: no expert.
@@ -141,8 +149,11 @@ def parse_model(name: str, version: int, ready: bool, parameters: Mapping[str, s
         problem = f"{PARAM_COST} must be positive, got {cost}"
     elif parameters[PARAM_ANSWER_KIND] not in ANSWER_KINDS:
         problem = f"{PARAM_ANSWER_KIND} {parameters[PARAM_ANSWER_KIND]!r} is not one of {sorted(ANSWER_KINDS)}"
-    elif parameters[PARAM_CONFIDENCE] not in CONFIDENCE_METHODS:
-        problem = f"{PARAM_CONFIDENCE} {parameters[PARAM_CONFIDENCE]!r} is not one of {sorted(CONFIDENCE_METHODS)}"
+    elif parameters[PARAM_CONFIDENCE] != CONFIDENCE_OF[parameters[PARAM_ANSWER_KIND]]:
+        kind = parameters[PARAM_ANSWER_KIND]
+        problem = f"{PARAM_CONFIDENCE} of answer kind {kind!r} must be {CONFIDENCE_OF[kind]!r}, not {parameters[PARAM_CONFIDENCE]!r}"
+    elif parameters[PARAM_ANSWER_KIND] == GRID and not parameters.get(PARAM_SCORE_OUTPUT, "").strip():
+        problem = f"answer kind 'grid' needs {PARAM_SCORE_OUTPUT}, the output holding the answer's score"
     semantic_threshold = 0.0
     if parameters.get(PARAM_SEMANTIC_THRESHOLD, "").strip():
         try:
@@ -169,6 +180,7 @@ def parse_model(name: str, version: int, ready: bool, parameters: Mapping[str, s
         output_name=parameters[PARAM_OUTPUT],
         refinement_input=parameters.get(PARAM_REFINEMENT_INPUT, "").strip(),
         sampling_input=parameters.get(PARAM_SAMPLING_INPUT, "").strip(),
+        score_output=parameters.get(PARAM_SCORE_OUTPUT, "").strip(),
         complexity_model=parameters.get(PARAM_COMPLEXITY_MODEL, "").strip(),
         expert_low=expert_low,
         expert_high=expert_high,

@@ -24,7 +24,7 @@ from inferscale.errors import (
     grpc_errors,
 )
 from inferscale.events import EventSender
-from inferscale.tensors import from_numpy, to_numpy, validate_tensor
+from inferscale.tensors import bytes_elements, from_numpy, to_numpy, validate_tensor
 from inferscale.triton.client import InferResult
 from inferscale.v1 import (
     common_pb2,
@@ -39,11 +39,12 @@ from services.orchestrator.escalation import (
     choose_expert,
     decide,
     read_class_probabilities,
+    read_grid,
     stop_before,
 )
 from services.orchestrator.latency import RecentSteps
 from services.orchestrator.model_cache import L2, L3, ModelOutputCache, model_output_key
-from services.orchestrator.registry import ROLE_COMPLEXITY, ROLE_EMBEDDING, RegisteredModel
+from services.orchestrator.registry import GRID, ROLE_COMPLEXITY, ROLE_EMBEDDING, RegisteredModel
 from services.orchestrator.registry_source import TritonRegistry
 from services.orchestrator.search import REFINE, SAMPLE, AdaptiveSearch, SearchMember
 from services.orchestrator.triton_pool import TritonPool
@@ -276,8 +277,14 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
                 "which its config's inferscale.output declares"
             )
         try:
-            answer = read_class_probabilities(to_numpy(output))
-        except ValueError as error:
+            if model.answer_kind == GRID:
+                score = next((t for t in result.outputs if t.name == model.score_output), None)
+                if score is None:
+                    raise ValueError(f"no score output named {model.score_output!r}, which inferscale.score_output declares")
+                answer = read_grid(bytes_elements(output, model.output_name)[0], to_numpy(score))
+            else:
+                answer = read_class_probabilities(to_numpy(output))
+        except (ValueError, InvalidArgument, IndexError) as error:
             raise ModelFailed(f"model {model.name}'s output {model.output_name!r} cannot be read: {error}") from None
         if served_by == common_pb2.CACHE_LEVEL_UNSPECIFIED:
             # Only Triton's own latency predicts whether the next call fits the deadline.
@@ -696,13 +703,14 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
                         raise  # the input is at fault, not the member: every member would refuse it
                     failed = self._not_run(index, step, common_pb2.DECISION_FAILED, f"member failed: {error}")
                     self._annotate(span, failed)
-                    return failed, None
+                    return failed, None, None
                 reported = self._ran(
                     index, step, model, result, answer, latency_ms, common_pb2.DECISION_CONTRIBUTED, "answered in time", served_by
                 )
                 self._annotate(span, reported)
                 output = next(t for t in result.outputs if t.name == model.output_name)
-                return reported, to_numpy(output)
+                probabilities = to_numpy(output) if model.answer_kind != GRID else None
+                return reported, list(result.outputs), probabilities
 
         members = [(i, step, model) for i, (step, model) in enumerate(zip(plan.steps, models, strict=True)) if model is not None]
         for index, step in enumerate(plan.steps):
@@ -712,19 +720,24 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
                 )
         outcomes = await asyncio.gather(*(run_member(i, step, model) for i, step, model in members))
         answered = []
-        for (index, step, _), (reported, probabilities) in zip(members, outcomes, strict=True):
+        for (index, step, _), (reported, outputs, probabilities) in zip(members, outcomes, strict=True):
             self._record(request, response, reported)
-            if probabilities is not None:
-                answered.append((step, reported, probabilities))
+            if reported.decision == common_pb2.DECISION_CONTRIBUTED:
+                answered.append((step, reported, probabilities, outputs))
         response.steps.sort(key=lambda s: s.index)
         if not answered:
             raise Unavailable("every ensemble member failed: " + "; ".join(s.reason for s in response.steps))
-        weights = [step.weight or 1.0 for step, _, _ in answered]
-        labels = [reported.answer.label for _, reported, _ in answered]
-        confidences = [reported.answer.confidence for _, reported, _ in answered]
+        weights = [step.weight or 1.0 for step, _, _, _ in answered]
+        labels = [reported.answer.label for _, reported, _, _ in answered]
+        confidences = [reported.answer.confidence for _, reported, _, _ in answered]
         aggregation = plan.aggregation or common_pb2.AGGREGATION_MEAN_PROBABILITY
         if aggregation == common_pb2.AGGREGATION_MEAN_PROBABILITY:
-            combined = mean_probability([p for _, _, p in answered], weights)
+            if any(p is None for _, _, p, _ in answered):
+                raise InvalidArgument(
+                    "aggregation AGGREGATION_MEAN_PROBABILITY needs members that answer class probabilities; "
+                    "grid answers combine by AGGREGATION_PLURALITY or AGGREGATION_WEIGHTED_VOTE"
+                )
+            combined = mean_probability([p for _, _, p, _ in answered], weights)
         elif aggregation == common_pb2.AGGREGATION_WEIGHTED_VOTE:
             combined = weighted_vote(labels, confidences, weights)
         else:
@@ -744,6 +757,10 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
         output_name = models[answered[0][1].index].output_name  # type: ignore[union-attr]
         if combined.probabilities is not None:
             response.outputs.append(from_numpy(output_name, combined.probabilities))
+        else:
+            # A vote: the outputs of the most confident member that gave the winning answer.
+            winner = max((a for a in answered if a[1].answer.label == combined.label), key=lambda a: a[1].answer.confidence)
+            response.outputs.extend(winner[3])
         response.uncertainty.CopyFrom(
             common_pb2.Uncertainty(
                 vote_entropy=combined.vote_entropy,

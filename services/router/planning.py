@@ -166,7 +166,9 @@ def build_plan(
     weights = {w.tier: w.weight for w in request.member_weights}
     aggregation = request.aggregation
     if strategy == common_pb2.STRATEGY_ENSEMBLE and not aggregation:
-        aggregation = common_pb2.AGGREGATION_MEAN_PROBABILITY
+        # Probabilities average; discrete answers (grids) can only be voted on.
+        probabilities = all(m.answer_kind != "grid" for m in chosen)
+        aggregation = common_pb2.AGGREGATION_MEAN_PROBABILITY if probabilities else common_pb2.AGGREGATION_PLURALITY
     return common_pb2.Plan(
         strategy=strategy,
         task=request.task,

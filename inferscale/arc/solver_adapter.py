@@ -1,0 +1,69 @@
+"""The Triton python-backend adapter of the ARC solvers: ``TASK`` in, ``ANSWER`` and ``SCORE`` out.
+
+``TASK`` is BYTES [1]: an ARC task as JSON whose "test" holds the one input to solve (its output
+absent or ignored). ``ANSWER`` is BYTES [1], the chosen grid as JSON; ``SCORE`` is FP32 [1], its
+score on the training pairs. With the optional ``SEED`` (INT64 [1]), the solver answers a fresh
+sample: the candidate of rank ``seed mod k`` among its k best distinct candidates.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+from inferscale.arc.solvers import Candidate
+from inferscale.arc.tasks import Grid, parse_task
+from inferscale.models.triton_adapter import error_response, required_input
+
+TASK = "TASK"
+SEED = "SEED"
+# How many of the best distinct candidates a seed picks among.
+SAMPLE_AMONG = 3
+
+Solver = Callable[[Sequence[tuple[Grid, Grid]], Grid], list[Candidate]]
+
+
+class SolverModel:
+    """One model instance of one solver: ``solve`` set by the model.py that serves it."""
+
+    solve: Solver
+
+    def initialize(self, args: dict[str, str]) -> None:
+        """Nothing to load: the solvers are rules, not weights."""
+
+    def execute(self, requests: list) -> list:
+        """Solves each request's task, or answers an error naming what was wrong with it."""
+        responses = []
+        for request in requests:
+            values, refused = required_input(request, TASK)
+            if refused is not None:
+                responses.append(refused)
+                continue
+            try:
+                raw = values.reshape(-1)
+                if raw.size != 1:
+                    raise ValueError(f"{TASK} must hold one task, not {raw.size}")
+                task = parse_task("request", json.loads(raw[0]))
+                if len(task.test) != 1:
+                    raise ValueError(f"the task's 'test' must hold the one input to solve, not {len(task.test)}")
+            except (ValueError, UnicodeDecodeError) as exc:
+                responses.append(error_response(f"{TASK}: {exc}", pb_utils.TritonError.INVALID_ARG))
+                continue
+            candidates = type(self).solve([(p.input, p.output) for p in task.train], task.test[0].input)
+            chosen = candidates[0]
+            seed = pb_utils.get_input_tensor_by_name(request, SEED)
+            if seed is not None:
+                chosen = candidates[int(seed.as_numpy().reshape(-1)[0]) % min(SAMPLE_AMONG, len(candidates))]
+            answer = np.array([json.dumps([list(row) for row in chosen.grid]).encode()], dtype=np.object_)
+            responses.append(
+                pb_utils.InferenceResponse(
+                    output_tensors=[
+                        pb_utils.Tensor("ANSWER", answer),
+                        pb_utils.Tensor("SCORE", np.array([chosen.score], dtype=np.float32)),
+                    ]
+                )
+            )
+        return responses
