@@ -1,0 +1,64 @@
+"""The embedded Triton's start-up: an abort of the python backend's known kind is retried, nothing else is.
+
+The tritonserver stand-ins are real processes (a shell that aborts itself, or one that stays up),
+so that the launcher's handling of exit codes, logs and process groups is what runs.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import subprocess
+
+import pytest
+
+from inferscale.triton import launcher
+from inferscale.triton.launcher import EmbeddedTriton, TritonSettings, TritonStartError
+
+ABORT = "terminate called after throwing an instance of 'boost::interprocess::lock_exception'"
+
+
+def stand_in(tmp_path: pathlib.Path, scripts: list[str], monkeypatch: pytest.MonkeyPatch) -> tuple[EmbeddedTriton, list[str]]:
+    """A launcher whose successive starts run the given shell scripts instead of tritonserver."""
+    server = EmbeddedTriton(TritonSettings(model_repository=tmp_path, log_path=tmp_path / "triton.log"))
+    started: list[str] = []
+    prefixes: list[str] = []
+
+    def launch() -> None:
+        script = scripts[len(started)]
+        started.append(script)
+        prefixes.append(server._shm_prefix)
+        server._log_path = tmp_path / "triton.log"
+        with open(server._log_path, "ab") as log:
+            server._process = subprocess.Popen(["sh", "-c", script], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def ready(timeout_seconds: float) -> None:
+        if server._process is not None:
+            try:
+                server._process.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                return  # still up: ready
+        raise TritonStartError(f"tritonserver exited with {server._process.returncode}:\n{server.log_tail()}")
+
+    monkeypatch.setattr(server, "_launch", launch)
+    monkeypatch.setattr(server, "_wait_ready", ready)
+    return server, prefixes
+
+
+def test_an_abort_of_the_known_kind_is_retried_with_fresh_shared_memory(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    aborting = f"echo \"{ABORT}\"; kill -ABRT $$"
+    server, prefixes = stand_in(tmp_path, [aborting, "sleep 30"], monkeypatch)
+    server.start()
+    assert len(prefixes) == 2 and prefixes[0] != prefixes[1]
+    server.kill()
+
+
+def test_the_retries_end_and_other_failures_are_not_retried(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    aborting = f"echo \"{ABORT}\"; kill -ABRT $$"
+    server, prefixes = stand_in(tmp_path, [aborting] * 5, monkeypatch)
+    with pytest.raises(TritonStartError, match="lock_exception"):
+        server.start()
+    assert len(prefixes) == launcher._START_ATTEMPTS
+    broken, prefixes = stand_in(tmp_path, ["echo 'failed to load model'; exit 1", "sleep 30"], monkeypatch)
+    with pytest.raises(TritonStartError, match="failed to load model"):
+        broken.start()
+    assert len(prefixes) == 1
