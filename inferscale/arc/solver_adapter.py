@@ -16,7 +16,7 @@ import triton_python_backend_utils as pb_utils
 
 from inferscale.arc.solvers import Candidate
 from inferscale.arc.tasks import Grid, parse_task
-from inferscale.models.triton_adapter import error_response, required_input
+from inferscale.models.triton_adapter import Refused, answer_each
 
 TASK = "TASK"
 SEED = "SEED"
@@ -36,34 +36,22 @@ class SolverModel:
 
     def execute(self, requests: list) -> list:
         """Solves each request's task, or answers an error naming what was wrong with it."""
-        responses = []
-        for request in requests:
-            values, refused = required_input(request, TASK)
-            if refused is not None:
-                responses.append(refused)
-                continue
-            try:
-                raw = values.reshape(-1)
-                if raw.size != 1:
-                    raise ValueError(f"{TASK} must hold one task, not {raw.size}")
-                task = parse_task("request", json.loads(raw[0]))
-                if len(task.test) != 1:
-                    raise ValueError(f"the task's 'test' must hold the one input to solve, not {len(task.test)}")
-            except (ValueError, UnicodeDecodeError) as exc:
-                responses.append(error_response(f"{TASK}: {exc}", pb_utils.TritonError.INVALID_ARG))
-                continue
-            candidates = type(self).solve([(p.input, p.output) for p in task.train], task.test[0].input)
-            chosen = candidates[0]
-            seed = pb_utils.get_input_tensor_by_name(request, SEED)
-            if seed is not None:
-                chosen = candidates[int(seed.as_numpy().reshape(-1)[0]) % min(SAMPLE_AMONG, len(candidates))]
-            answer = np.array([json.dumps([list(row) for row in chosen.grid]).encode()], dtype=np.object_)
-            responses.append(
-                pb_utils.InferenceResponse(
-                    output_tensors=[
-                        pb_utils.Tensor("ANSWER", answer),
-                        pb_utils.Tensor("SCORE", np.array([chosen.score], dtype=np.float32)),
-                    ]
-                )
-            )
-        return responses
+        return answer_each(requests, TASK, self._answer)
+
+    def _answer(self, request, values: np.ndarray) -> list:  # type: ignore[no-untyped-def]
+        try:
+            raw = values.reshape(-1)
+            if raw.size != 1:
+                raise ValueError(f"{TASK} must hold one task, not {raw.size}")
+            task = parse_task("request", json.loads(raw[0]))
+            if len(task.test) != 1:
+                raise ValueError(f"the task's 'test' must hold the one input to solve, not {len(task.test)}")
+        except ValueError as exc:  # UnicodeDecodeError and JSON errors are ValueErrors too
+            raise Refused(f"{TASK}: {exc}") from None
+        candidates = type(self).solve([(p.input, p.output) for p in task.train], task.test[0].input)
+        chosen = candidates[0]
+        seed = pb_utils.get_input_tensor_by_name(request, SEED)
+        if seed is not None:
+            chosen = candidates[int(seed.as_numpy().reshape(-1)[0]) % min(SAMPLE_AMONG, len(candidates))]
+        answer = np.array([json.dumps([list(row) for row in chosen.grid]).encode()], dtype=np.object_)
+        return [pb_utils.Tensor("ANSWER", answer), pb_utils.Tensor("SCORE", np.array([chosen.score], dtype=np.float32))]

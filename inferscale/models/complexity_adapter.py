@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from inferscale.models.complexity import OUTPUT, ComplexityModel
 from inferscale.models.digits import WEIGHTS_FILE
-from inferscale.models.triton_adapter import INPUT, error_response, required_input
+from inferscale.models.triton_adapter import INPUT, Refused, answer_each
 
 
 class TritonPythonModel:
@@ -24,19 +25,14 @@ class TritonPythonModel:
 
     def execute(self, requests: list) -> list:
         """Scores each request's ``IMAGE`` (FP32 [N, 64]): ``COMPLEXITY``, FP32 [N, 1], or an error naming what was wrong."""
-        responses = []
-        for request in requests:
-            values, refused = required_input(request, INPUT)
-            if refused is not None:
-                responses.append(refused)
-                continue
-            try:
-                scores = self.model.predict(values)
-            except ValueError as exc:
-                responses.append(error_response(f"{INPUT}: {exc}", pb_utils.TritonError.INVALID_ARG))
-                continue
-            responses.append(pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(OUTPUT, scores)]))
-        return responses
+        return answer_each(requests, INPUT, self._answer)
+
+    def _answer(self, request, values: np.ndarray) -> list:  # type: ignore[no-untyped-def]
+        try:
+            scores = self.model.predict(values)
+        except ValueError as exc:
+            raise Refused(f"{INPUT}: {exc}") from None
+        return [pb_utils.Tensor(OUTPUT, scores)]
 
     def finalize(self) -> None:
         """Releases the weights."""

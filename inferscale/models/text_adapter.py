@@ -12,7 +12,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from inferscale.models.text_embedding import decode_texts
-from inferscale.models.triton_adapter import error_response, required_input
+from inferscale.models.triton_adapter import Refused, answer_each
 
 INPUT = "TEXT"
 
@@ -33,25 +33,15 @@ class TextModel:
 
     def execute(self, requests: list) -> list:
         """Answers each request's ``TEXT`` (BYTES [N], UTF-8) with its output, FP32 [N, ...], or an error naming the fault."""
+        return answer_each(requests, INPUT, self._answer)
+
+    def _answer(self, request, values: np.ndarray) -> list:  # type: ignore[no-untyped-def]
         assert self.predict is not None
-        responses = []
-        for request in requests:
-            values, refused = required_input(request, INPUT)
-            if refused is not None:
-                responses.append(refused)
-                continue
-            try:
-                texts = decode_texts(values)
-            except (ValueError, TypeError) as exc:
-                responses.append(error_response(f"{INPUT}: {exc}", pb_utils.TritonError.INVALID_ARG))
-                continue
-            try:
-                output = self.predict(texts)
-            except Exception as exc:  # noqa: BLE001 - an answer per request beats a failed batch
-                responses.append(error_response(f"inference failed: {type(exc).__name__}: {exc}", pb_utils.TritonError.INTERNAL))
-                continue
-            responses.append(pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(self.output_name, output)]))
-        return responses
+        try:
+            texts = decode_texts(values)
+        except (ValueError, TypeError) as exc:
+            raise Refused(f"{INPUT}: {exc}") from None
+        return [pb_utils.Tensor(self.output_name, self.predict(texts))]
 
     def finalize(self) -> None:
         """Releases the model."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from inferscale.models.digits import load_model, refine, sampled_view, validate_images
@@ -59,53 +60,57 @@ class TritonPythonModel:
             One per request, in order: ``PROBS``, FP32 [N, 10], or an error naming what was wrong
             with that request, so one bad request does not fail the others.
         """
-        responses = []
-        for request in requests:
-            values, refused = required_input(request, INPUT)
-            if refused is not None:
-                responses.append(refused)
-                continue
+        return answer_each(requests, INPUT, self._answer)
+
+    def _answer(self, request, values: np.ndarray) -> list:  # type: ignore[no-untyped-def]
+        try:
+            images = validate_images(values)
+        except ValueError as exc:
+            raise Refused(f"{INPUT}: {exc}") from None
+        seed = pb_utils.get_input_tensor_by_name(request, SEED)
+        if seed is not None:
+            seeds = seed.as_numpy().reshape(-1)
+            if seeds.size != 1:
+                raise Refused(f"{SEED} must hold one integer, not {seeds.size}")
+            images = sampled_view(images, int(seeds[0]))
+        probs = self.model.predict_proba(images)
+        prior = pb_utils.get_input_tensor_by_name(request, PRIOR)
+        if prior is not None:
             try:
-                images = validate_images(values)
+                probs = refine(probs, prior.as_numpy())
             except ValueError as exc:
-                responses.append(error_response(f"{INPUT}: {exc}", pb_utils.TritonError.INVALID_ARG))
-                continue
-            seed = pb_utils.get_input_tensor_by_name(request, SEED)
-            if seed is not None:
-                values = seed.as_numpy().reshape(-1)
-                if values.size != 1:
-                    responses.append(error_response(f"{SEED} must hold one integer, not {values.size}", pb_utils.TritonError.INVALID_ARG))
-                    continue
-                images = sampled_view(images, int(values[0]))
-            try:
-                probs = self.model.predict_proba(images)
-            except Exception as exc:  # noqa: BLE001 - an answer per request beats a failed batch
-                responses.append(error_response(f"inference failed: {type(exc).__name__}: {exc}", pb_utils.TritonError.INTERNAL))
-                continue
-            prior = pb_utils.get_input_tensor_by_name(request, PRIOR)
-            if prior is not None:
-                try:
-                    probs = refine(probs, prior.as_numpy())
-                except ValueError as exc:
-                    responses.append(error_response(f"{PRIOR}: {exc}", pb_utils.TritonError.INVALID_ARG))
-                    continue
-            responses.append(
-                pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(OUTPUT, probs)])
-            )
-        return responses
+                raise Refused(f"{PRIOR}: {exc}") from None
+        return [pb_utils.Tensor(OUTPUT, probs)]
 
     def finalize(self) -> None:
         """Releases the weights."""
         self.model = None
 
 
-def required_input(request, name: str) -> tuple:  # type: ignore[no-untyped-def]
-    """The request's input ``name`` as a numpy array and None, or None and an INVALID_ARG error
-    response naming the missing input."""
-    tensor = pb_utils.get_input_tensor_by_name(request, name)
-    if tensor is None:
-        return None, error_response(f"missing input tensor {name!r}", pb_utils.TritonError.INVALID_ARG)
-    return tensor.as_numpy(), None
+class Refused(ValueError):
+    """The request, not the model, is at fault: it is answered INVALID_ARG with this message."""
+
+
+def answer_each(requests: list, input_name: str, answer) -> list:  # type: ignore[no-untyped-def]
+    """One response per request, in order, so that one bad request does not fail the others.
+
+    Each is the output tensors ``answer(request, values)`` returns for the request's input
+    ``input_name`` (as numpy). A missing input, or a Refused that ``answer`` raises, becomes an
+    INVALID_ARG error naming the fault; any other exception an INTERNAL "inference failed" error.
+    """
+    responses = []
+    for request in requests:
+        tensor = pb_utils.get_input_tensor_by_name(request, input_name)
+        if tensor is None:
+            responses.append(error_response(f"missing input tensor {input_name!r}", pb_utils.TritonError.INVALID_ARG))
+            continue
+        try:
+            responses.append(pb_utils.InferenceResponse(output_tensors=answer(request, tensor.as_numpy())))
+        except Refused as exc:
+            responses.append(error_response(str(exc), pb_utils.TritonError.INVALID_ARG))
+        except Exception as exc:  # noqa: BLE001 - an answer per request beats a failed batch
+            responses.append(error_response(f"inference failed: {type(exc).__name__}: {exc}", pb_utils.TritonError.INTERNAL))
+    return responses
 
 
 def error_response(message: str, code: int) -> pb_utils.InferenceResponse:
