@@ -27,6 +27,7 @@ import grpc
 import numpy as np
 import tritonclient.grpc.aio as triton_aio
 
+from benchmarks.plots import save_log_x
 from benchmarks.strategies import RESULTS, Config, calibrate_compute, run_config
 from inferscale.models.digits import load_split
 from inferscale.suite import Suite, SuitePorts
@@ -172,14 +173,14 @@ def plot(policy: monitor_service_pb2.RoutingPolicy, rows: list[dict]) -> None:
                       xytext=(-6 if r["kind"] == "ensemble" else 6, 8 if index % 2 else -12), textcoords="offset points")
     axis.xaxis.set_major_formatter(ScalarFormatter())
     axis.axhline(policy.target_accuracy, color="grey", linestyle="--", linewidth=1, label=f"target {policy.target_accuracy:.4f}")
-    axis.set_xscale("log")
-    axis.set_xlabel("cost units per request (log scale)")
-    axis.set_ylabel("accuracy on half B (unseen while learning)")
-    axis.set_title(f"Defaults versus the policy learned from feedback (digits/v{policy.version})")
-    axis.grid(True, alpha=0.3)
-    axis.legend(loc="lower right", fontsize=8)
-    figure.tight_layout()
-    figure.savefig(RESULTS / "learned_policy.png", dpi=110)
+    save_log_x(
+        figure,
+        axis,
+        RESULTS / "learned_policy.png",
+        xlabel="cost units per request (log scale)",
+        ylabel="accuracy on half B (unseen while learning)",
+        title=f"Defaults versus the policy learned from feedback (digits/v{policy.version})",
+    )
 
 
 def main() -> int:

@@ -28,18 +28,49 @@ def ask(router, task: object = TASK, **fields: object) -> router_service_pb2.Inf
     return router.Infer(request, timeout=30)
 
 
-def test_a_solver_answers_the_grid_with_its_score_on_the_training_pairs(router) -> None:
+def test_a_solver_answers_the_grid_with_its_score_on_the_training_pairs_and_its_next_candidates(router) -> None:
     response = ask(router, strategy=common_pb2.STRATEGY_SINGLE, model_name="arc_geometry", skip_cache=True)
     assert (response.answer.label, response.answer.confidence) == (ANSWER, 1.0)
     assert {t.name for t in response.outputs} == {"ANSWER", "SCORE"}
+    # A second attempt: the solver's next best distinct grids, on the step and on the response.
+    step_alternatives = [(a.label, a.confidence) for a in response.steps[0].alternatives]
+    assert len(step_alternatives) == 2 and ANSWER not in {label for label, _ in step_alternatives}
+    assert all(confidence < 1.0 for _, confidence in step_alternatives)
+    assert [(a.label, a.confidence) for a in response.alternatives] == step_alternatives
 
 
-def test_grids_combine_by_vote_in_an_ensemble_and_by_score_in_a_search(router) -> None:
+def test_an_ensemble_of_grids_takes_the_best_score_and_ranks_every_candidate_after_it(router) -> None:
     ensemble = ask(router, strategy=common_pb2.STRATEGY_ENSEMBLE, skip_cache=True)
-    assert ensemble.plan.aggregation == common_pb2.AGGREGATION_PLURALITY  # grids are voted on, not averaged
+    assert ensemble.plan.aggregation == common_pb2.AGGREGATION_BEST_SCORE  # grids are not averaged
     assert ensemble.answer.label == ANSWER and any(t.name == "ANSWER" for t in ensemble.outputs)
-    search = ask(router, strategy=common_pb2.STRATEGY_SEARCH, max_calls=3, confidence_threshold=1.0, skip_cache=True)
+    offered = {}
+    for step in ensemble.steps:
+        for answer in [step.answer, *step.alternatives]:
+            offered[answer.label] = max(offered.get(answer.label, 0.0), answer.confidence)
+    alternatives = [(a.label, a.confidence) for a in ensemble.alternatives]
+    assert alternatives and ANSWER not in dict(alternatives)
+    assert all(offered[label] == pytest.approx(confidence) for label, confidence in alternatives)
+    assert [c for _, c in alternatives] == sorted((c for _, c in alternatives), reverse=True)
+    # The best of what was offered and not chosen leads the alternatives.
+    assert alternatives[0][1] == pytest.approx(max(c for label, c in offered.items() if label != ANSWER))
+
+
+def test_a_cascade_of_solvers_stops_at_the_first_that_reproduces_every_training_pair(router) -> None:
+    response = ask(router, strategy=common_pb2.STRATEGY_CASCADE, confidence_threshold=1.0, skip_cache=True)
+    assert response.answer.label == ANSWER
+    ran = [s for s in response.steps if s.decision in (common_pb2.DECISION_ACCEPT, common_pb2.DECISION_ESCALATE)]
+    assert [s.model.name for s in ran] == ["arc_geometry"] and ran[0].decision == common_pb2.DECISION_ACCEPT
+    assert len(response.alternatives) == 2
+
+
+def test_a_search_over_grids_answers_the_best_score_of_every_call(router) -> None:
+    search = ask(router, strategy=common_pb2.STRATEGY_SEARCH, max_calls=6, skip_cache=True)
+    assert search.plan.aggregation == common_pb2.AGGREGATION_BEST_SCORE
     assert search.answer.label == ANSWER and search.steps[0].search_action == common_pb2.SEARCH_ACTION_SAMPLE
+    calls = [s for s in search.steps if s.decision in (common_pb2.DECISION_ACCEPT, common_pb2.DECISION_ESCALATE)]
+    best = max(a.confidence for s in calls for a in [s.answer, *s.alternatives])
+    assert search.answer.confidence == pytest.approx(best) == 1.0
+    assert search.alternatives and ANSWER not in {a.label for a in search.alternatives}
 
 
 @pytest.mark.parametrize(
@@ -51,7 +82,7 @@ def test_grids_combine_by_vote_in_an_ensemble_and_by_score_in_a_search(router) -
             {"strategy": common_pb2.STRATEGY_ENSEMBLE, "aggregation": common_pb2.AGGREGATION_MEAN_PROBABILITY},
             TASK,
             "INVALID_ARGUMENT",
-            "grid answers combine by AGGREGATION_PLURALITY",
+            "grid answers combine by AGGREGATION_BEST_SCORE",
         ),
     ],
 )

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from inferscale.arc.solvers import geometric_candidates, learn_colours, score
-from services.orchestrator.escalation import read_grid
+from services.orchestrator.escalation import read_grids
 
 # Rotate by 180 degrees, then 1 -> 5: the rule behind both pairs.
 TRAIN = [
@@ -33,12 +33,15 @@ def test_colours_are_learned_by_majority_and_unseen_ones_stay() -> None:
     assert learn_colours(pairs) == {1: 5, 2: 2}
 
 
-def test_a_grid_answer_reads_as_compact_json_and_its_score_as_the_confidence() -> None:
-    answer = read_grid(b"[[1, 2],\n [3, 4]]", np.array([0.75], np.float32))
-    assert (answer.label, answer.confidence) == ("[[1,2],[3,4]]", 0.75)
+def test_grid_answers_read_as_compact_json_the_first_the_answer_the_others_its_alternatives() -> None:
+    answer = read_grids([b"[[1, 2],\n [3, 4]]", b"[[0]]", b"[[1,2],[3,4]]"], np.array([0.75, 0.5, 0.25], np.float32))
+    # The repeated grid is dropped: alternatives are distinct from the answer and each other.
+    assert (answer.label, answer.confidence, answer.alternatives) == ("[[1,2],[3,4]]", 0.75, (("[[0]]", 0.5),))
     with pytest.raises(ValueError, match="not a grid"):
-        read_grid(b"[[1, 2], [3]]", np.array([1.0]))
+        read_grids([b"[[1, 2], [3]]"], np.array([1.0]))
     with pytest.raises(ValueError, match="not a grid"):
-        read_grid(b"\xff", np.array([1.0]))
-    with pytest.raises(ValueError, match=r"one number in \[0, 1\]"):
-        read_grid(b"[[1]]", np.array([1.5]))
+        read_grids([b"\xff"], np.array([1.0]))
+    with pytest.raises(ValueError, match=r"one number in \[0, 1\] per answer grid"):
+        read_grids([b"[[1]]"], np.array([1.5]))
+    with pytest.raises(ValueError, match="per answer grid"):
+        read_grids([b"[[1]]", b"[[2]]"], np.array([1.0]))

@@ -11,12 +11,12 @@ transposes), then a colour substitution learned from the pairs (colours it never
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from inferscale.arc.tasks import Grid
+from inferscale.arc.tasks import MAX_SIDE, Grid
 
 SYMMETRIES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "identity": lambda g: g,
@@ -48,18 +48,23 @@ def as_grid(array: np.ndarray) -> Grid:
 
 
 def learn_colours(pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> dict[int, int]:
-    """The colour substitution that the most cells agree on, per input colour (ties: the colour kept)."""
-    votes: dict[int, dict[int, int]] = {}
+    """The colour substitution that the most cells agree on, per input colour (ties: the colour
+    kept, else the lowest). Pairs whose sizes differ teach nothing."""
+    counts = np.zeros(100, dtype=np.int64)
     for source, target in pairs:
-        if source.shape != target.shape:
-            continue
-        for a, b in zip(source.ravel().tolist(), target.ravel().tolist(), strict=True):
-            votes.setdefault(a, {}).setdefault(b, 0)
-            votes[a][b] += 1
-    return {a: max(counts, key=lambda b: (counts[b], b == a)) for a, counts in votes.items()}
+        if source.shape == target.shape:
+            counts += np.bincount(source.ravel().astype(np.int64) * 10 + target.ravel(), minlength=100)
+    table = counts.reshape(10, 10)
+    learned = {}
+    for colour in np.nonzero(table.sum(axis=1))[0].tolist():
+        row = table[colour]
+        learned[colour] = colour if row[colour] == row.max() else int(row.argmax())
+    return learned
 
 
 def recolour(grid: np.ndarray, colours: dict[int, int]) -> np.ndarray:
+    if not colours:
+        return grid
     lookup = np.arange(10, dtype=np.int8)
     for a, b in colours.items():
         lookup[a] = b
@@ -72,16 +77,48 @@ def score(predicted: Sequence[np.ndarray], expected: Sequence[np.ndarray]) -> fl
     return sum(parts) / len(parts)
 
 
-def geometric_candidates(train: Sequence[tuple[Grid, Grid]], test_input: Grid) -> list[Candidate]:
-    """Every symmetry with its learned colours, best score first, one candidate per distinct grid."""
+Rule = Callable[[np.ndarray], "np.ndarray | None"]
+
+
+def candidates_from_rules(
+    train: Sequence[tuple[Grid, Grid]], test_input: Grid, rules: Iterable[tuple[str, Rule]], learn_colour_map: bool = True
+) -> list[Candidate]:
+    """Runs each rule on the training inputs and the test input; a rule that returns None or
+    fails on any of them is dropped. With ``learn_colour_map``, a colour substitution learned
+    from the rule's outputs follows it. Best score first, one candidate per distinct grid; among
+    equals the simpler first (no colour substitution), then the earlier rule."""
     inputs = [as_array(i) for i, _ in train]
     outputs = [as_array(o) for _, o in train]
-    found: dict[Grid, Candidate] = {}
-    for name, symmetry in SYMMETRIES.items():
-        moved = [symmetry(i) for i in inputs]
-        colours = learn_colours(list(zip(moved, outputs, strict=True)))
+    test = as_array(test_input)
+    found: dict[Grid, tuple[Candidate, int]] = {}
+    for order, (name, rule) in enumerate(rules):
+        try:
+            moved = [rule(i) for i in inputs]
+            answered = rule(test)
+        except (ValueError, IndexError):
+            continue
+        if answered is None or any(m is None for m in moved) or not _fits(answered):
+            continue
+        colours = learn_colours(list(zip(moved, outputs, strict=True))) if learn_colour_map else {}
         rule_score = score([recolour(m, colours) for m in moved], outputs)
-        grid = as_grid(recolour(symmetry(as_array(test_input)), colours))
-        if grid not in found or found[grid].score < rule_score:
-            found[grid] = Candidate(grid, rule_score, name + (" + colours" if any(a != b for a, b in colours.items()) else ""))
-    return sorted(found.values(), key=lambda c: (-c.score, list(SYMMETRIES).index(c.rule.split(" + ")[0])))
+        grid = as_grid(recolour(answered, colours))
+        if grid not in found or found[grid][0].score < rule_score:
+            coloured = any(a != b for a, b in colours.items())
+            found[grid] = (Candidate(grid, rule_score, name + (" + colours" if coloured else "")), order)
+    return simplest_first(found)
+
+
+def simplest_first(found: dict[Grid, tuple[Candidate, int]]) -> list[Candidate]:
+    """Candidates best score first; among equals one that needs no colour substitution, then the
+    one found first (the earlier rule, the shorter program): the simpler explanation."""
+    ranked = sorted(found.values(), key=lambda pair: (-pair[0].score, pair[0].rule.endswith(" + colours"), pair[1]))
+    return [candidate for candidate, _ in ranked]
+
+
+def _fits(grid: np.ndarray) -> bool:
+    return grid.ndim == 2 and 1 <= grid.shape[0] <= MAX_SIDE and 1 <= grid.shape[1] <= MAX_SIDE
+
+
+def geometric_candidates(train: Sequence[tuple[Grid, Grid]], test_input: Grid) -> list[Candidate]:
+    """Every symmetry with its learned colours, best score first, one candidate per distinct grid."""
+    return candidates_from_rules(train, test_input, SYMMETRIES.items())

@@ -1,8 +1,10 @@
 """Combining an ensemble's answers, and measuring how much its members disagree.
 
-Pure logic, no gRPC. Three rules: the mean of the members' class probabilities (optionally
-weighted), a weighted vote over their winning classes, and the plurality of equal discrete
-answers. Disagreement is the entropy of the vote (0 when all agree) and the spread of the
+Pure logic, no gRPC. Four rules: the mean of the members' class probabilities (optionally
+weighted), a weighted vote over their winning classes, the plurality of equal discrete answers,
+and, for scored discrete answers with several candidates each (grids), the best score. Every
+candidate of every member is also ranked, so that a client with several attempts gets the next
+best distinct answers. Disagreement is the entropy of the vote (0 when all agree) and the spread of the
 members' probabilities for the winning class.
 """
 
@@ -106,3 +108,74 @@ def plurality(labels: Sequence[str]) -> Combined:
         vote_entropy=vote_entropy(labels),
         probability_spread=0.0,
     )
+
+
+@dataclass(frozen=True)
+class Offered:
+    """One candidate answer one member (a step, or a search call) offered."""
+
+    label: str
+    confidence: float
+    # The member's weight in the vote (1 unless the plan weighs its steps).
+    weight: float
+    # Which member offered it, in the order they are listed: ties go to the earlier one.
+    member: int
+    # Its rank among the member's candidates; 0 is the member's own answer.
+    rank: int
+
+
+# How many alternatives a response carries beyond its answer.
+MAX_ALTERNATIVES = 4
+
+# What ranks a distinct answer first, per rule: the members' weight behind it as their own
+# answer (a vote), its best confidence, or the weight of every member that offered it at all.
+_RANKINGS = {
+    "plurality": lambda s: (-s["votes"], -s["best"], s["first"]),
+    "weighted_vote": lambda s: (-s["weighted_votes"], -s["best"], s["first"]),
+    "best_score": lambda s: (-s["best"], -s["support"], s["first"]),
+    "score_vote": lambda s: (-s["score_mass"], -s["best"], s["first"]),
+}
+
+
+def rank_offered(offered: Sequence[Offered], rule: str) -> list[tuple[str, float]]:
+    """Every distinct answer offered, best first under ``rule`` ("plurality", "weighted_vote",
+    "best_score" or "score_vote", the last a vote weighted by confidence), each with its best
+    confidence. A member's further candidates count for "best_score" and "score_vote"; only its
+    own answer is a vote under "plurality" and "weighted_vote"."""
+    stats: dict[str, dict] = {}
+    counted: set[tuple[str, int]] = set()
+    for o in offered:
+        s = stats.setdefault(
+            o.label, {"votes": 0, "weighted_votes": 0.0, "best": 0.0, "support": 0.0, "score_mass": 0.0, "first": (o.member, o.rank)}
+        )
+        s["best"] = max(s["best"], o.confidence)
+        s["first"] = min(s["first"], (o.member, o.rank))
+        if o.rank == 0:
+            s["votes"] += 1
+            s["weighted_votes"] += o.weight
+        if (o.label, o.member) not in counted:  # a member supports an answer once
+            counted.add((o.label, o.member))
+            s["support"] += o.weight
+        s["score_mass"] += o.weight * o.confidence
+    ranking = _RANKINGS[rule]
+    return [(label, s["best"]) for label, s in sorted(stats.items(), key=lambda item: ranking(item[1]))]
+
+
+def best_score(offered: Sequence[Offered]) -> Combined:
+    """AGGREGATION_BEST_SCORE: the candidate with the highest confidence wins; among equals the one
+    the most member weight offered, then the earliest member's. The confidence is the winner's."""
+    if not offered:
+        raise ValueError("an ensemble needs at least one member's answer")
+    label, confidence = rank_offered(offered, "best_score")[0]
+    own = [o for o in offered if o.rank == 0]
+    return Combined(
+        label=label,
+        confidence=confidence,
+        vote_entropy=vote_entropy([o.label for o in own], [o.weight for o in own]),
+        probability_spread=0.0,
+    )
+
+
+def alternatives_to(answer: str, offered: Sequence[Offered], rule: str) -> list[tuple[str, float]]:
+    """The next best distinct answers after ``answer`` under ``rule``, at most MAX_ALTERNATIVES."""
+    return [ranked for ranked in rank_offered(offered, rule) if ranked[0] != answer][:MAX_ALTERNATIVES]

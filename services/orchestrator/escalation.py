@@ -24,6 +24,8 @@ class ReadAnswer:
 
     label: str
     confidence: float
+    # The model's further candidates, best first, distinct from label and from each other.
+    alternatives: tuple[tuple[str, float], ...] = ()
 
 
 def read_class_probabilities(probabilities: np.ndarray) -> ReadAnswer:
@@ -40,17 +42,22 @@ def read_class_probabilities(probabilities: np.ndarray) -> ReadAnswer:
     return ReadAnswer(label=",".join(str(int(c)) for c in winners), confidence=confidence)
 
 
-def read_grid(answer: bytes, score: np.ndarray) -> ReadAnswer:
-    """Reads a grid answer: ``answer`` the grid as JSON (rows of integers 0-9), ``score`` one value
-    in [0, 1]. The label is the grid's compact JSON, so that equal grids are equal labels."""
-    try:
-        grid = to_grid(json.loads(answer), "the answer grid")
-    except (ValueError, UnicodeDecodeError) as error:
-        raise ValueError(f"the answer is not a grid: {error}") from None
-    values = np.asarray(score, dtype=np.float64).reshape(-1)
-    if values.size != 1 or not 0.0 <= float(values[0]) <= 1.0:
-        raise ValueError(f"the score must be one number in [0, 1], got {values.tolist()[:4]}")
-    return ReadAnswer(label=json.dumps([list(row) for row in grid], separators=(",", ":")), confidence=float(values[0]))
+def read_grids(answers: Sequence[bytes], scores: np.ndarray) -> ReadAnswer:
+    """Reads grid answers: ``answers`` one or more candidate grids as JSON (rows of integers 0-9),
+    best first, ``scores`` one value in [0, 1] for each. The label is the first grid's compact
+    JSON, so that equal grids are equal labels; the others, distinct, are its alternatives."""
+    values = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if not answers or values.size != len(answers) or not ((values >= 0.0) & (values <= 1.0)).all():
+        raise ValueError(f"the scores must be one number in [0, 1] per answer grid, got {values.tolist()[:4]} for {len(answers)}")
+    read: dict[str, float] = {}
+    for index, answer in enumerate(answers):
+        try:
+            grid = to_grid(json.loads(answer), f"answer grid {index}")
+        except (ValueError, UnicodeDecodeError) as error:
+            raise ValueError(f"the answer is not a grid: {error}") from None
+        read.setdefault(json.dumps([list(row) for row in grid], separators=(",", ":")), float(values[index]))
+    (label, confidence), *others = read.items()
+    return ReadAnswer(label=label, confidence=confidence, alternatives=tuple(others))
 
 
 @dataclass(frozen=True)

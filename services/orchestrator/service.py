@@ -32,14 +32,22 @@ from inferscale.v1 import (
     orchestrator_service_pb2,
     orchestrator_service_pb2_grpc,
 )
-from services.orchestrator.aggregation import mean_probability, plurality, vote_entropy, weighted_vote
+from services.orchestrator.aggregation import (
+    Offered,
+    alternatives_to,
+    best_score,
+    mean_probability,
+    plurality,
+    vote_entropy,
+    weighted_vote,
+)
 from services.orchestrator.escalation import (
     NextTier,
     ReadAnswer,
     choose_expert,
     decide,
     read_class_probabilities,
-    read_grid,
+    read_grids,
     stop_before,
 )
 from services.orchestrator.latency import RecentSteps
@@ -74,6 +82,38 @@ def _model_info(model: RegisteredModel) -> common_pb2.ModelInfo:
         ready=model.ready,
         problem=model.problem,
     )
+
+
+
+# How a plan ranks the alternatives of grid answers, as it ranked its answer: by the plan's
+# aggregation when it has one (an ensemble, a search over grids), else a search by its
+# score-weighted vote and a cascade or one model by best score.
+RANKING_OF_STRATEGY = {common_pb2.STRATEGY_SEARCH: "score_vote"}
+RANKING_OF_AGGREGATION = {
+    common_pb2.AGGREGATION_PLURALITY: "plurality",
+    common_pb2.AGGREGATION_WEIGHTED_VOTE: "weighted_vote",
+    common_pb2.AGGREGATION_BEST_SCORE: "best_score",
+}
+ANSWERED = frozenset({common_pb2.DECISION_ACCEPT, common_pb2.DECISION_ESCALATE, common_pb2.DECISION_CONTRIBUTED})
+
+
+def offering(label: str, steps) -> int:  # type: ignore[no-untyped-def]
+    """The position among ``steps`` of the one whose outputs carry ``label``: the most confident
+    step that answered it, else the first that offered it among its alternatives."""
+    own = [i for i, step in enumerate(steps) if step.answer.label == label]
+    if own:
+        return max(own, key=lambda i: steps[i].answer.confidence)
+    return next(i for i, step in enumerate(steps) if any(a.label == label for a in step.alternatives))
+
+
+def offered(plan: common_pb2.Plan, steps) -> list[Offered]:  # type: ignore[no-untyped-def]
+    """Every candidate the steps that answered offered, in the steps' order, weighted by their plan step."""
+    found = []
+    for member, step in enumerate(s for s in steps if s.decision in ANSWERED):
+        weight = (plan.steps[step.index].weight if 0 <= step.index < len(plan.steps) else 0.0) or 1.0
+        for rank, answer in enumerate([step.answer, *step.alternatives]):
+            found.append(Offered(answer.label, answer.confidence, weight, member, rank))
+    return found
 
 
 class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServicer):
@@ -214,13 +254,24 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
         self, request: orchestrator_service_pb2.ExecuteRequest, context: grpc.aio.ServicerContext
     ) -> orchestrator_service_pb2.ExecuteResponse:
         models = self._validate(request)
-        if request.plan.strategy == common_pb2.STRATEGY_ENSEMBLE:
-            return await self._run_ensemble(request, models, context)
-        if request.plan.strategy == common_pb2.STRATEGY_SEARCH:
-            return await self._run_search(request, models, context)
-        if request.plan.strategy == common_pb2.STRATEGY_EXPERT:
-            return await self._run_expert(request, models, context)
-        return await self._run_cascade(request, models, context)
+        strategy = request.plan.strategy
+        if strategy == common_pb2.STRATEGY_ENSEMBLE:
+            response = await self._run_ensemble(request, models, context)
+        elif strategy == common_pb2.STRATEGY_SEARCH:
+            response = await self._run_search(request, models, context)
+        elif strategy == common_pb2.STRATEGY_EXPERT:
+            response = await self._run_expert(request, models, context)
+        else:
+            response = await self._run_cascade(request, models, context)
+        if any(model is not None and model.answer_kind == GRID for model in models):
+            # Grids are scored with several attempts: the next best distinct answers go along,
+            # ranked as the strategy ranked its answer.
+            rule = RANKING_OF_AGGREGATION.get(request.plan.aggregation) or RANKING_OF_STRATEGY.get(strategy, "best_score")
+            response.alternatives.extend(
+                common_pb2.Answer(label=label, confidence=confidence)
+                for label, confidence in alternatives_to(response.answer.label, offered(request.plan, response.steps), rule)
+            )
+        return response
 
     async def _call_model(
         self,
@@ -281,7 +332,7 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
                 score = next((t for t in result.outputs if t.name == model.score_output), None)
                 if score is None:
                     raise ValueError(f"no score output named {model.score_output!r}, which inferscale.score_output declares")
-                answer = read_grid(bytes_elements(output, model.output_name)[0], to_numpy(score))
+                answer = read_grids(bytes_elements(output, model.output_name), to_numpy(score))
             else:
                 answer = read_class_probabilities(to_numpy(output))
         except (ValueError, InvalidArgument, IndexError) as error:
@@ -365,6 +416,7 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
             model=common_pb2.ModelRef(name=model.name, version=result.model_version),
             tier=model.tier,
             answer=common_pb2.Answer(label=answer.label, confidence=answer.confidence),
+            alternatives=[common_pb2.Answer(label=label, confidence=confidence) for label, confidence in answer.alternatives],
             threshold=step.accept_threshold,
             decision=decision,
             reason=reason,
@@ -669,8 +721,15 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
         if not search.candidates:
             raise last_error if last_error is not None else ModelFailed("no call of the search produced an answer")
         chosen, confidence = search.answer()
+        if plan.aggregation == common_pb2.AGGREGATION_BEST_SCORE:
+            calls = [s for s in response.steps if s.decision in ANSWERED]
+            combined = best_score(offered(plan, calls))
+            call = offering(combined.label, calls)
+            chosen, confidence = search.candidates[call], combined.confidence
+            response.answer.CopyFrom(common_pb2.Answer(label=combined.label, confidence=confidence))
+        else:
+            response.answer.CopyFrom(common_pb2.Answer(label=chosen.label, confidence=confidence))
         labels, scores = search.label_weights()
-        response.answer.CopyFrom(common_pb2.Answer(label=chosen.label, confidence=confidence))
         response.outputs.extend(outputs[chosen.call][0])
         response.uncertainty.CopyFrom(
             common_pb2.Uncertainty(
@@ -735,11 +794,13 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
             if any(p is None for _, _, p, _ in answered):
                 raise InvalidArgument(
                     "aggregation AGGREGATION_MEAN_PROBABILITY needs members that answer class probabilities; "
-                    "grid answers combine by AGGREGATION_PLURALITY or AGGREGATION_WEIGHTED_VOTE"
+                    "grid answers combine by AGGREGATION_BEST_SCORE, AGGREGATION_PLURALITY or AGGREGATION_WEIGHTED_VOTE"
                 )
             combined = mean_probability([p for _, _, p, _ in answered], weights)
         elif aggregation == common_pb2.AGGREGATION_WEIGHTED_VOTE:
             combined = weighted_vote(labels, confidences, weights)
+        elif aggregation == common_pb2.AGGREGATION_BEST_SCORE:
+            combined = best_score(offered(plan, [reported for _, reported, _, _ in answered]))
         else:
             combined = plurality(labels)
         with TRACER.start_as_current_span(
@@ -758,9 +819,8 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
         if combined.probabilities is not None:
             response.outputs.append(from_numpy(output_name, combined.probabilities))
         else:
-            # A vote: the outputs of the most confident member that gave the winning answer.
-            winner = max((a for a in answered if a[1].answer.label == combined.label), key=lambda a: a[1].answer.confidence)
-            response.outputs.extend(winner[3])
+            # A vote: the outputs of the member that offered the winning answer.
+            response.outputs.extend(answered[offering(combined.label, [reported for _, reported, _, _ in answered])][3])
         response.uncertainty.CopyFrom(
             common_pb2.Uncertainty(
                 vote_entropy=combined.vote_entropy,

@@ -165,10 +165,14 @@ def build_plan(
     by_tier = {t.tier: (t.accept_threshold, t.escalate_threshold or t.accept_threshold) for t in request.tier_thresholds}
     weights = {w.tier: w.weight for w in request.member_weights}
     aggregation = request.aggregation
+    grids = any(m.answer_kind == "grid" for m in chosen)
     if strategy == common_pb2.STRATEGY_ENSEMBLE and not aggregation:
-        # Probabilities average; discrete answers (grids) can only be voted on.
-        probabilities = all(m.answer_kind != "grid" for m in chosen)
-        aggregation = common_pb2.AGGREGATION_MEAN_PROBABILITY if probabilities else common_pb2.AGGREGATION_PLURALITY
+        # Probabilities average; grids, discrete answers each scored on the task, go by best score.
+        aggregation = common_pb2.AGGREGATION_BEST_SCORE if grids else common_pb2.AGGREGATION_MEAN_PROBABILITY
+    elif strategy == common_pb2.STRATEGY_SEARCH and grids:
+        # A search's score-weighted vote would let one solver's repeated near misses outweigh
+        # another's exact reproduction of the training pairs: grids go by best score here too.
+        aggregation = common_pb2.AGGREGATION_BEST_SCORE
     return common_pb2.Plan(
         strategy=strategy,
         task=request.task,

@@ -443,6 +443,7 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
     def _fill(response: router_service_pb2.InferResponse, executed: orchestrator_service_pb2.ExecuteResponse) -> None:
         response.outputs.extend(executed.outputs)
         response.answer.CopyFrom(executed.answer)
+        response.alternatives.extend(executed.alternatives)
         response.steps.extend(executed.steps)
         if executed.HasField("uncertainty"):
             response.uncertainty.CopyFrom(executed.uncertainty)

@@ -1,0 +1,171 @@
+"""The object-extraction family of ARC solvers: the output is one part of the input, cut out.
+
+The input's objects are its connected components of non-background cells (4- or 8-connected,
+of one colour or of any colours). A selector picks one (the largest, the one of a colour no other
+object has, the one whose shape is unique, ...), and the answer is its bounding box cut from the
+grid, or the object alone on the background. Other cuts: everything that is not background, all
+cells of one colour, and the inside of a frame. Which selector and cut is learned by scoring
+every combination on the training pairs (``inferscale.arc.solvers.candidates_from_rules``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from inferscale.arc.solvers import Candidate, Rule, as_array, candidates_from_rules
+from inferscale.arc.tasks import Grid
+from inferscale.arc.tiling import background_colour
+
+FOUR = ndimage.generate_binary_structure(2, 1)
+EIGHT = ndimage.generate_binary_structure(2, 2)
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One connected object: its cells, bounding box and colours."""
+
+    mask: np.ndarray
+    top: int
+    left: int
+    bottom: int
+    right: int
+    colours: tuple[int, ...]
+    size: int
+
+    def cut(self, grid: np.ndarray) -> np.ndarray:
+        return grid[self.top : self.bottom, self.left : self.right]
+
+    def alone(self, grid: np.ndarray, background: int) -> np.ndarray:
+        return np.where(self.mask, grid, background)[self.top : self.bottom, self.left : self.right]
+
+    def pattern(self, grid: np.ndarray) -> bytes:
+        """The object's cells and colours, wherever it lies: equal for equal-looking objects."""
+        return self.alone(grid, -1).tobytes() + bytes(self.cut(grid).shape)
+
+
+def shapes(grid: np.ndarray, background: int, diagonal: bool, one_colour: bool) -> list[Shape]:
+    """The connected components of non-background cells, in reading order of their top-left."""
+    structure = EIGHT if diagonal else FOUR
+    layers = [grid == colour for colour in np.unique(grid) if colour != background] if one_colour else [grid != background]
+    found = []
+    for layer in layers:
+        labels, count = ndimage.label(layer, structure=structure)
+        for index, box in enumerate(ndimage.find_objects(labels), start=1):
+            mask = labels == index
+            found.append(
+                Shape(
+                    mask, box[0].start, box[1].start, box[0].stop, box[1].stop, tuple(np.unique(grid[mask]).tolist()), int(mask.sum())
+                )
+            )
+    return sorted(found, key=lambda s: (s.top, s.left))
+
+
+def _unique_by(objects: list[Shape], key: Callable[[Shape], object]) -> Shape | None:
+    counts = Counter(key(s) for s in objects)
+    single = [s for s in objects if counts[key(s)] == 1]
+    return single[0] if len(single) == 1 else None
+
+
+def _extreme(objects: list[Shape], key: Callable[[Shape], float], largest: bool) -> Shape | None:
+    """The one object with the largest (or smallest) key; None on a tie."""
+    values = [key(s) for s in objects]
+    best = max(values) if largest else min(values)
+    winners = [s for s, v in zip(objects, values, strict=True) if v == best]
+    return winners[0] if len(winners) == 1 else None
+
+
+Selector = Callable[[list[Shape], np.ndarray], Shape | None]
+
+SELECTORS: dict[str, Selector] = {
+    "largest": lambda objs, g: _extreme(objs, lambda s: s.size, True),
+    "smallest": lambda objs, g: _extreme(objs, lambda s: s.size, False),
+    "largest box": lambda objs, g: _extreme(objs, lambda s: (s.bottom - s.top) * (s.right - s.left), True),
+    "smallest box": lambda objs, g: _extreme(objs, lambda s: (s.bottom - s.top) * (s.right - s.left), False),
+    "most colours": lambda objs, g: _extreme(objs, lambda s: len(s.colours), True),
+    "densest": lambda objs, g: _extreme(objs, lambda s: s.size / ((s.bottom - s.top) * (s.right - s.left)), True),
+    "sparsest": lambda objs, g: _extreme(objs, lambda s: s.size / ((s.bottom - s.top) * (s.right - s.left)), False),
+    "topmost": lambda objs, g: _extreme(objs, lambda s: s.top, False),
+    "bottommost": lambda objs, g: _extreme(objs, lambda s: s.bottom, True),
+    "leftmost": lambda objs, g: _extreme(objs, lambda s: s.left, False),
+    "rightmost": lambda objs, g: _extreme(objs, lambda s: s.right, True),
+    "unique colour": lambda objs, g: _unique_by(objs, lambda s: s.colours),
+    "unique shape": lambda objs, g: _unique_by(objs, lambda s: s.mask[s.top : s.bottom, s.left : s.right].tobytes() + bytes((s.bottom - s.top,))),
+    "unique look": lambda objs, g: _unique_by(objs, lambda s: s.pattern(g)),
+    "most repeated look": lambda objs, g: _most_repeated(objs, g),
+}
+
+
+def _most_repeated(objects: list[Shape], grid: np.ndarray) -> Shape | None:
+    counts = Counter(s.pattern(grid) for s in objects)
+    ranked = counts.most_common(2)
+    if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
+        return None
+    return next(s for s in objects if s.pattern(grid) == ranked[0][0])
+
+
+def select_and_cut(selector: Selector, diagonal: bool, one_colour: bool, alone: bool) -> Rule:
+    def rule(grid: np.ndarray) -> np.ndarray | None:
+        background = background_colour(grid)
+        objects = shapes(grid, background, diagonal, one_colour)
+        if not objects:
+            return None
+        chosen = selector(objects, grid)
+        if chosen is None:
+            return None
+        return chosen.alone(grid, background) if alone else chosen.cut(grid)
+
+    return rule
+
+
+def content(grid: np.ndarray) -> np.ndarray | None:
+    rows, cols = np.nonzero(grid != background_colour(grid))
+    return grid[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1] if rows.size else None
+
+
+def colour_box(colour: int, inside: bool) -> Rule:
+    """The bounding box of every cell of ``colour``; with ``inside``, without its outermost ring
+    (the inside of a frame drawn in that colour)."""
+
+    def rule(grid: np.ndarray) -> np.ndarray | None:
+        rows, cols = np.nonzero(grid == colour)
+        if not rows.size:
+            return None
+        top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+        if inside:
+            top, bottom, left, right = top + 1, bottom - 1, left + 1, right - 1
+            if top >= bottom or left >= right:
+                return None
+        return grid[top:bottom, left:right]
+
+    return rule
+
+
+def object_rules(train: Sequence[tuple[Grid, Grid]]) -> Iterator[tuple[str, Rule]]:
+    # Only tasks whose outputs are smaller than their inputs are cut-outs.
+    pairs = [(as_array(i), as_array(o)) for i, o in train]
+    if not all(o.size < i.size for i, o in pairs):
+        return
+    yield "everything but the background", content
+    shared = set.intersection(*(set(np.unique(i).tolist()) for i, _ in pairs))
+    for colour in sorted(shared):
+        yield f"box of colour {colour}", colour_box(colour, inside=False)
+        yield f"inside the frame of colour {colour}", colour_box(colour, inside=True)
+    for name, selector in SELECTORS.items():
+        for diagonal in (True, False):
+            for one_colour in (False, True):
+                for alone in (False, True):
+                    described = (
+                        f"{name} {'8' if diagonal else '4'}-connected {'one-colour' if one_colour else 'any-colour'} object"
+                        f"{' alone' if alone else ''}"
+                    )
+                    yield described, select_and_cut(selector, diagonal, one_colour, alone)
+
+
+def object_candidates(train: Sequence[tuple[Grid, Grid]], test_input: Grid) -> list[Candidate]:
+    """The family's cut-outs that apply to the task, best score first, one per distinct grid."""
+    return candidates_from_rules(train, test_input, object_rules(train))

@@ -1,0 +1,100 @@
+"""The ARC solver families, pure: each finds its kind of rule on hand-made tasks and scores it on the pairs."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from inferscale.arc.objects import object_candidates
+from inferscale.arc.programs import depth_1, depth_2, program_candidates
+from inferscale.arc.solvers import as_grid
+from inferscale.arc.tiling import repair_by_period, repair_by_symmetry, tiling_candidates
+from services.orchestrator.aggregation import Offered, alternatives_to, best_score, rank_offered
+
+
+def g(rows: list[list[int]]):  # type: ignore[no-untyped-def]
+    return as_grid(np.array(rows))
+
+
+def best(candidates):  # type: ignore[no-untyped-def]
+    assert candidates, "the solver found no candidate"
+    return candidates[0]
+
+
+def test_tiling_learns_a_symmetry_per_tile() -> None:
+    # Output: the input, then its left-right mirror, side by side.
+    train = [(g([[1, 2], [3, 4]]), g([[1, 2, 2, 1], [3, 4, 4, 3]])), (g([[5, 0], [0, 6]]), g([[5, 0, 0, 5], [0, 6, 6, 0]]))]
+    top = best(tiling_candidates(train, g([[7, 8], [9, 0]])))
+    assert top.grid == g([[7, 8, 8, 7], [9, 0, 0, 9]]) and top.score == 1.0
+    assert top.rule == "tile identity/flip columns"
+
+
+def test_tiling_finds_the_fractal_and_the_block_reduction() -> None:
+    fractal = [(g([[1, 0], [0, 1]]), g([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]))]
+    assert best(tiling_candidates(fractal, g([[2, 2], [0, 0]]))).grid == g([[2, 2, 2, 2], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]])
+    shrink = [(g([[3, 3, 0, 0], [3, 3, 0, 0]]), g([[3, 0]])), (g([[0, 0, 4, 4], [0, 0, 4, 4]]), g([[0, 4]]))]
+    top = best(tiling_candidates(shrink, g([[5, 5, 5, 5], [5, 5, 5, 5]])))
+    assert top.grid == g([[5, 5]]) and top.score == 1.0
+
+
+def test_a_masked_region_is_repaired_from_the_symmetry_or_the_period_the_rest_obeys() -> None:
+    symmetric = np.array([[1, 2, 2, 1], [3, 9, 4, 3], [3, 4, 4, 3], [1, 2, 2, 1]])
+    assert repair_by_symmetry(symmetric, 9)[1, 1] == 4
+    periodic = np.array([[1, 2, 1, 2, 1, 2], [3, 4, 3, 9, 9, 4], [1, 2, 1, 2, 1, 2]])
+    assert repair_by_period(periodic, 9).tolist() == [[1, 2, 1, 2, 1, 2], [3, 4, 3, 4, 3, 4], [1, 2, 1, 2, 1, 2]]
+    # The mask colour (9) is learned from the pairs: in every input, in no output.
+    train = [(g([[1, 2, 1, 2], [9, 9, 1, 2]]), g([[1, 2, 1, 2], [1, 2, 1, 2]])), (g([[5, 6, 5, 6], [5, 6, 9, 6]]), g([[5, 6, 5, 6], [5, 6, 5, 6]]))]
+    assert best(tiling_candidates(train, g([[7, 8, 7, 8], [7, 9, 9, 8]]))).grid == g([[7, 8, 7, 8], [7, 8, 7, 8]])
+
+
+def test_objects_learns_which_object_to_cut_out() -> None:
+    # The largest object, whatever its colour or place.
+    train = [
+        (g([[1, 0, 0, 0], [0, 0, 2, 2], [0, 0, 2, 2]]), g([[2, 2], [2, 2]])),
+        (g([[0, 3, 3, 3], [0, 0, 0, 0], [4, 0, 0, 0]]), g([[3, 3, 3]])),
+    ]
+    top = best(object_candidates(train, g([[5, 5, 0], [5, 0, 0], [0, 0, 6]])))
+    assert top.grid == g([[5, 5], [5, 0]]) and top.score == 1.0 and top.rule.startswith("largest")
+
+
+def test_objects_cuts_the_inside_of_a_frame() -> None:
+    train = [(g([[0, 0, 0, 0], [0, 8, 8, 8], [0, 8, 3, 8], [0, 8, 8, 8]]), g([[3]])), (g([[8, 8, 8, 0], [8, 4, 8, 0], [8, 8, 8, 0]]), g([[4]]))]
+    assert best(object_candidates(train, g([[8, 8, 8], [8, 6, 8], [8, 8, 8]]))).grid == g([[6]])
+
+
+def test_a_deeper_program_search_finds_what_a_shallower_one_cannot() -> None:
+    # Flip upside down, then scale up by 2: two primitives.
+    train = [(g([[1, 2], [0, 0]]), g([[0, 0, 0, 0], [0, 0, 0, 0], [1, 1, 2, 2], [1, 1, 2, 2]])), (g([[3], [0]]), g([[0, 0], [0, 0], [3, 3], [3, 3]]))]
+    test = g([[0, 4], [5, 0]])
+    expected = g([[5, 5, 0, 0], [5, 5, 0, 0], [0, 0, 4, 4], [0, 0, 4, 4]])
+    assert best(depth_1(train, test)).score < 1.0
+    top = best(depth_2(train, test))
+    assert top.grid == expected and top.score == 1.0 and "then" in top.rule
+    # One candidate per distinct grid, best first.
+    found = program_candidates(train, test, 2)
+    assert len({c.grid for c in found}) == len(found)
+    assert [c.score for c in found] == sorted((c.score for c in found), reverse=True)
+
+
+def test_the_rankings_of_offered_candidates_differ_as_their_rules_say() -> None:
+    # Two members give "A" as their own answer at 0.6; one gives "B" at 1.0 and "A" second.
+    offered = [
+        Offered("A", 0.6, 1.0, 0, 0),
+        Offered("A", 0.6, 1.0, 1, 0),
+        Offered("B", 1.0, 1.0, 2, 0),
+        Offered("A", 0.5, 1.0, 2, 1),
+        Offered("C", 0.9, 1.0, 1, 1),
+    ]
+    assert rank_offered(offered, "best_score") == [("B", 1.0), ("C", 0.9), ("A", 0.6)]
+    assert [label for label, _ in rank_offered(offered, "plurality")] == ["A", "B", "C"]
+    assert [label for label, _ in rank_offered(offered, "score_vote")] == ["A", "B", "C"]  # 1.7 > 1.0 > 0.9
+    combined = best_score(offered)
+    assert (combined.label, combined.confidence) == ("B", 1.0)
+    assert alternatives_to("B", offered, "best_score") == [("C", 0.9), ("A", 0.6)]
+
+
+def test_best_score_breaks_ties_by_support_then_by_the_earliest_member() -> None:
+    tied = [Offered("A", 1.0, 1.0, 0, 0), Offered("B", 1.0, 1.0, 1, 0), Offered("B", 1.0, 1.0, 2, 1)]
+    assert best_score(tied).label == "B"
+    assert best_score(tied[:2]).label == "A"
+    # A member that lists an answer twice supports it once.
+    assert best_score([Offered("A", 1.0, 1.0, 0, 0), Offered("B", 1.0, 1.0, 1, 0), Offered("B", 1.0, 1.0, 1, 1)]).label == "A"
