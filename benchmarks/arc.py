@@ -148,6 +148,9 @@ async def run_folder(router, tasks: list[Task], table_rows: list[Row], concurren
     progress = Progress(
         TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[summary]}")
     )
+    # Piped to a log, a bar would show only at the end: a line every twentieth of the way instead.
+    every = 0 if progress.console.is_terminal else max(1, len(inputs) // 20)
+    done = 0
     solved: dict[str, int] = {row.name: 0 for row in table_rows}
 
     async def worker() -> None:
@@ -159,7 +162,12 @@ async def run_folder(router, tasks: list[Task], table_rows: list[Row], concurren
                 solved[row.name] += task.test[index].output in outcome.attempts
             best_single = max(solved[r.name] for r in table_rows if r.kind == "single")
             best_multi = max(solved[r.name] for r in table_rows if r.kind in ("cascade", "ensemble", "search"))
-            progress.update(bar, advance=1, summary=f"test inputs solved: best solver {best_single}, best strategy {best_multi}")
+            summary = f"test inputs solved: best solver {best_single}, best strategy {best_multi}"
+            progress.update(bar, advance=1, summary=summary)
+            nonlocal done
+            done += 1
+            if every and (done % every == 0 or done == len(inputs)):
+                print(f"{label}: {done}/{len(inputs)} test inputs, {summary}", flush=True)
 
     with progress:
         bar = progress.add_task(label, total=len(inputs), summary="")

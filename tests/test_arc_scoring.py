@@ -91,3 +91,34 @@ def test_the_shared_task_folders_parse_and_every_test_input_has_an_answer(folder
     assert all(pair.output is not None for task in tasks for pair in task.test)
     # A task scored with its own answers scores 1: the data and the scorer agree.
     assert all(task_score(task, [[pair.output] for pair in task.test]) == 1.0 for task in tasks)
+
+
+def test_the_harness_sends_no_answer_attempts_answer_then_the_first_alternative_and_counts_every_call() -> None:
+    import json
+
+    from benchmarks.arc import outcome_of, request_for
+    from inferscale.v1 import common_pb2, router_service_pb2
+
+    sent = json.loads(request_for(TWO_TESTS, 1))
+    assert sent["test"] == [{"input": [[0]]}]  # the one test input, without its output
+    assert sent["train"] == [{"input": [[0]], "output": [[1]]}]
+
+    def answer(grid: str, confidence: float) -> common_pb2.Answer:
+        return common_pb2.Answer(label=grid, confidence=confidence)
+
+    response = router_service_pb2.InferResponse(
+        answer=answer("[[1]]", 0.9),
+        alternatives=[answer("[[2]]", 0.8), answer("[[3]]", 0.7)],
+        plan=common_pb2.Plan(steps=[common_pb2.PlanStep(cost=1.0), common_pb2.PlanStep(cost=100.0), common_pb2.PlanStep(cost=5.0)]),
+        steps=[
+            common_pb2.EscalationStep(index=0, decision=common_pb2.DECISION_ESCALATE, answer=answer("[[4]]", 0.5)),
+            common_pb2.EscalationStep(
+                index=1, decision=common_pb2.DECISION_ACCEPT, answer=answer("[[1]]", 0.9), alternatives=[answer("[[5]]", 0.1)]
+            ),
+            common_pb2.EscalationStep(index=2, decision=common_pb2.DECISION_STOPPED),
+        ],
+    )
+    outcome = outcome_of(response)
+    assert outcome.attempts == [((1,),), ((2,),)]  # two attempts: the third alternative is not one
+    assert outcome.candidates == [((1,),), ((2,),), ((3,),), ((4,),), ((5,),)]  # for oracle pass@k only
+    assert outcome.compute == 101.0  # the steps that ran, at their plan costs; a stopped step costs nothing
