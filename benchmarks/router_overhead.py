@@ -9,6 +9,8 @@ On one embedded Triton, at each concurrency:
 - a cache hit: the same request again and again through the router (served from L4);
 - a two-tier cascade (digits_linear, then digits_mlp when the first is below 0.9): a Triton BLS
   model (python backend) that runs it inside Triton, against InferScale's cascade.
+The router paths also run through a router that embeds the orchestrator
+(INFERSCALE_EMBED_ORCHESTRATOR=on, on the same Triton), one gRPC hop less per request.
 Then the single-model router path once more on a second suite that traces every request (100%
 sampling, exported over OTLP to a local sink), against the first suite, whose services trace
 nothing. Prints the table, writes it to results/router_overhead.md and draws the latency
@@ -46,8 +48,19 @@ HIT = "through the router, cache hit"
 BLS = "cascade as a Triton BLS model"
 CASCADE = "cascade through InferScale"
 TRACED = "through the router, 100% traced"
+EMBEDDED = "through the router, orchestrator embedded"
+EMBEDDED_CASCADE = "cascade through InferScale, orchestrator embedded"
 # What each path is compared with.
-BASELINE = {DIRECT: DIRECT, ROUTER: DIRECT, HIT: DIRECT, BLS: BLS, CASCADE: BLS, TRACED: ROUTER}
+BASELINE = {
+    DIRECT: DIRECT,
+    ROUTER: DIRECT,
+    HIT: DIRECT,
+    BLS: BLS,
+    CASCADE: BLS,
+    TRACED: ROUTER,
+    EMBEDDED: DIRECT,
+    EMBEDDED_CASCADE: BLS,
+}
 
 # The two-tier cascade inside Triton: digits_linear, then digits_mlp when the first answer's
 # confidence is below 0.9, through the python backend's BLS calls.
@@ -118,12 +131,16 @@ def router_request(image: np.ndarray, **fields: object) -> router_service_pb2.In
     return router_service_pb2.InferRequest(task="digits", inputs=[from_numpy("IMAGE", image[None, :])], **fields)
 
 
-async def run(suite: Suite, model: str, requests: int, levels: list[int], warmup: int, paths: list[str]) -> list[dict]:
+async def run(
+    suite: Suite, model: str, requests: int, levels: list[int], warmup: int, paths: list[str], embedding: Suite | None = None
+) -> list[dict]:
     _, _, images, _ = load_split()
     images = images.astype(np.float32)
     triton = triton_aio.InferenceServerClient(suite.triton_url)
     channel = grpc.aio.insecure_channel(suite.address("router"))
     router = router_service_pb2_grpc.RouterServiceStub(channel)
+    embedding_channel = grpc.aio.insecure_channel((embedding or suite).address("router"))
+    embedding_router = router_service_pb2_grpc.RouterServiceStub(embedding_channel)
     single = [router_request(i, strategy=common_pb2.STRATEGY_SINGLE, model_name=model, skip_cache=True) for i in images]
     # Tier 1 at 0.9, tier 2 accepting whatever it answers: the same two tiers as the BLS model.
     two_tiers = [common_pb2.TierThresholds(tier=2, accept_threshold=1e-6)]
@@ -138,9 +155,11 @@ async def run(suite: Suite, model: str, requests: int, levels: list[int], warmup
 
         return call
 
-    def router_call(prepared: list[router_service_pb2.InferRequest]) -> Callable[[int], Awaitable[None]]:
+    def router_call(
+        prepared: list[router_service_pb2.InferRequest], through: router_service_pb2_grpc.RouterServiceStub = router
+    ) -> Callable[[int], Awaitable[None]]:
         async def call(index: int) -> None:
-            await router.Infer(prepared[index % len(prepared)], timeout=30)
+            await through.Infer(prepared[index % len(prepared)], timeout=30)
 
         return call
 
@@ -151,6 +170,8 @@ async def run(suite: Suite, model: str, requests: int, levels: list[int], warmup
         HIT: router_call([repeated]),
         BLS: triton_call("digits_cascade_bls"),
         CASCADE: router_call(cascade),
+        EMBEDDED: router_call(single, embedding_router),
+        EMBEDDED_CASCADE: router_call(cascade, embedding_router),
     }
     rows = []
     for concurrency in levels:
@@ -169,6 +190,7 @@ async def run(suite: Suite, model: str, requests: int, levels: list[int], warmup
                 }
             )
     await channel.close()
+    await embedding_channel.close()
     await triton.close()
     return rows
 
@@ -197,7 +219,7 @@ def table(rows: list[dict], model: str) -> str:
     added = [
         f"{r['path']} adds {r['p50'] - by_path[(DIRECT, r['concurrency'])]['p50']:.2f} ms at p50 at concurrency {r['concurrency']}"
         for r in rows
-        if r["path"] in (ROUTER, HIT) and (DIRECT, r["concurrency"]) in by_path
+        if r["path"] in (ROUTER, EMBEDDED, HIT) and (DIRECT, r["concurrency"]) in by_path
     ]
     return "\n".join([*lines, "", "; ".join(added)])
 
@@ -234,9 +256,16 @@ def main() -> int:
         print("Starting the suite on the embedded Triton, tracing off ...", flush=True)
         untraced = {"OTEL_TRACES_EXPORTER": "none", "OTEL_SDK_DISABLED": "true"}
         with Suite(ports=SuitePorts.free(), log_dir=logs / "untraced", model_repository=repository, env=untraced) as suite:
-            rows = asyncio.run(
-                run(suite, args.model, args.requests, args.concurrency, args.warmup, [DIRECT, ROUTER, HIT, BLS, CASCADE])
+            embedding = Suite(
+                ports=SuitePorts.free(),
+                triton_url=suite.triton_url,
+                log_dir=logs / "embedded",
+                env={**untraced, "INFERSCALE_EMBED_ORCHESTRATOR": "on"},
             )
+            with embedding:
+                embedding.kill_service("orchestrator")  # its router runs the orchestrator itself
+                paths = [DIRECT, ROUTER, EMBEDDED, HIT, BLS, CASCADE, EMBEDDED_CASCADE]
+                rows = asyncio.run(run(suite, args.model, args.requests, args.concurrency, args.warmup, paths, embedding))
         sink = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
         threading.Thread(target=sink.serve_forever, daemon=True).start()
         traced = {

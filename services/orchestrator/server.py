@@ -28,13 +28,14 @@ SERVICE_NAME = orchestrator_service_pb2.DESCRIPTOR.services_by_name["Orchestrato
 
 @dataclass
 class Orchestrator:
-    """A running orchestrator and what it must close on stop."""
+    """An orchestrator's parts, its own gRPC server when it runs as a service, and what it must close on stop."""
 
-    running: RunningServer
+    servicer: OrchestratorService
     triton: TritonPool
     registry: TritonRegistry
     events: EventSender
     cache_channel: grpc.aio.Channel | None
+    running: RunningServer | None = None
 
     async def close(self) -> None:
         """Stops the background work and closes the channels."""
@@ -67,8 +68,11 @@ def cache_invalidator(
     return invalidate
 
 
-async def create_server(config: OrchestratorConfig) -> Orchestrator:
-    """Builds and starts the orchestrator; the registry is read from Triton before it serves."""
+async def build_orchestrator(config: OrchestratorConfig) -> Orchestrator:
+    """Builds the orchestrator's parts, without a server: the registry is read from Triton first.
+
+    A router that embeds the orchestrator (INFERSCALE_EMBED_ORCHESTRATOR) calls this itself.
+    """
     triton = TritonPool(config.triton_urls, health_interval_seconds=config.triton_health_seconds)
     triton.start()
     cache_channel = open_channel(config.cache_address) if config.cache_address else None
@@ -94,12 +98,18 @@ async def create_server(config: OrchestratorConfig) -> Orchestrator:
         admin_token=config.admin_token,
         min_gain_per_cost=config.min_gain_per_cost,
     )
-    running = await start_server(
+    return Orchestrator(servicer, triton, registry, events, cache_channel)
+
+
+async def create_server(config: OrchestratorConfig) -> Orchestrator:
+    """Builds and starts the orchestrator as a service of its own."""
+    orchestrator = await build_orchestrator(config)
+    orchestrator.running = await start_server(
         config.listen,
         [SERVICE_NAME],
-        lambda server: orchestrator_service_pb2_grpc.add_OrchestratorServiceServicer_to_server(servicer, server),
+        lambda server: orchestrator_service_pb2_grpc.add_OrchestratorServiceServicer_to_server(orchestrator.servicer, server),
     )
-    return Orchestrator(running, triton, registry, events, cache_channel)
+    return orchestrator
 
 
 async def serve() -> None:
@@ -107,6 +117,7 @@ async def serve() -> None:
     config = OrchestratorConfig.from_env()
     provider = setup_telemetry("orchestrator")
     orchestrator = await create_server(config)
+    assert orchestrator.running is not None
     await serve_until_stopped(
         orchestrator.running, grace_seconds=config.shutdown_grace_seconds, on_stop=orchestrator.close
     )

@@ -41,6 +41,10 @@ class RouterConfig:
     listen: str
     # INFERSCALE_ORCHESTRATOR_ADDRESS: the orchestrator, "host:port".
     orchestrator_address: str
+    # INFERSCALE_EMBED_ORCHESTRATOR: "on" runs the orchestrator inside the router's process, built
+    # from the orchestrator's own settings, instead of calling one at orchestrator_address: one
+    # gRPC hop less on every request (docs/hot-path.md).
+    embed_orchestrator: bool
     # INFERSCALE_CACHE_ADDRESS: the cache, "host:port"; "off" runs without a cache.
     cache_address: str
     # INFERSCALE_MONITOR_ADDRESS: the monitor, "host:port"; "off" sends no events.
@@ -93,6 +97,7 @@ class RouterConfig:
             orchestrator_address=env_str(
                 "INFERSCALE_ORCHESTRATOR_ADDRESS", f"127.0.0.1:{DEFAULT_ORCHESTRATOR_PORT}"
             ),
+            embed_orchestrator=env_switch("INFERSCALE_EMBED_ORCHESTRATOR", False),
             cache_address=env_peer("INFERSCALE_CACHE_ADDRESS", DEFAULT_CACHE_PORT),
             monitor_address=env_peer("INFERSCALE_MONITOR_ADDRESS", DEFAULT_MONITOR_PORT),
             confidence_threshold=env_float("INFERSCALE_CONFIDENCE_THRESHOLD", 0.90, low=0.0, high=1.0),

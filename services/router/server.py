@@ -18,7 +18,11 @@ from inferscale.v1 import (
     router_service_pb2,
     router_service_pb2_grpc,
 )
+from services.orchestrator.config import OrchestratorConfig
+from services.orchestrator.server import SERVICE_NAME as ORCHESTRATOR_SERVICE_NAME
+from services.orchestrator.server import Orchestrator, build_orchestrator
 from services.router.config import RouterConfig
+from services.router.embedded import InProcessOrchestrator
 from services.router.service import ModelCatalog, PolicyWatcher, RouterService
 
 SERVICE_NAME = router_service_pb2.DESCRIPTOR.services_by_name["RouterService"].full_name
@@ -32,6 +36,8 @@ class Router:
     events: EventSender
     channels: list[grpc.aio.Channel] = field(default_factory=list)
     background: list[asyncio.Task[None]] = field(default_factory=list)
+    # The orchestrator running in this process, with INFERSCALE_EMBED_ORCHESTRATOR on.
+    embedded: Orchestrator | None = None
 
     async def close(self) -> None:
         """Stops the background work, flushes events and closes the channels."""
@@ -40,13 +46,21 @@ class Router:
         await self.events.close()
         for channel in self.channels:
             await channel.close()
+        if self.embedded is not None:
+            await self.embedded.close()
 
 
 async def create_server(config: RouterConfig) -> Router:
     """Builds and starts the router."""
-    orchestrator_channel = open_channel(config.orchestrator_address)
-    channels = [orchestrator_channel]
-    orchestrator = orchestrator_service_pb2_grpc.OrchestratorServiceStub(orchestrator_channel)
+    channels = []
+    embedded = None
+    if config.embed_orchestrator:
+        embedded = await build_orchestrator(OrchestratorConfig.from_env())
+        orchestrator = InProcessOrchestrator(embedded.servicer)
+    else:
+        orchestrator_channel = open_channel(config.orchestrator_address)
+        channels.append(orchestrator_channel)
+        orchestrator = orchestrator_service_pb2_grpc.OrchestratorServiceStub(orchestrator_channel)
     cache = None
     if config.cache_address:
         cache_channel = open_channel(config.cache_address)
@@ -80,13 +94,20 @@ async def create_server(config: RouterConfig) -> Router:
         clients=ClientTokens.from_file(config.client_tokens_file) if config.client_tokens_file else None,
         finite_inputs=config.finite_inputs,
     )
+
+    def add_servicers(server: grpc.aio.Server) -> None:
+        router_service_pb2_grpc.add_RouterServiceServicer_to_server(servicer, server)
+        if embedded is not None:
+            # The embedded orchestrator's RPCs (ListModels, the admin ones) stay reachable, here.
+            orchestrator_service_pb2_grpc.add_OrchestratorServiceServicer_to_server(embedded.servicer, server)
+
     running = await start_server(
         config.listen,
-        [SERVICE_NAME],
-        lambda server: router_service_pb2_grpc.add_RouterServiceServicer_to_server(servicer, server),
+        [SERVICE_NAME, ORCHESTRATOR_SERVICE_NAME] if embedded is not None else [SERVICE_NAME],
+        add_servicers,
         max_concurrent_rpcs=config.max_in_flight,
     )
-    return Router(running, events, channels, [watcher])
+    return Router(running, events, channels, [watcher], embedded)
 
 
 async def serve() -> None:
