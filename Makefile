@@ -68,6 +68,7 @@ bench: setup
 	$(PY) -m benchmarks.learned_policy
 	$(PY) -m benchmarks.cache_levels
 	$(PY) -m benchmarks.load_run
+	$(PY) -m benchmarks.arc
 
 clean:
 	rm -rf $(VENV) inferscale/v1 model_repository/*/1/weights.npz results .pytest_cache tools/buf/node_modules clients/node/node_modules

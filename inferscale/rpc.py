@@ -67,6 +67,11 @@ async def start_server(
             # gRPC shares a port between servers by default; a second suite on busy ports must
             # fail to bind, not quietly split the traffic with the first.
             ("grpc.so_reuseport", 0),
+            # Our channels ping every 30 s, idle or not (CHANNEL_OPTIONS). A server that expects
+            # pings at most every 5 minutes (gRPC's default) counts those as strikes and closes
+            # long-lived streams, such as the event stream to the monitor, with too_many_pings.
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 20_000),
         ]
     )
     add_servicers(server)

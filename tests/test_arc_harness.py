@@ -1,0 +1,44 @@
+"""The ARC benchmark harness on real tasks from ../shared/arc, through the real suite's router."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import grpc
+import pytest
+
+from benchmarks.arc import rows, run_folder, summarize
+from inferscale.arc.tasks import SHARED_ARC, load_tasks
+from inferscale.suite import Suite
+from inferscale.v1 import router_service_pb2_grpc
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        not SHARED_ARC.is_dir() and os.environ.get("CI") != "true",
+        reason=f"the ARC data is not at {SHARED_ARC} (CI runs this with ../shared beside the checkout)",
+    ),
+]
+
+# Two arc-agi-1 training tasks that different families solve: a fractal (the tiling family's)
+# and a colour substitution (the geometric family's and the depth-1 program search's).
+FRACTAL, COLOURS = "007bbfb7", "0d3d703e"
+
+
+def test_the_harness_scores_each_row_through_the_router_and_the_strategies_combine_the_families(suite: Suite) -> None:
+    tasks = [t for t in load_tasks(SHARED_ARC / "arc-agi-1" / "training") if t.id in (FRACTAL, COLOURS)]
+    table_rows = rows(210.0)
+
+    async def run():  # type: ignore[no-untyped-def]
+        async with grpc.aio.insecure_channel(suite.address("router")) as channel:
+            return await run_folder(router_service_pb2_grpc.RouterServiceStub(channel), tasks, table_rows, 2, "test")
+
+    summary = {r["name"]: r for r in summarize(tasks, table_rows, asyncio.run(run()))}
+    assert all(r["errors"] == 0 for r in summary.values())
+    assert summary["arc_tiling alone"]["solved_ids"] == [FRACTAL]
+    assert COLOURS in summary["arc_geometry alone"]["solved_ids"] and FRACTAL not in summary["arc_geometry alone"]["solved_ids"]
+    for strategy in ("cascade, budget 210", "ensemble, budget 210"):
+        assert summary[strategy]["solved"] == 2.0 and summary[strategy]["compute"] <= 210.0
+    # The cascade stops at the first exact reproduction: the colour task at tier 1.
+    assert summary["cascade, budget 210"]["compute"] < summary["ensemble, budget 210"]["compute"] == 119.0
