@@ -2,13 +2,15 @@
 
 ``python -m inferscale.demo`` (``make run``) prints every request with its escalation steps, a
 few repeats served from the cache, one malformed request and its clear error, a few text
-commands served from the semantic cache (or, for the opposite command, not), and what the
-monitor counted. ``--serve`` keeps the suite up afterwards for your own clients.
+commands served from the semantic cache (or, for the opposite command, not), a few ARC-AGI tasks
+(from ../shared/arc, when it is there) through the cascade of ARC solvers, and what the monitor
+counted. ``--serve`` keeps the suite up afterwards for your own clients.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import pathlib
 import signal
 import time
@@ -16,6 +18,8 @@ import urllib.request
 
 import grpc
 import numpy as np
+
+from inferscale.arc.tasks import SHARED_ARC, load_tasks
 
 from inferscale.models.digits import load_split
 from inferscale.models.intents import INTENTS
@@ -34,8 +38,11 @@ def describe_steps(response: router_service_pb2.InferResponse) -> str:
     """Renders the escalation steps on one line: model, confidence and decision of each."""
     parts = []
     for step in response.steps:
-        decision = "accept" if step.decision == common_pb2.DECISION_ACCEPT else "escalate"
-        parts.append(f"{step.model.name} v{step.model.version} {step.answer.confidence:.2f} {decision}")
+        decision = common_pb2.Decision.Name(step.decision).removeprefix("DECISION_").lower()
+        if step.decision in (common_pb2.DECISION_ACCEPT, common_pb2.DECISION_ESCALATE, common_pb2.DECISION_CONTRIBUTED):
+            parts.append(f"{step.model.name} v{step.model.version} {step.answer.confidence:.2f} {decision}")
+        else:
+            parts.append(f"{step.model.name} {decision}")  # it did not run: no answer to show
     return " -> ".join(parts)
 
 
@@ -116,6 +123,36 @@ def run_semantic_demo(router_address: str) -> None:
             print(f"  {text!r:<34} -> {intent:<12} {served:<24} cost {response.total_cost:5.1f}")
 
 
+# ARC-AGI-1 training tasks of different families: a fractal, a colour substitution, a crop, hole
+# filling, a mirrored tiling, and one no solver here solves.
+ARC_DEMO = ("007bbfb7", "0d3d703e", "1cf80156", "00d62c1b", "3af2c5a8", "025d127b")
+
+
+def run_arc_demo(router_address: str) -> None:
+    """Sends a few ARC tasks through the cascade of ARC solvers: each stops at the first that
+    reproduces every training pair; the hidden answer is read only to print whether it was right."""
+    folder = SHARED_ARC / "arc-agi-1" / "training"
+    if not folder.is_dir():
+        print(f"\nARC-AGI: skipped, no task data at {folder}")
+        return
+    print("\nARC-AGI tasks through the cascade of ARC solvers (stop at the first exact reproduction of the training pairs):")
+    tasks = [t for t in load_tasks(folder) if t.id in ARC_DEMO]
+    with grpc.insecure_channel(router_address) as channel:
+        router = router_service_pb2_grpc.RouterServiceStub(channel)
+        for task in tasks:
+            sent = {"train": [{"input": p.input, "output": p.output} for p in task.train], "test": [{"input": task.test[0].input}]}
+            response = router.Infer(
+                router_service_pb2.InferRequest(
+                    task="arc", inputs=[bytes_tensor("TASK", [json.dumps(sent)])], confidence_threshold=1.0, cost_ceiling=210
+                ),
+                timeout=120,
+            )
+            answer = [list(row) for row in task.test[0].output or ()]
+            attempts = [json.loads(a.label) for a in [response.answer, *response.alternatives][:2]]
+            verdict = "right" if answer in attempts else "not solved"
+            print(f"  {task.id}  {verdict:<10} cost {response.total_cost:6.1f}  {describe_steps(response)}")
+
+
 def print_monitor(suite: Suite) -> None:
     """Prints what the monitor counted, from its RPC and from its Prometheus page."""
     time.sleep(0.5)  # events travel in batches every 100 ms
@@ -153,6 +190,7 @@ def main() -> None:
         print(f"  {'triton':<12} {suite.triton_url}   metrics {suite.metrics_url}")
         run_workload(suite.address("router"), args.requests, args.repeats)
         run_semantic_demo(suite.address("router"))
+        run_arc_demo(suite.address("router"))
         print_monitor(suite)
         if args.serve:
             print("\nServing until Ctrl-C ...", flush=True)
