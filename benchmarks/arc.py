@@ -233,7 +233,7 @@ def table(folder: str, tasks: list[Task], summary: list[dict], budget: float) ->
     return "\n".join(lines)
 
 
-def plot(folder: str, summary: list[dict], path: pathlib.Path) -> None:
+def plot(folder: str, summary: list[dict], path: pathlib.Path, budget: float) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -246,15 +246,18 @@ def plot(folder: str, summary: list[dict], path: pathlib.Path) -> None:
             continue
         axis.plot([r["compute"] for r in chosen], [r["solved"] for r in chosen], marker=marker, linestyle="", label=kind)
         for r in chosen:
-            axis.annotate(r["name"].replace(" alone", "").replace("arc_", ""), (r["compute"], r["solved"]), fontsize=7,
-                          xytext=(4, 3), textcoords="offset points")
+            label = r["name"].replace(" alone", "").replace("arc_", "").replace("ensemble of ", "").split(", budget")[0]
+            # The cascade, the budgeted ensemble and the reference land close together: labels
+            # below-left, above-right and above-left of their points.
+            offset, align = {"cascade": ((-4, -11), "right"), "reference": ((-6, 5), "right")}.get(kind, ((4, 3), "left"))
+            axis.annotate(label, (r["compute"], r["solved"]), fontsize=7, textcoords="offset points", xytext=offset, ha=align)
     save_log_x(
         figure,
         axis,
         path,
         xlabel="compute per test input (cost units, log scale)",
         ylabel="tasks solved (official: two attempts, exact)",
-        title=f"ARC {folder}: tasks solved versus compute",
+        title=f"ARC {folder}: solved vs compute, strategies ≤ {budget:g} units",
     )
 
 
@@ -271,7 +274,7 @@ async def run(suite: Suite, folders: list[str], data: pathlib.Path, limit: int |
             print("\n" + report + "\n", flush=True)
             stem = folder.replace("/", "_")
             (RESULTS / f"{stem}.md").write_text(report + "\n")
-            plot(folder, summary, RESULTS / f"{stem}.png")
+            plot(folder, summary, RESULTS / f"{stem}.png", budget)
             detail = {
                 row: {tid: [{"attempts": o.attempts, "compute": o.compute, "error": o.error} for o in per] for tid, per in by_task.items()}
                 for row, by_task in outcomes.items()
