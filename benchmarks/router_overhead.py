@@ -13,7 +13,7 @@ The router paths also run through a router that embeds the orchestrator
 (INFERSCALE_EMBED_ORCHESTRATOR=on, on the same Triton), one gRPC hop less per request.
 Then the single-model router path once more on a second suite that traces every request (100%
 sampling, exported over OTLP to a local sink), against the first suite, whose services trace
-nothing. Prints the table, writes it to results/router_overhead.md and draws the latency
+nothing; and the same for the router that embeds the orchestrator. Prints the table, writes it to results/router_overhead.md and draws the latency
 distributions to results/router_overhead.png.
 """
 
@@ -50,6 +50,7 @@ CASCADE = "cascade through InferScale"
 TRACED = "through the router, 100% traced"
 EMBEDDED = "through the router, orchestrator embedded"
 EMBEDDED_CASCADE = "cascade through InferScale, orchestrator embedded"
+TRACED_EMBEDDED = "through the router, orchestrator embedded, 100% traced"
 # What each path is compared with.
 BASELINE = {
     DIRECT: DIRECT,
@@ -60,6 +61,7 @@ BASELINE = {
     TRACED: ROUTER,
     EMBEDDED: DIRECT,
     EMBEDDED_CASCADE: BLS,
+    TRACED_EMBEDDED: EMBEDDED,
 }
 
 # The two-tier cascade inside Triton: digits_linear, then digits_mlp when the first answer's
@@ -172,6 +174,7 @@ async def run(
         CASCADE: router_call(cascade),
         EMBEDDED: router_call(single, embedding_router),
         EMBEDDED_CASCADE: router_call(cascade, embedding_router),
+        TRACED_EMBEDDED: router_call(single, embedding_router),
     }
     rows = []
     for concurrency in levels:
@@ -238,6 +241,17 @@ def plot(rows: list[dict], path: pathlib.Path) -> None:
     figure.savefig(path, dpi=110)
 
 
+def run_beside_embedding(suite: Suite, log_dir: pathlib.Path, env: dict[str, str], args: argparse.Namespace, paths: list[str]) -> list[dict]:
+    """Runs ``paths`` on ``suite``, with a second router that embeds the orchestrator beside it
+    on the same Triton (its own orchestrator process stopped) for the embedded paths."""
+    embedding = Suite(
+        ports=SuitePorts.free(), triton_url=suite.triton_url, log_dir=log_dir, env={**env, "INFERSCALE_EMBED_ORCHESTRATOR": "on"}
+    )
+    with embedding:
+        embedding.kill_service("orchestrator")
+        return asyncio.run(run(suite, args.model, args.requests, args.concurrency, args.warmup, paths, embedding))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="digits_linear")
@@ -256,16 +270,8 @@ def main() -> int:
         print("Starting the suite on the embedded Triton, tracing off ...", flush=True)
         untraced = {"OTEL_TRACES_EXPORTER": "none", "OTEL_SDK_DISABLED": "true"}
         with Suite(ports=SuitePorts.free(), log_dir=logs / "untraced", model_repository=repository, env=untraced) as suite:
-            embedding = Suite(
-                ports=SuitePorts.free(),
-                triton_url=suite.triton_url,
-                log_dir=logs / "embedded",
-                env={**untraced, "INFERSCALE_EMBED_ORCHESTRATOR": "on"},
-            )
-            with embedding:
-                embedding.kill_service("orchestrator")  # its router runs the orchestrator itself
-                paths = [DIRECT, ROUTER, EMBEDDED, HIT, BLS, CASCADE, EMBEDDED_CASCADE]
-                rows = asyncio.run(run(suite, args.model, args.requests, args.concurrency, args.warmup, paths, embedding))
+            paths = [DIRECT, ROUTER, EMBEDDED, HIT, BLS, CASCADE, EMBEDDED_CASCADE]
+            rows = run_beside_embedding(suite, logs / "embedded", untraced, args, paths)
         sink = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
         threading.Thread(target=sink.serve_forever, daemon=True).start()
         traced = {
@@ -275,7 +281,7 @@ def main() -> int:
         }
         print("Starting a second suite that traces every request ...", flush=True)
         with Suite(ports=SuitePorts.free(), log_dir=logs / "traced", model_repository=repository, env=traced) as suite:
-            rows += asyncio.run(run(suite, args.model, args.requests, args.concurrency, args.warmup, [TRACED]))
+            rows += run_beside_embedding(suite, logs / "traced-embedded", traced, args, [TRACED, TRACED_EMBEDDED])
         sink.shutdown()
     report = table(rows, args.model)
     print("\n" + report)
