@@ -240,3 +240,15 @@ def test_analysis_and_experts_need_a_task_that_declares_them() -> None:
 def test_malformed_accuracy_targets_are_refused(fields: dict, named: str) -> None:
     with pytest.raises(InvalidArgument, match=named):
         validate_request(request(**fields))
+
+
+def test_grids_are_combined_by_best_score_in_ensembles_and_searches_and_probabilities_are_not() -> None:
+    grids = [common_pb2.ModelInfo(**{**{f.name: v for f, v in m.ListFields()}, "answer_kind": "grid"}) for m in MODELS]
+    for strategy in (common_pb2.STRATEGY_ENSEMBLE, common_pb2.STRATEGY_SEARCH):
+        assert build_plan(request(strategy=strategy), grids, 0.9).aggregation == common_pb2.AGGREGATION_BEST_SCORE
+    assert build_plan(request(strategy=common_pb2.STRATEGY_ENSEMBLE), MODELS, 0.9).aggregation == common_pb2.AGGREGATION_MEAN_PROBABILITY
+    # A search over class probabilities keeps its score-weighted vote; a cascade has no aggregation.
+    assert build_plan(request(strategy=common_pb2.STRATEGY_SEARCH), MODELS, 0.9).aggregation == common_pb2.AGGREGATION_UNSPECIFIED
+    assert build_plan(request(), grids, 0.9).aggregation == common_pb2.AGGREGATION_UNSPECIFIED
+    chosen = build_plan(request(strategy=common_pb2.STRATEGY_ENSEMBLE, aggregation=common_pb2.AGGREGATION_PLURALITY), grids, 0.9)
+    assert chosen.aggregation == common_pb2.AGGREGATION_PLURALITY
