@@ -78,6 +78,7 @@ def test_a_search_over_grids_answers_the_best_score_of_every_call(router) -> Non
     [
         ({"strategy": common_pb2.STRATEGY_SINGLE, "model_name": "arc_geometry"}, {"train": []}, "INVALID_ARGUMENT", "'train' and 'test'"),
         ({"strategy": common_pb2.STRATEGY_SINGLE, "model_name": "arc_geometry"}, {**TASK, "test": TASK["test"] * 2}, "INVALID_ARGUMENT", "the one input"),
+        ({"strategy": common_pb2.STRATEGY_SINGLE, "model_name": "arc_programs_3"}, {**TASK, "train": TASK["train"] * 9}, "INVALID_ARGUMENT", "at most 16 training pairs, not 18"),
         (
             {"strategy": common_pb2.STRATEGY_ENSEMBLE, "aggregation": common_pb2.AGGREGATION_MEAN_PROBABILITY},
             TASK,

@@ -18,6 +18,9 @@ Grid = tuple[tuple[int, ...], ...]
 # Where the shared task data lies beside a checkout of the project.
 SHARED_ARC = pathlib.Path(__file__).resolve().parents[3] / "shared" / "arc"
 MAX_SIDE = 30
+# The most training pairs a task may hold: public ARC tasks hold at most 10, and a solver's work
+# grows with them, so a request cannot ask for unbounded work.
+MAX_TRAIN_PAIRS = 16
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,8 @@ def parse_task(task_id: str, data: object) -> Task:
         raise ValueError(f"task {task_id}: expected an object with 'train' and 'test' lists")
     if not data["train"] or not data["test"]:
         raise ValueError(f"task {task_id}: 'train' and 'test' must not be empty")
+    if len(data["train"]) > MAX_TRAIN_PAIRS:
+        raise ValueError(f"task {task_id}: at most {MAX_TRAIN_PAIRS} training pairs, not {len(data['train'])}")
 
     def pairs(part: str, output_required: bool) -> tuple[Pair, ...]:
         result = []
