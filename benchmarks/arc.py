@@ -44,6 +44,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from benchmarks.plots import save_log_x
 from inferscale.arc.scoring import ATTEMPTS, oracle_pass_at_k, set_score, task_score
 from inferscale.arc.tasks import SHARED_ARC, Grid, Task, load_tasks, to_grid
+from inferscale.steps import ANSWERED
 from inferscale.suite import REPO_ROOT, Suite, SuitePorts
 from inferscale.tensors import bytes_tensor
 from inferscale.v1 import common_pb2, router_service_pb2, router_service_pb2_grpc
@@ -56,7 +57,6 @@ BUDGET = 210.0
 SEARCH_CALLS = 8
 ORACLE_K = 5
 REQUEST_TIMEOUT_S = 300.0
-ANSWERED = (common_pb2.DECISION_ACCEPT, common_pb2.DECISION_ESCALATE, common_pb2.DECISION_CONTRIBUTED)
 
 
 @dataclass(frozen=True)

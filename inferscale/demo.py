@@ -23,6 +23,7 @@ from inferscale.arc.tasks import SHARED_ARC, load_tasks
 
 from inferscale.models.digits import load_split
 from inferscale.models.intents import INTENTS
+from inferscale.steps import ANSWERED
 from inferscale.suite import REPO_ROOT, Suite, SuitePorts
 from inferscale.tensors import bytes_tensor, from_numpy
 from inferscale.v1 import (
@@ -39,7 +40,7 @@ def describe_steps(response: router_service_pb2.InferResponse) -> str:
     parts = []
     for step in response.steps:
         decision = common_pb2.Decision.Name(step.decision).removeprefix("DECISION_").lower()
-        if step.decision in (common_pb2.DECISION_ACCEPT, common_pb2.DECISION_ESCALATE, common_pb2.DECISION_CONTRIBUTED):
+        if step.decision in ANSWERED:
             parts.append(f"{step.model.name} v{step.model.version} {step.answer.confidence:.2f} {decision}")
         else:
             parts.append(f"{step.model.name} {decision}")  # it did not run: no answer to show

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from scipy import ndimage
 
-from inferscale.arc.objects import SELECTORS, select_and_cut
+from inferscale.arc.objects import SELECTORS, content, select_and_cut
 from inferscale.arc.solvers import SYMMETRIES, Candidate, Rule, as_array, as_grid, learn_colours, recolour, score, simplest_first
 from inferscale.arc.tasks import MAX_SIDE, Grid
 from inferscale.arc.tiling import background_colour, block_reduce
@@ -89,7 +89,7 @@ def primitives(train: Sequence[tuple[Grid, Grid]]) -> list[tuple[str, Rule]]:
     new_colours = set.union(*(set(np.unique(o).tolist()) for o in outputs)) - input_colours
     found: list[tuple[str, Rule]] = [(name, f) for name, f in SYMMETRIES.items() if name != "identity"]
     found += [
-        ("crop to content", lambda g: _content(g)),
+        ("crop to content", content),
         ("scale up 2", lambda g: np.kron(g, np.ones((2, 2), np.int8))),
         ("scale up 3", lambda g: np.kron(g, np.ones((3, 3), np.int8))),
         ("scale down 2", lambda g: block_reduce(g, (2, 2), "first")),
@@ -114,11 +114,6 @@ def primitives(train: Sequence[tuple[Grid, Grid]]) -> list[tuple[str, Rule]]:
     found += [(f"remove colour {c}", lambda g, c=c: np.where(g == c, np.int8(background_colour(g)), g)) for c in sorted(input_colours)]
     found += [(f"keep colour {c}", lambda g, c=c: np.where(g == c, g, np.int8(background_colour(g)))) for c in sorted(input_colours)]
     return found
-
-
-def _content(grid: np.ndarray) -> np.ndarray | None:
-    rows, cols = np.nonzero(grid != background_colour(grid))
-    return grid[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1] if rows.size else None
 
 
 def _half(grid: np.ndarray, across: bool, which: int) -> np.ndarray | None:
@@ -167,10 +162,9 @@ def search(train: Sequence[tuple[Grid, Grid]], test_input: Grid, depth: int, bea
                 colours = learn_colours(list(zip(moved[:-1], outputs, strict=True)))
                 program_score = score([recolour(m, colours) for m in moved[:-1]], outputs)
                 program = f"{name}, then {step}" if name else step
-                if any(a != b for a, b in colours.items()):
-                    program += " + colours"
-                yield Candidate(as_grid(recolour(moved[-1], colours)), program_score, program)
-                reached.append((program_score, f"{name}, then {step}" if name else step, moved))
+                coloured = " + colours" if any(a != b for a, b in colours.items()) else ""
+                yield Candidate(as_grid(recolour(moved[-1], colours)), program_score, program + coloured)
+                reached.append((program_score, program, moved))
         frontier = reached
 
 

@@ -81,11 +81,11 @@ Rule = Callable[[np.ndarray], "np.ndarray | None"]
 
 
 def candidates_from_rules(
-    train: Sequence[tuple[Grid, Grid]], test_input: Grid, rules: Iterable[tuple[str, Rule]], learn_colour_map: bool = True
+    train: Sequence[tuple[Grid, Grid]], test_input: Grid, rules: Iterable[tuple[str, Rule]]
 ) -> list[Candidate]:
     """Runs each rule on the training inputs and the test input; a rule that returns None or
-    fails on any of them is dropped. With ``learn_colour_map``, a colour substitution learned
-    from the rule's outputs follows it. Best score first, one candidate per distinct grid; among
+    fails on any of them is dropped. A colour substitution learned from the rule's outputs
+    follows it. Best score first, one candidate per distinct grid; among
     equals the simpler first (no colour substitution), then the earlier rule."""
     inputs = [as_array(i) for i, _ in train]
     outputs = [as_array(o) for _, o in train]
@@ -99,7 +99,7 @@ def candidates_from_rules(
             continue
         if answered is None or any(m is None for m in moved) or not _fits(answered):
             continue
-        colours = learn_colours(list(zip(moved, outputs, strict=True))) if learn_colour_map else {}
+        colours = learn_colours(list(zip(moved, outputs, strict=True)))
         rule_score = score([recolour(m, colours) for m in moved], outputs)
         grid = as_grid(recolour(answered, colours))
         if grid not in found or found[grid][0].score < rule_score:

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import math
 import time
+from collections.abc import Iterable, Sequence
 
 import grpc
 import numpy as np
@@ -24,6 +25,7 @@ from inferscale.errors import (
     grpc_errors,
 )
 from inferscale.events import EventSender
+from inferscale.steps import ANSWERED
 from inferscale.tensors import bytes_elements, from_numpy, to_numpy, validate_tensor
 from inferscale.triton.client import InferResult
 from inferscale.v1 import (
@@ -84,7 +86,6 @@ def _model_info(model: RegisteredModel) -> common_pb2.ModelInfo:
     )
 
 
-
 # How a plan ranks the alternatives of grid answers, as it ranked its answer: by the plan's
 # aggregation when it has one (an ensemble, a search over grids), else a search by its
 # score-weighted vote and a cascade or one model by best score.
@@ -94,10 +95,9 @@ RANKING_OF_AGGREGATION = {
     common_pb2.AGGREGATION_WEIGHTED_VOTE: "weighted_vote",
     common_pb2.AGGREGATION_BEST_SCORE: "best_score",
 }
-ANSWERED = frozenset({common_pb2.DECISION_ACCEPT, common_pb2.DECISION_ESCALATE, common_pb2.DECISION_CONTRIBUTED})
 
 
-def offering(label: str, steps) -> int:  # type: ignore[no-untyped-def]
+def offering(label: str, steps: Sequence[common_pb2.EscalationStep]) -> int:
     """The position among ``steps`` of the one whose outputs carry ``label``: the most confident
     step that answered it, else the first that offered it among its alternatives."""
     own = [i for i, step in enumerate(steps) if step.answer.label == label]
@@ -106,7 +106,7 @@ def offering(label: str, steps) -> int:  # type: ignore[no-untyped-def]
     return next(i for i, step in enumerate(steps) if any(a.label == label for a in step.alternatives))
 
 
-def offered(plan: common_pb2.Plan, steps) -> list[Offered]:  # type: ignore[no-untyped-def]
+def offered(plan: common_pb2.Plan, steps: Iterable[common_pb2.EscalationStep]) -> list[Offered]:
     """Every candidate the steps that answered offered, in the steps' order, weighted by their plan step."""
     found = []
     for member, step in enumerate(s for s in steps if s.decision in ANSWERED):
@@ -787,7 +787,8 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
         if not answered:
             raise Unavailable("every ensemble member failed: " + "; ".join(s.reason for s in response.steps))
         weights = [step.weight or 1.0 for step, _, _, _ in answered]
-        labels = [reported.answer.label for _, reported, _, _ in answered]
+        reports = [reported for _, reported, _, _ in answered]
+        labels = [reported.answer.label for reported in reports]
         confidences = [reported.answer.confidence for _, reported, _, _ in answered]
         aggregation = plan.aggregation or common_pb2.AGGREGATION_MEAN_PROBABILITY
         if aggregation == common_pb2.AGGREGATION_MEAN_PROBABILITY:
@@ -800,7 +801,7 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
         elif aggregation == common_pb2.AGGREGATION_WEIGHTED_VOTE:
             combined = weighted_vote(labels, confidences, weights)
         elif aggregation == common_pb2.AGGREGATION_BEST_SCORE:
-            combined = best_score(offered(plan, [reported for _, reported, _, _ in answered]))
+            combined = best_score(offered(plan, reports))
         else:
             combined = plurality(labels)
         with TRACER.start_as_current_span(
@@ -820,7 +821,7 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
             response.outputs.append(from_numpy(output_name, combined.probabilities))
         else:
             # A vote: the outputs of the member that offered the winning answer.
-            response.outputs.extend(answered[offering(combined.label, [reported for _, reported, _, _ in answered])][3])
+            response.outputs.extend(answered[offering(combined.label, reports)][3])
         response.uncertainty.CopyFrom(
             common_pb2.Uncertainty(
                 vote_entropy=combined.vote_entropy,

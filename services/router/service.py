@@ -16,6 +16,7 @@ from inferscale import telemetry
 from inferscale.auth import ClientTokens
 from inferscale.errors import InferScaleError, grpc_errors
 from inferscale.events import EventSender
+from inferscale.steps import ANSWERED
 from inferscale.v1 import (
     cache_service_pb2,
     cache_service_pb2_grpc,
@@ -41,7 +42,6 @@ from services.router.semantic import embedding_source, semantic_namespace
 LOG = logging.getLogger(__name__)
 L1 = common_pb2.CACHE_LEVEL_L1_SEMANTIC
 L4 = common_pb2.CACHE_LEVEL_L4_FINAL_RESULT
-RAN = frozenset({common_pb2.DECISION_ACCEPT, common_pb2.DECISION_ESCALATE, common_pb2.DECISION_CONTRIBUTED})
 PARTIAL = frozenset({common_pb2.DECISION_STOPPED, common_pb2.DECISION_FAILED})
 
 
@@ -480,7 +480,7 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
     def _entry(executed: orchestrator_service_pb2.ExecuteResponse) -> cache_service_pb2.CacheEntry:
         return cache_service_pb2.CacheEntry(
             value=executed.SerializeToString(),
-            produced_by=[step.model for step in executed.steps if step.decision in RAN],
+            produced_by=[step.model for step in executed.steps if step.decision in ANSWERED],
             compute_cost=executed.total_cost,
         )
 
