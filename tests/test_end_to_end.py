@@ -235,6 +235,9 @@ def test_one_request_makes_one_trace_across_the_services_and_triton(router, tier
         assert (call.service, call.name) == ("orchestrator", "/inference.GRPCInferenceService/ModelInfer")
         assert by_id[call.parent_span_id].name == "inferscale.escalation_step"
     assert any(s.service == "triton" and s.name == "compute" for s in spans)
+    # The suite's health probes and the event stream to the monitor ran all along, untraced.
+    background = {s.name for s in otlp_receiver.spans if s.name.startswith("/grpc.") or s.name.endswith("Events")}
+    assert not background, background
 
 
 def test_malformed_requests_get_clear_statuses_and_the_suite_keeps_serving(router) -> None:
