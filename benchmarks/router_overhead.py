@@ -10,10 +10,18 @@ On one embedded Triton, at each concurrency:
 - a two-tier cascade (digits_linear, then digits_mlp when the first is below 0.9): a Triton BLS
   model (python backend) that runs it inside Triton, against InferScale's cascade.
 The router paths also run through a router that embeds the orchestrator
-(INFERSCALE_EMBED_ORCHESTRATOR=on, on the same Triton), one gRPC hop less per request.
-Then the single-model router path once more on a second suite that traces every request (100%
-sampling, exported over OTLP to a local sink), against the first suite, whose services trace
-nothing; and the same for the router that embeds the orchestrator. Prints the table, writes it to results/router_overhead.md and draws the latency
+(INFERSCALE_EMBED_ORCHESTRATOR=on, on the same Triton), one gRPC hop less per request, and
+through a third, embedding router whose services record every span but export none (what the
+instrumentation and the spans cost before any export).
+Then the single-model router paths once more on a second suite that traces every request (100%
+sampling, Triton's spans too, exported over OTLP to a sink in another process), against the
+first suite's, which trace nothing.
+
+Beside latency and throughput, each row gets the CPU time every process spent per request
+(the load generator, each service, Triton with its python-backend stubs): when the cores are
+saturated, throughput is the cores divided by that total, whatever the number of processes.
+
+Prints the tables, writes them to results/router_overhead.md and draws the latency
 distributions to results/router_overhead.png.
 """
 
@@ -25,19 +33,21 @@ import pathlib
 import shutil
 import sys
 import tempfile
-import threading
+import multiprocessing
+import os
 import time
 from collections.abc import Awaitable, Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import grpc
 import numpy as np
+import psutil
 import tritonclient.grpc.aio as triton_aio
 from tritonclient.grpc import InferInput
 
 from benchmarks.plots import latency_cdfs
 from inferscale.models.digits import load_split
-from inferscale.suite import REPO_ROOT, Suite, SuitePorts
+from inferscale.suite import REPO_ROOT, Suite, SuitePorts, free_port
 from inferscale.tensors import from_numpy
 from inferscale.v1 import common_pb2, router_service_pb2, router_service_pb2_grpc
 
@@ -51,6 +61,7 @@ TRACED = "through the router, 100% traced"
 EMBEDDED = "through the router, orchestrator embedded"
 EMBEDDED_CASCADE = "cascade through InferScale, orchestrator embedded"
 TRACED_EMBEDDED = "through the router, orchestrator embedded, 100% traced"
+RECORDED_EMBEDDED = "through the router, orchestrator embedded, spans recorded, none exported"
 # What each path is compared with.
 BASELINE = {
     DIRECT: DIRECT,
@@ -62,7 +73,10 @@ BASELINE = {
     EMBEDDED: DIRECT,
     EMBEDDED_CASCADE: BLS,
     TRACED_EMBEDDED: EMBEDDED,
+    RECORDED_EMBEDDED: EMBEDDED,
 }
+# The processes whose CPU time each row counts, in the tables' order.
+ROLES = ("load generator", "router", "orchestrator", "cache", "monitor", "Triton")
 
 # The two-tier cascade inside Triton: digits_linear, then digits_mlp when the first answer's
 # confidence is below 0.9, through the python backend's BLS calls.
@@ -100,6 +114,9 @@ class TritonPythonModel:
 class _Sink(BaseHTTPRequestHandler):
     """An OTLP/HTTP endpoint that takes every export and keeps nothing."""
 
+    # Keep-alive, as a collector speaks: exporters reuse their connection.
+    protocol_version = "HTTP/1.1"
+
     def do_POST(self) -> None:  # noqa: N802 - http.server's naming
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         self.send_response(200)
@@ -108,6 +125,31 @@ class _Sink(BaseHTTPRequestHandler):
 
     def log_message(self, *args: object) -> None:
         pass
+
+
+def serve_sink(port: int) -> None:
+    """Runs the sink in its own process, so that taking the spans costs the load generator nothing."""
+    ThreadingHTTPServer(("127.0.0.1", port), _Sink).serve_forever()
+
+
+def processes_of(suite: Suite, triton: Suite, services: bool) -> dict[str, list[psutil.Process]]:
+    """The processes a path keeps busy, by role: the load generator, Triton with its python-backend
+    stubs and, with ``services``, those of ``suite`` that are running."""
+    assert triton.triton is not None and triton.triton.pid is not None
+    server = psutil.Process(triton.triton.pid)
+    roles = {"load generator": [psutil.Process()], "Triton": [server, *server.children(recursive=True)]}
+    if services:
+        roles.update({service: [psutil.Process(process.pid)] for service, process in suite.processes.items()})
+    return roles
+
+
+def cpu_seconds(roles: dict[str, list[psutil.Process]]) -> dict[str, float]:
+    """User plus system CPU time each role's processes have spent so far."""
+    spent = {}
+    for role, processes in roles.items():
+        times = [process.cpu_times() for process in processes]
+        spent[role] = sum(t.user + t.system for t in times)
+    return spent
 
 
 async def measure(call: Callable[[int], Awaitable[None]], requests: int, concurrency: int) -> tuple[np.ndarray, float]:
@@ -133,55 +175,51 @@ def router_request(image: np.ndarray, **fields: object) -> router_service_pb2.In
     return router_service_pb2.InferRequest(task="digits", inputs=[from_numpy("IMAGE", image[None, :])], **fields)
 
 
-async def run(
-    suite: Suite, model: str, requests: int, levels: list[int], warmup: int, paths: list[str], embedding: Suite | None = None
-) -> list[dict]:
+async def run(through: dict[str, Suite], triton: Suite, model: str, requests: int, levels: list[int], warmup: int) -> list[dict]:
+    """Measures each path in ``through`` (path -> the suite whose router, or Triton, it calls) at each level."""
     _, _, images, _ = load_split()
     images = images.astype(np.float32)
-    triton = triton_aio.InferenceServerClient(suite.triton_url)
-    channel = grpc.aio.insecure_channel(suite.address("router"))
-    router = router_service_pb2_grpc.RouterServiceStub(channel)
-    embedding_channel = grpc.aio.insecure_channel((embedding or suite).address("router"))
-    embedding_router = router_service_pb2_grpc.RouterServiceStub(embedding_channel)
+    assert triton.triton_url is not None
+    direct = triton_aio.InferenceServerClient(triton.triton_url)
+    channels = {id(suite): grpc.aio.insecure_channel(suite.address("router")) for suite in through.values()}
     single = [router_request(i, strategy=common_pb2.STRATEGY_SINGLE, model_name=model, skip_cache=True) for i in images]
     # Tier 1 at 0.9, tier 2 accepting whatever it answers: the same two tiers as the BLS model.
     two_tiers = [common_pb2.TierThresholds(tier=2, accept_threshold=1e-6)]
     cascade = [router_request(i, confidence_threshold=0.9, tier_thresholds=two_tiers, skip_cache=True) for i in images]
-    repeated = router_request(images[0], strategy=common_pb2.STRATEGY_SINGLE, model_name=model)
+    repeated = [router_request(images[0], strategy=common_pb2.STRATEGY_SINGLE, model_name=model)]
 
     def triton_call(name: str) -> Callable[[int], Awaitable[None]]:
         async def call(index: int) -> None:
             tensor = InferInput("IMAGE", [1, 64], "FP32")
             tensor.set_data_from_numpy(images[index % len(images)][None, :])
-            await triton.infer(name, [tensor], client_timeout=30)
+            await direct.infer(name, [tensor], client_timeout=30)
 
         return call
 
-    def router_call(
-        prepared: list[router_service_pb2.InferRequest], through: router_service_pb2_grpc.RouterServiceStub = router
-    ) -> Callable[[int], Awaitable[None]]:
+    def router_call(prepared: list[router_service_pb2.InferRequest], suite: Suite) -> Callable[[int], Awaitable[None]]:
+        router = router_service_pb2_grpc.RouterServiceStub(channels[id(suite)])
+
         async def call(index: int) -> None:
-            await through.Infer(prepared[index % len(prepared)], timeout=30)
+            await router.Infer(prepared[index % len(prepared)], timeout=30)
 
         return call
 
-    calls = {
-        DIRECT: triton_call(model),
-        ROUTER: router_call(single),
-        TRACED: router_call(single),
-        HIT: router_call([repeated]),
-        BLS: triton_call("digits_cascade_bls"),
-        CASCADE: router_call(cascade),
-        EMBEDDED: router_call(single, embedding_router),
-        EMBEDDED_CASCADE: router_call(cascade, embedding_router),
-        TRACED_EMBEDDED: router_call(single, embedding_router),
-    }
+    requests_of = {CASCADE: cascade, EMBEDDED_CASCADE: cascade, HIT: repeated}
     rows = []
     for concurrency in levels:
-        for path in paths:
-            await measure(calls[path], warmup, concurrency)
+        for path, suite in through.items():
+            if path == DIRECT:
+                call = triton_call(model)
+            elif path == BLS:
+                call = triton_call("digits_cascade_bls")
+            else:
+                call = router_call(requests_of.get(path, single), suite)
+            await measure(call, warmup, concurrency)
             print(f"  {path} at concurrency {concurrency} ({requests} requests) ...", flush=True)
-            latencies, wall = await measure(calls[path], requests, concurrency)
+            roles = processes_of(suite, triton, services=path not in (DIRECT, BLS))
+            before = cpu_seconds(roles)
+            latencies, wall = await measure(call, requests, concurrency)
+            after = cpu_seconds(roles)
             rows.append(
                 {
                     "path": path,
@@ -190,11 +228,12 @@ async def run(
                     "p99": float(np.percentile(latencies, 99)),
                     "throughput": requests / wall,
                     "latencies": latencies,
+                    "cpu_us": {role: (after[role] - before[role]) / requests * 1e6 for role in roles},
                 }
             )
-    await channel.close()
-    await embedding_channel.close()
-    await triton.close()
+    for channel in channels.values():
+        await channel.close()
+    await direct.close()
     return rows
 
 
@@ -224,7 +263,26 @@ def table(rows: list[dict], model: str) -> str:
         for r in rows
         if r["path"] in (ROUTER, EMBEDDED, HIT) and (DIRECT, r["concurrency"]) in by_path
     ]
-    return "\n".join([*lines, "", "; ".join(added)])
+    return "\n".join([*lines, "", "; ".join(added), "", cpu_table(rows)])
+
+
+def cpu_table(rows: list[dict]) -> str:
+    """CPU time per request by process, and the throughput it allows when every core is busy."""
+    cores = os.cpu_count() or 1
+    lines = [
+        f"CPU time per request, µs, by process ({cores} cores; '-' where the path has no such process):",
+        "",
+        f"| path | concurrency | {' | '.join(ROLES)} | total | req/s {cores} busy cores allow | measured req/s |",
+        f"| --- | ---: | {' | '.join('---:' for _ in ROLES)} | ---: | ---: | ---: |",
+    ]
+    for row in rows:
+        spent = row["cpu_us"]
+        total = sum(spent.values())
+        cells = " | ".join(f"{spent[role]:.0f}" if role in spent else "-" for role in ROLES)
+        lines.append(
+            f"| {row['path']} | {row['concurrency']} | {cells} | {total:.0f} | {cores / total * 1e6:.0f} | {row['throughput']:.0f} |"
+        )
+    return "\n".join(lines)
 
 
 def plot(rows: list[dict], path: pathlib.Path) -> None:
@@ -241,17 +299,6 @@ def plot(rows: list[dict], path: pathlib.Path) -> None:
     figure.savefig(path, dpi=110)
 
 
-def run_beside_embedding(suite: Suite, log_dir: pathlib.Path, env: dict[str, str], args: argparse.Namespace, paths: list[str]) -> list[dict]:
-    """Runs ``paths`` on ``suite``, with a second router that embeds the orchestrator beside it
-    on the same Triton (its own orchestrator process stopped) for the embedded paths."""
-    embedding = Suite(
-        ports=SuitePorts.free(), triton_url=suite.triton_url, log_dir=log_dir, env={**env, "INFERSCALE_EMBED_ORCHESTRATOR": "on"}
-    )
-    with embedding:
-        embedding.kill_service("orchestrator")
-        return asyncio.run(run(suite, args.model, args.requests, args.concurrency, args.warmup, paths, embedding))
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="digits_linear")
@@ -260,6 +307,17 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
+
+    def measured(through: dict[str, Suite], triton: Suite) -> list[dict]:
+        return asyncio.run(run(through, triton, args.model, args.requests, args.concurrency, args.warmup))
+
+    def embedding(beside: Suite, log_dir: pathlib.Path, env: dict[str, str]) -> Suite:
+        """A second router on ``beside``'s Triton that runs the orchestrator in its own process."""
+        suite = Suite(ports=SuitePorts.free(), triton_url=beside.triton_url, log_dir=log_dir, env={**env, "INFERSCALE_EMBED_ORCHESTRATOR": "on"})
+        suite.start()
+        suite.kill_service("orchestrator")
+        return suite
+
     with tempfile.TemporaryDirectory(prefix="inferscale-overhead-") as scratch:
         repository = pathlib.Path(scratch) / "model_repository"
         shutil.copytree(REPO_ROOT / "model_repository", repository, ignore=shutil.ignore_patterns("__pycache__"))
@@ -267,22 +325,46 @@ def main() -> int:
         (repository / "digits_cascade_bls" / "config.pbtxt").write_text(BLS_CONFIG)
         (repository / "digits_cascade_bls" / "1" / "model.py").write_text(BLS_MODEL)
         logs = RESULTS / "logs" / "router_overhead"
-        print("Starting the suite on the embedded Triton, tracing off ...", flush=True)
+        print("Starting the suite on the embedded Triton, tracing off, with two embedding routers beside it ...", flush=True)
         untraced = {"OTEL_TRACES_EXPORTER": "none", "OTEL_SDK_DISABLED": "true"}
         with Suite(ports=SuitePorts.free(), log_dir=logs / "untraced", model_repository=repository, env=untraced) as suite:
-            paths = [DIRECT, ROUTER, EMBEDDED, HIT, BLS, CASCADE, EMBEDDED_CASCADE]
-            rows = run_beside_embedding(suite, logs / "embedded", untraced, args, paths)
-        sink = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
-        threading.Thread(target=sink.serve_forever, daemon=True).start()
+            embedded = embedding(suite, logs / "embedded", untraced)
+            recorded = embedding(suite, logs / "recorded", {"OTEL_TRACES_EXPORTER": "none", "OTEL_TRACES_SAMPLER": "always_on"})
+            try:
+                rows = measured(
+                    {
+                        DIRECT: suite,
+                        ROUTER: suite,
+                        EMBEDDED: embedded,
+                        HIT: suite,
+                        BLS: suite,
+                        CASCADE: suite,
+                        EMBEDDED_CASCADE: embedded,
+                        RECORDED_EMBEDDED: recorded,
+                    },
+                    suite,
+                )
+            finally:
+                recorded.stop()
+                embedded.stop()
+        sink_port = free_port()
+        sink = multiprocessing.get_context("spawn").Process(target=serve_sink, args=(sink_port,), daemon=True)
+        sink.start()
         traced = {
             "OTEL_TRACES_EXPORTER": "otlp",
             "OTEL_TRACES_SAMPLER": "always_on",
-            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink.server_address[1]}",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink_port}",
         }
         print("Starting a second suite that traces every request ...", flush=True)
-        with Suite(ports=SuitePorts.free(), log_dir=logs / "traced", model_repository=repository, env=traced) as suite:
-            rows += run_beside_embedding(suite, logs / "traced-embedded", traced, args, [TRACED, TRACED_EMBEDDED])
-        sink.shutdown()
+        try:
+            with Suite(ports=SuitePorts.free(), log_dir=logs / "traced", model_repository=repository, env=traced) as suite:
+                embedded = embedding(suite, logs / "traced-embedded", traced)
+                try:
+                    rows += measured({TRACED: suite, TRACED_EMBEDDED: embedded}, suite)
+                finally:
+                    embedded.stop()
+        finally:
+            sink.terminate()
     report = table(rows, args.model)
     print("\n" + report)
     (RESULTS / "router_overhead.md").write_text(report + "\n")
