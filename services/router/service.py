@@ -7,7 +7,8 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
 
 import grpc
 from opentelemetry import trace
@@ -24,7 +25,6 @@ from inferscale.v1 import (
     monitor_service_pb2,
     monitor_service_pb2_grpc,
     orchestrator_service_pb2,
-    orchestrator_service_pb2_grpc,
     router_service_pb2,
     router_service_pb2_grpc,
 )
@@ -45,10 +45,27 @@ L4 = common_pb2.CACHE_LEVEL_L4_FINAL_RESULT
 PARTIAL = frozenset({common_pb2.DECISION_STOPPED, common_pb2.DECISION_FAILED})
 
 
+class Orchestrator(Protocol):
+    """The orchestrator calls the router makes: the orchestrator's gRPC stub, or
+    ``services.router.embedded.InProcessOrchestrator`` when it runs in the router's process."""
+
+    def Execute(  # noqa: N802 - the RPC's name
+        self, request: orchestrator_service_pb2.ExecuteRequest, timeout: float | None = None
+    ) -> Awaitable[orchestrator_service_pb2.ExecuteResponse]: ...
+
+    def Embed(  # noqa: N802
+        self, request: orchestrator_service_pb2.EmbedRequest, timeout: float | None = None
+    ) -> Awaitable[orchestrator_service_pb2.EmbedResponse]: ...
+
+    def ListModels(  # noqa: N802
+        self, request: orchestrator_service_pb2.ListModelsRequest, timeout: float | None = None
+    ) -> Awaitable[orchestrator_service_pb2.ListModelsResponse]: ...
+
+
 class ModelCatalog:
     """The orchestrator's model list, reused for ``ttl_seconds`` so that planning costs no extra call."""
 
-    def __init__(self, orchestrator: orchestrator_service_pb2_grpc.OrchestratorServiceStub, ttl_seconds: float) -> None:
+    def __init__(self, orchestrator: Orchestrator, ttl_seconds: float) -> None:
         self._orchestrator = orchestrator
         self._ttl = ttl_seconds
         self._models: list[common_pb2.ModelInfo] = []
@@ -148,7 +165,7 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
 
     def __init__(
         self,
-        orchestrator: orchestrator_service_pb2_grpc.OrchestratorServiceStub,
+        orchestrator: Orchestrator,
         cache: cache_service_pb2_grpc.CacheServiceStub | None,
         events: EventSender,
         catalog: ModelCatalog,
