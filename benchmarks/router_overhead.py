@@ -15,7 +15,8 @@ through a third, embedding router whose services record every span but export no
 instrumentation and the spans cost before any export).
 Then the single-model router paths once more on a second suite that traces every request (100%
 sampling, Triton's spans too, exported over OTLP to a sink in another process), against the
-first suite's, which trace nothing.
+first suite's, which trace nothing; and through an embedding router beside it that samples 10%
+of the traces at their root (parentbased_traceidratio), as a deployment would.
 
 Beside latency and throughput, each row gets the CPU time every process spent per request
 (the load generator, each service, Triton with its python-backend stubs): when the cores are
@@ -62,6 +63,7 @@ EMBEDDED = "through the router, orchestrator embedded"
 EMBEDDED_CASCADE = "cascade through InferScale, orchestrator embedded"
 TRACED_EMBEDDED = "through the router, orchestrator embedded, 100% traced"
 RECORDED_EMBEDDED = "through the router, orchestrator embedded, spans recorded, none exported"
+SAMPLED_EMBEDDED = "through the router, orchestrator embedded, 10% traced"
 # What each path is compared with.
 BASELINE = {
     DIRECT: DIRECT,
@@ -74,6 +76,7 @@ BASELINE = {
     EMBEDDED_CASCADE: BLS,
     TRACED_EMBEDDED: EMBEDDED,
     RECORDED_EMBEDDED: EMBEDDED,
+    SAMPLED_EMBEDDED: EMBEDDED,
 }
 # The processes whose CPU time each row counts, in the tables' order.
 ROLES = ("load generator", "router", "orchestrator", "cache", "monitor", "Triton")
@@ -359,9 +362,15 @@ def main() -> int:
         try:
             with Suite(ports=SuitePorts.free(), log_dir=logs / "traced", model_repository=repository, env=traced) as suite:
                 embedded = embedding(suite, logs / "traced-embedded", traced)
+                sampled = embedding(
+                    suite,
+                    logs / "sampled-embedded",
+                    {**traced, "OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"},
+                )
                 try:
-                    rows += measured({TRACED: suite, TRACED_EMBEDDED: embedded}, suite)
+                    rows += measured({TRACED: suite, TRACED_EMBEDDED: embedded, SAMPLED_EMBEDDED: sampled}, suite)
                 finally:
+                    sampled.stop()
                     embedded.stop()
         finally:
             sink.terminate()
