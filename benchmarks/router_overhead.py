@@ -30,12 +30,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
+import os
 import pathlib
 import shutil
 import sys
 import tempfile
-import multiprocessing
-import os
 import time
 from collections.abc import Awaitable, Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
