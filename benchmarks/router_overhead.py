@@ -22,8 +22,9 @@ Beside latency and throughput, each row gets the CPU time every process spent pe
 (the load generator, each service, Triton with its python-backend stubs): when the cores are
 saturated, throughput is the cores divided by that total, whatever the number of processes.
 
-Prints the tables, writes them to results/router_overhead.md and draws the latency
-distributions to results/router_overhead.png.
+Prints the tables, writes them to results/router_overhead.md, draws the latency
+distributions to results/router_overhead.png and the CPU time per request, stacked by process,
+to results/router_overhead_cpu.png.
 """
 
 from __future__ import annotations
@@ -302,6 +303,31 @@ def plot(rows: list[dict], path: pathlib.Path) -> None:
     figure.savefig(path, dpi=110)
 
 
+def plot_cpu(rows: list[dict], path: pathlib.Path) -> None:
+    """Draws, at the highest concurrency, each path's CPU time per request as bars stacked by process."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    level = max(r["concurrency"] for r in rows)
+    shown = [r for r in rows if r["concurrency"] == level]
+    figure, axis = plt.subplots(figsize=(10, 0.45 * len(shown) + 1.5))
+    labels = [r["path"] for r in shown]
+    left = np.zeros(len(shown))
+    for role in ROLES:
+        spent = np.array([r["cpu_us"].get(role, 0.0) for r in shown])
+        axis.barh(labels, spent, left=left, label=role)
+        left += spent
+    axis.invert_yaxis()
+    axis.set_xlabel("CPU time per request (µs, all processes)")
+    axis.set_title(f"Where each request's CPU goes, concurrency {level}")
+    axis.grid(True, axis="x", alpha=0.3)
+    axis.legend(fontsize=8, loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="digits_linear")
@@ -378,7 +404,8 @@ def main() -> int:
     print("\n" + report)
     (RESULTS / "router_overhead.md").write_text(report + "\n")
     plot(rows, RESULTS / "router_overhead.png")
-    print(f"\nwrote {RESULTS / 'router_overhead.md'} and {RESULTS / 'router_overhead.png'}")
+    plot_cpu(rows, RESULTS / "router_overhead_cpu.png")
+    print(f"\nwrote {RESULTS / 'router_overhead.md'}, {RESULTS / 'router_overhead.png'} and {RESULTS / 'router_overhead_cpu.png'}")
     return 0
 
 
