@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import pathlib
@@ -38,7 +39,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import grpc
@@ -340,12 +341,13 @@ def main() -> int:
     def measured(through: dict[str, Suite], triton: Suite) -> list[dict]:
         return asyncio.run(run(through, triton, args.model, args.requests, args.concurrency, args.warmup))
 
-    def embedding(beside: Suite, log_dir: pathlib.Path, env: dict[str, str]) -> Suite:
-        """A second router on ``beside``'s Triton that runs the orchestrator in its own process."""
-        suite = Suite(ports=SuitePorts.free(), triton_url=beside.triton_url, log_dir=log_dir, env={**env, "INFERSCALE_EMBED_ORCHESTRATOR": "on"})
-        suite.start()
-        suite.kill_service("orchestrator")
-        return suite
+    @contextlib.contextmanager
+    def embedding(beside: Suite, log_dir: pathlib.Path, env: dict[str, str]) -> Iterator[Suite]:
+        """Another suite on ``beside``'s Triton whose router runs the orchestrator inside the
+        router's process; that suite's orchestrator process is stopped."""
+        with Suite(ports=SuitePorts.free(), triton_url=beside.triton_url, log_dir=log_dir, env={**env, "INFERSCALE_EMBED_ORCHESTRATOR": "on"}) as suite:
+            suite.kill_service("orchestrator")
+            yield suite
 
     with tempfile.TemporaryDirectory(prefix="inferscale-overhead-") as scratch:
         repository = pathlib.Path(scratch) / "model_repository"
@@ -356,26 +358,24 @@ def main() -> int:
         logs = RESULTS / "logs" / "router_overhead"
         print("Starting the suite on the embedded Triton, tracing off, with two embedding routers beside it ...", flush=True)
         untraced = {"OTEL_TRACES_EXPORTER": "none", "OTEL_SDK_DISABLED": "true"}
-        with Suite(ports=SuitePorts.free(), log_dir=logs / "untraced", model_repository=repository, env=untraced) as suite:
-            embedded = embedding(suite, logs / "embedded", untraced)
-            recorded = embedding(suite, logs / "recorded", {"OTEL_TRACES_EXPORTER": "none", "OTEL_TRACES_SAMPLER": "always_on"})
-            try:
-                rows = measured(
-                    {
-                        DIRECT: suite,
-                        ROUTER: suite,
-                        EMBEDDED: embedded,
-                        HIT: suite,
-                        BLS: suite,
-                        CASCADE: suite,
-                        EMBEDDED_CASCADE: embedded,
-                        RECORDED_EMBEDDED: recorded,
-                    },
-                    suite,
-                )
-            finally:
-                recorded.stop()
-                embedded.stop()
+        with (
+            Suite(ports=SuitePorts.free(), log_dir=logs / "untraced", model_repository=repository, env=untraced) as suite,
+            embedding(suite, logs / "embedded", untraced) as embedded,
+            embedding(suite, logs / "recorded", {"OTEL_TRACES_EXPORTER": "none", "OTEL_TRACES_SAMPLER": "always_on"}) as recorded,
+        ):
+            rows = measured(
+                {
+                    DIRECT: suite,
+                    ROUTER: suite,
+                    EMBEDDED: embedded,
+                    HIT: suite,
+                    BLS: suite,
+                    CASCADE: suite,
+                    EMBEDDED_CASCADE: embedded,
+                    RECORDED_EMBEDDED: recorded,
+                },
+                suite,
+            )
         sink_port = free_port()
         sink = multiprocessing.get_context("spawn").Process(target=serve_sink, args=(sink_port,), daemon=True)
         sink.start()
@@ -385,19 +385,14 @@ def main() -> int:
             "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink_port}",
         }
         print("Starting a second suite that traces every request ...", flush=True)
+        sampling = {**traced, "OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"}
         try:
-            with Suite(ports=SuitePorts.free(), log_dir=logs / "traced", model_repository=repository, env=traced) as suite:
-                embedded = embedding(suite, logs / "traced-embedded", traced)
-                sampled = embedding(
-                    suite,
-                    logs / "sampled-embedded",
-                    {**traced, "OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"},
-                )
-                try:
-                    rows += measured({TRACED: suite, TRACED_EMBEDDED: embedded, SAMPLED_EMBEDDED: sampled}, suite)
-                finally:
-                    sampled.stop()
-                    embedded.stop()
+            with (
+                Suite(ports=SuitePorts.free(), log_dir=logs / "traced", model_repository=repository, env=traced) as suite,
+                embedding(suite, logs / "traced-embedded", traced) as embedded,
+                embedding(suite, logs / "sampled-embedded", sampling) as sampled,
+            ):
+                rows += measured({TRACED: suite, TRACED_EMBEDDED: embedded, SAMPLED_EMBEDDED: sampled}, suite)
         finally:
             sink.terminate()
     report = table(rows, args.model)
