@@ -20,7 +20,6 @@ import grpc
 import numpy as np
 
 from inferscale.arc.tasks import SHARED_ARC, load_tasks
-
 from inferscale.models.digits import load_split
 from inferscale.models.intents import INTENTS
 from inferscale.steps import ANSWERED

@@ -789,7 +789,7 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
         weights = [step.weight or 1.0 for step, _, _, _ in answered]
         reports = [reported for _, reported, _, _ in answered]
         labels = [reported.answer.label for reported in reports]
-        confidences = [reported.answer.confidence for _, reported, _, _ in answered]
+        confidences = [reported.answer.confidence for reported in reports]
         aggregation = plan.aggregation or common_pb2.AGGREGATION_MEAN_PROBABILITY
         if aggregation == common_pb2.AGGREGATION_MEAN_PROBABILITY:
             if any(p is None for _, _, p, _ in answered):

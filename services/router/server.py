@@ -23,7 +23,7 @@ from services.orchestrator.server import SERVICE_NAME as ORCHESTRATOR_SERVICE_NA
 from services.orchestrator.server import Orchestrator, build_orchestrator
 from services.router.config import RouterConfig
 from services.router.embedded import InProcessOrchestrator
-from services.router.service import ModelCatalog, Orchestrator, PolicyWatcher, RouterService
+from services.router.service import ModelCatalog, OrchestratorClient, PolicyWatcher, RouterService
 
 SERVICE_NAME = router_service_pb2.DESCRIPTOR.services_by_name["RouterService"].full_name
 
@@ -54,7 +54,7 @@ async def create_server(config: RouterConfig) -> Router:
     """Builds and starts the router."""
     channels = []
     embedded = None
-    orchestrator: Orchestrator
+    orchestrator: OrchestratorClient
     if config.embed_orchestrator:
         embedded = await build_orchestrator(OrchestratorConfig.from_env())
         orchestrator = InProcessOrchestrator(embedded.servicer)

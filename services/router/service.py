@@ -45,7 +45,7 @@ L4 = common_pb2.CACHE_LEVEL_L4_FINAL_RESULT
 PARTIAL = frozenset({common_pb2.DECISION_STOPPED, common_pb2.DECISION_FAILED})
 
 
-class Orchestrator(Protocol):
+class OrchestratorClient(Protocol):
     """The orchestrator calls the router makes: the orchestrator's gRPC stub, or
     ``services.router.embedded.InProcessOrchestrator`` when it runs in the router's process."""
 
@@ -65,7 +65,7 @@ class Orchestrator(Protocol):
 class ModelCatalog:
     """The orchestrator's model list, reused for ``ttl_seconds`` so that planning costs no extra call."""
 
-    def __init__(self, orchestrator: Orchestrator, ttl_seconds: float) -> None:
+    def __init__(self, orchestrator: OrchestratorClient, ttl_seconds: float) -> None:
         self._orchestrator = orchestrator
         self._ttl = ttl_seconds
         self._models: list[common_pb2.ModelInfo] = []
@@ -165,7 +165,7 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
 
     def __init__(
         self,
-        orchestrator: Orchestrator,
+        orchestrator: OrchestratorClient,
         cache: cache_service_pb2_grpc.CacheServiceStub | None,
         events: EventSender,
         catalog: ModelCatalog,
