@@ -1,4 +1,5 @@
-"""The embedded Triton's start-up: an abort of the python backend's known kind is retried, nothing else is.
+"""The embedded Triton's start-up: an abort of the python backend's known kind, or a server up but
+never ready, is retried; a server that exits on its own is not.
 
 The tritonserver stand-ins are real processes (a shell that aborts itself, or one that stays up),
 so that the launcher's handling of exit codes, logs and process groups is what runs.
@@ -12,7 +13,7 @@ import subprocess
 import pytest
 
 from inferscale.triton import launcher
-from inferscale.triton.launcher import EmbeddedTriton, TritonSettings, TritonStartError
+from inferscale.triton.launcher import EmbeddedTriton, TritonSettings, TritonStartError, TritonStartTimeout
 
 ABORT = "terminate called after throwing an instance of 'boost::interprocess::lock_exception'"
 
@@ -62,3 +63,30 @@ def test_the_retries_end_and_other_failures_are_not_retried(tmp_path: pathlib.Pa
     with pytest.raises(TritonStartError, match="failed to load model"):
         broken.start()
     assert len(prefixes) == 1
+
+
+def test_a_server_up_but_never_ready_is_started_again(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    server, prefixes = stand_in(tmp_path, ["sleep 30"] * 5, monkeypatch)
+    waits = []
+
+    def ready_the_second_time(timeout_seconds: float) -> None:
+        waits.append(timeout_seconds)
+        if len(waits) == 1:
+            server.stop()  # what the real wait does before it gives up
+            raise TritonStartTimeout(f"tritonserver not ready after {timeout_seconds} s")
+
+    monkeypatch.setattr(server, "_wait_ready", ready_the_second_time)
+    server.start(timeout_seconds=5)
+    assert len(prefixes) == 2 and prefixes[0] != prefixes[1]
+    server.kill()
+
+    never, prefixes = stand_in(tmp_path, ["sleep 30"] * 5, monkeypatch)
+
+    def never_ready(timeout_seconds: float) -> None:
+        never.stop()
+        raise TritonStartTimeout(f"tritonserver not ready after {timeout_seconds} s")
+
+    monkeypatch.setattr(never, "_wait_ready", never_ready)
+    with pytest.raises(TritonStartTimeout):
+        never.start(timeout_seconds=5)
+    assert len(prefixes) == launcher._START_ATTEMPTS

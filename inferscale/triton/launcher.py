@@ -32,8 +32,11 @@ LOG = logging.getLogger(__name__)
 _DIST = pathlib.Path(pytriton.__file__).parent / "tritonserver"
 # Triton 2.51's python backend now and then aborts while it loads several python models at once
 # ("terminate called after throwing an instance of 'boost::interprocess::lock_exception'"; seen
-# twice in some sixty starts during this project's test runs); a fresh start succeeds. Such an
-# abort during start-up is retried, up to this many starts in all. Any other failure is not.
+# twice in some sixty starts during this project's test runs), and now and then one model's
+# python stub never finishes initializing, the server up but never ready (seen once, a replica
+# restarted under load on two busy cores; the symptom of triton-inference-server/server#5211). A
+# fresh start succeeds. Such an abort, or a start that is not ready in time, is retried, up to
+# this many starts in all. A server that exits on its own (a broken model, a taken port) is not.
 _START_ATTEMPTS = 3
 _STARTUP_ABORT = "boost::interprocess::lock_exception"
 _LIBS = pathlib.Path(pytriton.__file__).parent.parent / "nvidia_pytriton.libs"
@@ -116,6 +119,10 @@ class TritonStartError(RuntimeError):
     """Triton exited or did not become ready; the message ends with its last log lines."""
 
 
+class TritonStartTimeout(TritonStartError):
+    """Triton stayed up but was not ready in time: a model never finished loading."""
+
+
 class EmbeddedTriton:
     """One tritonserver process from the nvidia-pytriton wheel, used as a context manager or by start/stop."""
 
@@ -172,7 +179,7 @@ class EmbeddedTriton:
             try:
                 self._wait_ready(timeout_seconds)
                 return
-            except TritonStartError:
+            except TritonStartError as error:
                 process = self._process
                 aborted = process is not None and (process.returncode or 0) < 0 and _STARTUP_ABORT in self.log_tail()
                 if process is not None:
@@ -180,9 +187,11 @@ class EmbeddedTriton:
                         os.killpg(process.pid, signal.SIGKILL)  # its backend stubs, which outlive an abort
                     self._process = None
                 self._remove_leftovers()
-                if not aborted or attempt == _START_ATTEMPTS:
+                hung = isinstance(error, TritonStartTimeout)
+                if not (aborted or hung) or attempt == _START_ATTEMPTS:
                     raise
-                LOG.warning("tritonserver aborted while loading models (%s); starting it again", _STARTUP_ABORT)
+                why = "was not ready in time" if hung else f"aborted while loading models ({_STARTUP_ABORT})"
+                LOG.warning("tritonserver %s; starting it again", why)
                 self._shm_prefix = f"inferscale_{uuid.uuid4().hex[:12]}_"
 
     def _launch(self) -> None:
@@ -215,7 +224,7 @@ class EmbeddedTriton:
                 pass
             time.sleep(0.2)
         self.stop()
-        raise TritonStartError(f"tritonserver not ready after {timeout_seconds} s:\n{self.log_tail()}")
+        raise TritonStartTimeout(f"tritonserver not ready after {timeout_seconds} s:\n{self.log_tail()}")
 
     def log_tail(self, lines: int = 30) -> str:
         """Returns the last lines of the server's log."""
