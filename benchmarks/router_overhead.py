@@ -6,6 +6,8 @@ On one embedded Triton, at each concurrency:
 - a single model: tritonclient's asyncio gRPC client straight to Triton, against the router
   with strategy STRATEGY_SINGLE and the cache skipped (a miss every time), so the difference is
   what the router and orchestrator hops add;
+- the floor under any Python router: the same tritonclient calls through benchmarks.bare_proxy,
+  which forwards each call's bytes to Triton unparsed, untraced and traced at 100%;
 - a cache hit: the same request again and again through the router (served from L4);
 - a two-tier cascade (digits_linear, then digits_mlp when the first is below 0.9): a Triton BLS
   model (python backend) that runs it inside Triton, against InferScale's cascade.
@@ -32,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import multiprocessing
 import os
 import pathlib
@@ -48,6 +51,7 @@ import psutil
 import tritonclient.grpc.aio as triton_aio
 from tritonclient.grpc import InferInput
 
+from benchmarks.bare_proxy import serve as bare_proxy_serve
 from benchmarks.plots import latency_cdfs
 from inferscale.models.digits import load_split
 from inferscale.suite import REPO_ROOT, Suite, SuitePorts, free_port
@@ -66,6 +70,8 @@ EMBEDDED_CASCADE = "cascade through InferScale, orchestrator embedded"
 TRACED_EMBEDDED = "through the router, orchestrator embedded, 100% traced"
 RECORDED_EMBEDDED = "through the router, orchestrator embedded, spans recorded, none exported"
 SAMPLED_EMBEDDED = "through the router, orchestrator embedded, 10% traced"
+PROXY = "through a bare Python gRPC proxy (the floor)"
+TRACED_PROXY = "through a bare Python gRPC proxy, 100% traced"
 # What each path is compared with.
 BASELINE = {
     DIRECT: DIRECT,
@@ -79,6 +85,8 @@ BASELINE = {
     TRACED_EMBEDDED: EMBEDDED,
     RECORDED_EMBEDDED: EMBEDDED,
     SAMPLED_EMBEDDED: EMBEDDED,
+    PROXY: DIRECT,
+    TRACED_PROXY: PROXY,
 }
 # The processes whose CPU time each row counts, in the tables' order.
 ROLES = ("load generator", "router", "orchestrator", "cache", "monitor", "Triton")
@@ -137,14 +145,43 @@ def serve_sink(port: int) -> None:
     ThreadingHTTPServer(("127.0.0.1", port), _Sink).serve_forever()
 
 
-def processes_of(suite: Suite, triton: Suite, services: bool) -> dict[str, list[psutil.Process]]:
+@dataclasses.dataclass
+class BareProxy:
+    """A running benchmarks.bare_proxy: where to call it, and its process."""
+
+    url: str
+    process: multiprocessing.process.BaseProcess
+
+
+@contextlib.contextmanager
+def bare_proxy(triton: Suite, env: dict[str, str]) -> Iterator[BareProxy]:
+    """benchmarks.bare_proxy in a process of its own in front of ``triton``'s Triton, with ``env``'s tracing."""
+    assert triton.triton_url is not None
+    port = free_port()
+    process = multiprocessing.get_context("spawn").Process(target=bare_proxy_serve, args=(port, triton.triton_url, env), daemon=True)
+    process.start()
+    try:
+        url = f"127.0.0.1:{port}"
+        with grpc.insecure_channel(url) as channel:
+            grpc.channel_ready_future(channel).result(timeout=60)
+        yield BareProxy(url, process)
+    finally:
+        process.terminate()
+        process.join(10)
+
+
+def processes_of(target: Suite | BareProxy, triton: Suite, services: bool) -> dict[str, list[psutil.Process]]:
     """The processes a path keeps busy, by role: the load generator, Triton with its python-backend
-    stubs and, with ``services``, those of ``suite`` that are running."""
+    stubs and, with ``services``, the bare proxy (in the router's place) or those of the suite
+    that are running."""
     assert triton.triton is not None and triton.triton.pid is not None
     server = psutil.Process(triton.triton.pid)
     roles = {"load generator": [psutil.Process()], "Triton": [server, *server.children(recursive=True)]}
-    if services:
-        roles.update({service: [psutil.Process(process.pid)] for service, process in suite.processes.items()})
+    if isinstance(target, BareProxy):
+        assert target.process.pid is not None
+        roles["router"] = [psutil.Process(target.process.pid)]
+    elif services:
+        roles.update({service: [psutil.Process(process.pid)] for service, process in target.processes.items()})
     return roles
 
 
@@ -180,24 +217,26 @@ def router_request(image: np.ndarray, **fields: object) -> router_service_pb2.In
     return router_service_pb2.InferRequest(task="digits", inputs=[from_numpy("IMAGE", image[None, :])], **fields)
 
 
-async def run(through: dict[str, Suite], triton: Suite, model: str, requests: int, levels: list[int], warmup: int) -> list[dict]:
-    """Measures each path in ``through`` (path -> the suite whose router, or Triton, it calls) at each level."""
+async def run(through: dict[str, Suite | BareProxy], triton: Suite, model: str, requests: int, levels: list[int], warmup: int) -> list[dict]:
+    """Measures each path in ``through`` (path -> the suite whose router, or Triton, it calls, or
+    the bare proxy) at each level."""
     _, _, images, _ = load_split()
     images = images.astype(np.float32)
     assert triton.triton_url is not None
     direct = triton_aio.InferenceServerClient(triton.triton_url)
-    channels = {id(suite): grpc.aio.insecure_channel(suite.address("router")) for suite in through.values()}
+    proxies = {id(proxy): triton_aio.InferenceServerClient(proxy.url) for proxy in through.values() if isinstance(proxy, BareProxy)}
+    channels = {id(suite): grpc.aio.insecure_channel(suite.address("router")) for suite in through.values() if isinstance(suite, Suite)}
     single = [router_request(i, strategy=common_pb2.STRATEGY_SINGLE, model_name=model, skip_cache=True) for i in images]
     # Tier 1 at 0.9, tier 2 accepting whatever it answers: the same two tiers as the BLS model.
     two_tiers = [common_pb2.TierThresholds(tier=2, accept_threshold=1e-6)]
     cascade = [router_request(i, confidence_threshold=0.9, tier_thresholds=two_tiers, skip_cache=True) for i in images]
     repeated = [router_request(images[0], strategy=common_pb2.STRATEGY_SINGLE, model_name=model)]
 
-    def triton_call(name: str) -> Callable[[int], Awaitable[None]]:
+    def triton_call(name: str, client: triton_aio.InferenceServerClient = direct) -> Callable[[int], Awaitable[None]]:
         async def call(index: int) -> None:
             tensor = InferInput("IMAGE", [1, 64], "FP32")
             tensor.set_data_from_numpy(images[index % len(images)][None, :])
-            await direct.infer(name, [tensor], client_timeout=30)
+            await client.infer(name, [tensor], client_timeout=30)
 
         return call
 
@@ -213,7 +252,9 @@ async def run(through: dict[str, Suite], triton: Suite, model: str, requests: in
     rows = []
     for concurrency in levels:
         for path, suite in through.items():
-            if path == DIRECT:
+            if isinstance(suite, BareProxy):
+                call = triton_call(model, proxies[id(suite)])
+            elif path == DIRECT:
                 call = triton_call(model)
             elif path == BLS:
                 call = triton_call("digits_cascade_bls")
@@ -238,7 +279,8 @@ async def run(through: dict[str, Suite], triton: Suite, model: str, requests: in
             )
     for channel in channels.values():
         await channel.close()
-    await direct.close()
+    for client in [direct, *proxies.values()]:
+        await client.close()
     return rows
 
 
@@ -266,7 +308,7 @@ def table(rows: list[dict], model: str) -> str:
     added = [
         f"{r['path']} adds {r['p50'] - by_path[(DIRECT, r['concurrency'])]['p50']:.2f} ms at p50 at concurrency {r['concurrency']}"
         for r in rows
-        if r["path"] in (ROUTER, EMBEDDED, HIT) and (DIRECT, r["concurrency"]) in by_path
+        if r["path"] in (ROUTER, EMBEDDED, HIT, PROXY) and (DIRECT, r["concurrency"]) in by_path
     ]
     return "\n".join([*lines, "", "; ".join(added), "", cpu_table(rows)])
 
@@ -338,7 +380,7 @@ def main() -> int:
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
 
-    def measured(through: dict[str, Suite], triton: Suite) -> list[dict]:
+    def measured(through: dict[str, Suite | BareProxy], triton: Suite) -> list[dict]:
         return asyncio.run(run(through, triton, args.model, args.requests, args.concurrency, args.warmup))
 
     @contextlib.contextmanager
@@ -356,26 +398,6 @@ def main() -> int:
         (repository / "digits_cascade_bls" / "config.pbtxt").write_text(BLS_CONFIG)
         (repository / "digits_cascade_bls" / "1" / "model.py").write_text(BLS_MODEL)
         logs = RESULTS / "logs" / "router_overhead"
-        print("Starting the suite on the embedded Triton, tracing off, with two embedding routers beside it ...", flush=True)
-        untraced = {"OTEL_TRACES_EXPORTER": "none", "OTEL_SDK_DISABLED": "true"}
-        with (
-            Suite(ports=SuitePorts.free(), log_dir=logs / "untraced", model_repository=repository, env=untraced) as suite,
-            embedding(suite, logs / "embedded", untraced) as embedded,
-            embedding(suite, logs / "recorded", {"OTEL_TRACES_EXPORTER": "none", "OTEL_TRACES_SAMPLER": "always_on"}) as recorded,
-        ):
-            rows = measured(
-                {
-                    DIRECT: suite,
-                    ROUTER: suite,
-                    EMBEDDED: embedded,
-                    HIT: suite,
-                    BLS: suite,
-                    CASCADE: suite,
-                    EMBEDDED_CASCADE: embedded,
-                    RECORDED_EMBEDDED: recorded,
-                },
-                suite,
-            )
         sink_port = free_port()
         sink = multiprocessing.get_context("spawn").Process(target=serve_sink, args=(sink_port,), daemon=True)
         sink.start()
@@ -384,9 +406,33 @@ def main() -> int:
             "OTEL_TRACES_SAMPLER": "always_on",
             "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink_port}",
         }
-        print("Starting a second suite that traces every request ...", flush=True)
-        sampling = {**traced, "OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"}
+        untraced = {"OTEL_TRACES_EXPORTER": "none", "OTEL_SDK_DISABLED": "true"}
         try:
+            print("Starting the suite on the embedded Triton, tracing off, with two embedding routers and two bare proxies beside it ...", flush=True)
+            with (
+                Suite(ports=SuitePorts.free(), log_dir=logs / "untraced", model_repository=repository, env=untraced) as suite,
+                embedding(suite, logs / "embedded", untraced) as embedded,
+                embedding(suite, logs / "recorded", {"OTEL_TRACES_EXPORTER": "none", "OTEL_TRACES_SAMPLER": "always_on"}) as recorded,
+                bare_proxy(suite, untraced) as proxy,
+                bare_proxy(suite, traced) as traced_proxy,
+            ):
+                rows = measured(
+                    {
+                        DIRECT: suite,
+                        PROXY: proxy,
+                        TRACED_PROXY: traced_proxy,
+                        ROUTER: suite,
+                        EMBEDDED: embedded,
+                        HIT: suite,
+                        BLS: suite,
+                        CASCADE: suite,
+                        EMBEDDED_CASCADE: embedded,
+                        RECORDED_EMBEDDED: recorded,
+                    },
+                    suite,
+                )
+            print("Starting a second suite that traces every request ...", flush=True)
+            sampling = {**traced, "OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"}
             with (
                 Suite(ports=SuitePorts.free(), log_dir=logs / "traced", model_repository=repository, env=traced) as suite,
                 embedding(suite, logs / "traced-embedded", traced) as embedded,
