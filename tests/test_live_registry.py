@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 import grpc
 import numpy as np
 import pytest
+import tritonclient.grpc as triton_grpc
 
 from inferscale.models.digits import load_split
 from inferscale.suite import Suite, SuitePorts, free_port
@@ -65,8 +66,9 @@ def eventually(condition: Callable[[], object], timeout_seconds: float = 30.0, w
 class BackgroundLoad:
     """Sends requests from a few threads until stopped, counting answers and keeping every error."""
 
-    def __init__(self, address: str, threads: int = 3) -> None:
+    def __init__(self, address: str, threads: int = 3, max_seconds: float = 600.0) -> None:
         self.errors: list[str] = []
+        self._max_seconds = max_seconds
         self.answered = 0
         self.versions_seen: set[tuple[str, int]] = set()
         self._stop = threading.Event()
@@ -77,8 +79,11 @@ class BackgroundLoad:
         with grpc.insecure_channel(address) as channel:
             router = router_service_pb2_grpc.RouterServiceStub(channel)
             index = offset
-            # Bounded in count as well as by stop(): a loop that never ends is a defect of its own.
-            while not self._stop.is_set() and index < 20_000:
+            # Bounded in time as well as by stop(): a loop that never ends is a defect of its own.
+            # Not in count: a test that waits minutes for a replica to come back must still have
+            # load on it when it does.
+            deadline = time.monotonic() + self._max_seconds
+            while not self._stop.is_set() and time.monotonic() < deadline:
                 try:
                     response = router.Infer(request(index, skip_cache=True), timeout=20)
                     with self._lock:
@@ -272,9 +277,10 @@ def test_two_triton_replicas_lose_no_request_when_one_is_killed_and_use_it_again
             killed_at = load.answered
             eventually(lambda: load.answered > killed_at + 100, what="load went on with one replica")
             first = replica("a", *ports_a)
-            first.start()
-            import tritonclient.grpc as triton_grpc
-
+            # Loading every model under this load takes about 35 s here; a start that hangs (a
+            # python-backend stub that never finishes initializing) is retried after 90 s, not
+            # after the default 180 s.
+            first.start(timeout_seconds=90)
             client = triton_grpc.InferenceServerClient(first.grpc_url)
 
             def served_by_restarted() -> int:
