@@ -264,7 +264,7 @@ def plot(folder: str, summary: list[dict], path: pathlib.Path, budget: float) ->
 async def run(suite: Suite, folders: list[str], data: pathlib.Path, limit: int | None, concurrency: int, budget: float) -> list[str]:
     reports = []
     table_rows = rows(budget)
-    async with grpc.aio.insecure_channel(suite.address("router")) as channel:
+    async with suite.aio_channel("router") as channel:
         router = router_service_pb2_grpc.RouterServiceStub(channel)
         for folder in folders:
             tasks = list(load_tasks(data / folder))[:limit]

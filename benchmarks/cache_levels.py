@@ -33,7 +33,6 @@ import tempfile
 import time
 from collections import Counter
 
-import grpc
 import numpy as np
 
 from benchmarks.plots import latency_cdfs
@@ -110,11 +109,11 @@ def l1_index_rows(sizes: list[int], query_count: int) -> list[dict]:
     return rows
 
 
-async def hit_path_rows(suite_address: dict[str, str], requests: int) -> list[dict]:
+async def hit_path_rows(caches: dict[str, Suite], requests: int) -> list[dict]:
     rows = []
     value = bytes(512)  # about a serialized three-step ExecuteResponse
-    for backend, address in suite_address.items():
-        async with grpc.aio.insecure_channel(address) as channel:
+    for backend, suite in caches.items():
+        async with suite.aio_channel("cache") as channel:
             cache = cache_service_pb2_grpc.CacheServiceStub(channel)
             for level in (common_pb2.CACHE_LEVEL_L3_MODEL_OUTPUT, common_pb2.CACHE_LEVEL_L4_FINAL_RESULT):
                 await cache.Store(
@@ -140,10 +139,10 @@ async def hit_path_rows(suite_address: dict[str, str], requests: int) -> list[di
     return rows
 
 
-async def end_to_end_rows(router_address: str, requests: int) -> list[dict]:
+async def end_to_end_rows(suite: Suite, requests: int) -> list[dict]:
     _, _, images, _ = load_split()
     images = images.astype(np.float32)
-    async with grpc.aio.insecure_channel(router_address) as channel:
+    async with suite.aio_channel("router") as channel:
         router = router_service_pb2_grpc.RouterServiceStub(channel)
 
         def request(index: int, offset: float) -> router_service_pb2.InferRequest:
@@ -204,8 +203,8 @@ def intents_workload(seed: int = 5) -> list[tuple[str, str]]:
     return [("new", phrase) for phrase in bases] + later
 
 
-async def intents_rows(router_address: str, configuration: str, workload: list[tuple[str, str]]) -> dict:
-    async with grpc.aio.insecure_channel(router_address) as channel:
+async def intents_rows(suite: Suite, configuration: str, workload: list[tuple[str, str]]) -> dict:
+    async with suite.aio_channel("router") as channel:
         router = router_service_pb2_grpc.RouterServiceStub(channel)
 
         def request(text: str, skip_cache: bool) -> router_service_pb2.InferRequest:
@@ -314,7 +313,7 @@ def main() -> int:
             print("2/4 hit paths, 3/4 end to end, and the workload at the shipped threshold: starting the suite ...", flush=True)
             env = {"OTEL_TRACES_EXPORTER": "none", "INFERSCALE_SEMANTIC_AUDIT_RATE": "0"}
             with Suite(ports=SuitePorts.free(), log_dir=logs / "shipped", env=env) as suite:
-                addresses = {"memory": suite.address("cache")}
+                addresses = {"memory": suite}
                 redis_cache = None
                 if redis is not None:
                     redis_cache = Suite(
@@ -324,23 +323,23 @@ def main() -> int:
                         env={**env, "INFERSCALE_CACHE_BACKEND": "redis", "INFERSCALE_CACHE_REDIS_URL": redis.url, "INFERSCALE_MONITOR_ADDRESS": "off"},
                     )
                     redis_cache.start_service("cache")
-                    addresses["redis"] = redis_cache.address("cache")
+                    addresses["redis"] = redis_cache
                 hits = asyncio.run(hit_path_rows(addresses, args.requests * 5))
                 if redis_cache is not None:
                     redis_cache.stop()
-                e2e = asyncio.run(end_to_end_rows(suite.address("router"), args.requests))
+                e2e = asyncio.run(end_to_end_rows(suite, args.requests))
                 print("  intents workload, threshold 0.98 (shipped) ...", flush=True)
-                workloads.append(asyncio.run(intents_rows(suite.address("router"), "0.98 (shipped)", workload)))
+                workloads.append(asyncio.run(intents_rows(suite, "0.98 (shipped)", workload)))
             repository = with_threshold(pathlib.Path(shutil.copytree(REPO_ROOT / "model_repository", scratch_path / "repository")), "0.85")
             print("4/4 the workload at threshold 0.85, without and with verification: starting a suite ...", flush=True)
             with Suite(model_repository=repository, ports=SuitePorts.free(), log_dir=logs / "loose", env=env) as suite:
-                workloads.append(asyncio.run(intents_rows(suite.address("router"), "0.85", workload)))
+                workloads.append(asyncio.run(intents_rows(suite, "0.85", workload)))
                 for service in ("router", "cache"):
                     suite.kill_service(service)
                 suite.env["INFERSCALE_SEMANTIC_VERIFY"] = "on"
                 for service in ("cache", "router"):
                     suite.start_service(service)
-                workloads.append(asyncio.run(intents_rows(suite.address("router"), "0.85 + verify", workload)))
+                workloads.append(asyncio.run(intents_rows(suite, "0.85 + verify", workload)))
         finally:
             if redis is not None:
                 redis.stop()

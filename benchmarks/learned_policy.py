@@ -23,7 +23,6 @@ import asyncio
 import sys
 import time
 
-import grpc
 import numpy as np
 import tritonclient.grpc.aio as triton_aio
 
@@ -33,6 +32,12 @@ from inferscale.models.digits import load_split
 from inferscale.suite import Suite, SuitePorts
 from inferscale.tensors import from_numpy
 from inferscale.v1 import common_pb2, monitor_service_pb2, monitor_service_pb2_grpc, router_service_pb2, router_service_pb2_grpc
+
+# The shadow run here is a third of half the holdout: the monitor's floor on a shadow run (200 by
+# default, which a proposal cannot lower) is set to it.
+HALF_HOLDOUT = len(load_split().y_holdout) // 2
+SHADOW_REQUESTS = HALF_HOLDOUT - 2 * HALF_HOLDOUT // 3
+SUITE_ENV = {"OTEL_TRACES_EXPORTER": "none", "INFERSCALE_POLICY_MIN_SHADOW_REQUESTS": str(SHADOW_REQUESTS)}
 
 
 async def explore_and_feed_back(router, monitor, images: np.ndarray, labels: np.ndarray, prefix: str) -> None:
@@ -68,8 +73,8 @@ async def run(suite: Suite, concurrency: int, target: float) -> tuple[monitor_se
     half_a, half_b = order[: len(order) // 2], order[len(order) // 2 :]
     teach, shadow = half_a[: 2 * len(half_a) // 3], half_a[2 * len(half_a) // 3 :]
     triton = triton_aio.InferenceServerClient(suite.triton_url)
-    router_channel = grpc.aio.insecure_channel(suite.address("router"))
-    monitor_channel = grpc.aio.insecure_channel(suite.address("monitor"))
+    router_channel = suite.aio_channel("router")
+    monitor_channel = suite.aio_channel("monitor")
     router = router_service_pb2_grpc.RouterServiceStub(router_channel)
     monitor = monitor_service_pb2_grpc.MonitorServiceStub(monitor_channel)
     print(f"  exploring half A's first {len(teach)} digits (every tier answers) and sending feedback ...", flush=True)
@@ -78,6 +83,7 @@ async def run(suite: Suite, concurrency: int, target: float) -> tuple[monitor_se
         await monitor.ProposeRoutingPolicy(
             monitor_service_pb2.ProposeRoutingPolicyRequest(task="digits", target_accuracy=target, min_shadow_requests=len(shadow)),
             timeout=30,
+            metadata=suite.metadata("admin"),
         )
     ).policy
     learned = ", ".join(f"tier {t.tier} {t.accept_threshold:g}" for t in proposed.tier_thresholds)
@@ -190,7 +196,7 @@ def main() -> int:
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     print("Starting the suite on the embedded Triton ...", flush=True)
-    with Suite(ports=SuitePorts.free(), log_dir=RESULTS / "logs" / "learned_policy", env={"OTEL_TRACES_EXPORTER": "none"}) as suite:
+    with Suite(ports=SuitePorts.free(), log_dir=RESULTS / "logs" / "learned_policy", env=SUITE_ENV) as suite:
         policy, rows = asyncio.run(run(suite, args.concurrency, args.target))
     report = table(policy, rows)
     print("\n" + report)

@@ -68,7 +68,7 @@ async def run(suite: Suite, count: int, levels: list[int]) -> list[dict]:
         for i in range(count)
     ]
     rows = []
-    async with grpc.aio.insecure_channel(suite.address("router")) as channel:
+    async with suite.aio_channel("router") as channel:
         router = router_service_pb2_grpc.RouterServiceStub(channel)
         await level(router, requests[:50], 4)  # warm the models and channels
         for concurrency in levels:

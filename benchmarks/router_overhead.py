@@ -225,7 +225,7 @@ async def run(through: dict[str, Suite | BareProxy], triton: Suite, model: str, 
     assert triton.triton_url is not None
     direct = triton_aio.InferenceServerClient(triton.triton_url)
     proxies = {id(proxy): triton_aio.InferenceServerClient(proxy.url) for proxy in through.values() if isinstance(proxy, BareProxy)}
-    channels = {id(suite): grpc.aio.insecure_channel(suite.address("router")) for suite in through.values() if isinstance(suite, Suite)}
+    channels = {id(suite): suite.aio_channel("router") for suite in through.values() if isinstance(suite, Suite)}
     single = [router_request(i, strategy=common_pb2.STRATEGY_SINGLE, model_name=model, skip_cache=True) for i in images]
     # Tier 1 at 0.9, tier 2 accepting whatever it answers: the same two tiers as the BLS model.
     two_tiers = [common_pb2.TierThresholds(tier=2, accept_threshold=1e-6)]

@@ -28,7 +28,6 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-import grpc
 import numpy as np
 import tritonclient.grpc.aio as triton_aio
 from tritonclient.grpc import InferInput
@@ -196,7 +195,7 @@ async def run(suite: Suite, requests: int, concurrency: int) -> list[dict]:
     split = load_split()
     images, labels = split.x_holdout[:requests].astype(np.float32), split.y_holdout[:requests]
     triton = triton_aio.InferenceServerClient(suite.triton_url)
-    channel = grpc.aio.insecure_channel(suite.address("router"))
+    channel = suite.aio_channel("router")
     router = router_service_pb2_grpc.RouterServiceStub(channel)
     # One pass to warm every model and the orchestrator's recent latencies and confidences.
     print("  calibrating each model's compute per inference ...", flush=True)

@@ -1,15 +1,25 @@
-"""Bearer-token checks for guarded calls, read from gRPC metadata; the token never reaches a log line."""
+"""Who may call what: bearer tokens read from gRPC metadata, checked by one server interceptor; a token never reaches a log line."""
 
 from __future__ import annotations
 
+import collections
+import contextvars
+import enum
+import functools
 import hashlib
 import hmac
+import os
 import pathlib
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+import grpc
+from opentelemetry import trace
 
 from inferscale.errors import PermissionDenied, Unauthenticated
 from inferscale.settings import SettingError
+from inferscale.telemetry import ATTR_CLIENT_ID
+from inferscale.tls import TlsSettings
 
 # Where a client's token travels, for the client side.
 CLIENT_TOKEN_VARIABLE = "INFERSCALE_CLIENT_TOKEN"
@@ -74,16 +84,298 @@ class ClientTokens:
         return client
 
 
-def require_bearer_token(metadata: Iterable[tuple[str, str | bytes]] | None, expected: str, *, what: str) -> None:
-    """Raises unless ``metadata`` carries ``authorization: Bearer <expected>``.
+# ---------------------------------------------------------------------------------------------
+# Who may call what: one table for the whole suite, enforced by one server interceptor.
 
-    With no ``expected`` token configured the guarded calls are off altogether (PERMISSION_DENIED),
-    so that a deployment never exposes them by forgetting a setting.
-    """
-    if not expected:
-        raise PermissionDenied(f"{what} is disabled: no admin token is configured")
-    presented = bearer_token(metadata)
-    if not presented:
-        raise Unauthenticated(f"{what} needs the metadata 'authorization: Bearer <admin token>'")
-    if not hmac.compare_digest(presented.encode(), expected.encode()):
-        raise Unauthenticated(f"{what}: the admin token is not valid")
+
+class Access(enum.Enum):
+    """Who may make a call."""
+
+    # Anyone who reaches the port: health checks and reflection, which change nothing and run no model.
+    OPEN = "open"
+    # The router's clients: a client token (INFERSCALE_CLIENT_TOKENS_FILE), unless client
+    # authentication is switched off explicitly (INFERSCALE_CLIENT_AUTH=off).
+    CLIENT = "client"
+    # The suite's own services: the service token, or a client certificate under mutual TLS. The
+    # admin token is accepted too, so that an operator's tools need one credential.
+    SERVICE = "service"
+    # Operators: the admin token, for what changes what every caller is served.
+    ADMIN = "admin"
+
+
+# Every RPC the suite serves and who may call it. A method missing here is refused (fail closed),
+# and a test checks that every RPC of every service is listed.
+RPC_ACCESS: dict[str, Access] = {
+    "/inferscale.v1.RouterService/Infer": Access.CLIENT,
+    "/inferscale.v1.OrchestratorService/Execute": Access.SERVICE,
+    "/inferscale.v1.OrchestratorService/Embed": Access.SERVICE,
+    "/inferscale.v1.OrchestratorService/ListModels": Access.SERVICE,
+    "/inferscale.v1.OrchestratorService/LoadModel": Access.ADMIN,
+    "/inferscale.v1.OrchestratorService/UnloadModel": Access.ADMIN,
+    "/inferscale.v1.CacheService/Lookup": Access.SERVICE,
+    "/inferscale.v1.CacheService/Store": Access.SERVICE,
+    "/inferscale.v1.CacheService/Invalidate": Access.ADMIN,
+    "/inferscale.v1.CacheService/SemanticLookup": Access.SERVICE,
+    "/inferscale.v1.CacheService/SemanticStore": Access.SERVICE,
+    "/inferscale.v1.CacheService/GetCacheStats": Access.SERVICE,
+    "/inferscale.v1.MonitorService/RecordEvents": Access.SERVICE,
+    "/inferscale.v1.MonitorService/StreamEvents": Access.SERVICE,
+    "/inferscale.v1.MonitorService/GetStats": Access.SERVICE,
+    "/inferscale.v1.MonitorService/RecordFeedback": Access.SERVICE,
+    "/inferscale.v1.MonitorService/GetRoutingPolicy": Access.SERVICE,
+    "/inferscale.v1.MonitorService/ProposeRoutingPolicy": Access.ADMIN,
+    "/inferscale.v1.MonitorService/GetPublishedRoutingPolicy": Access.SERVICE,
+}
+OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerReflection/", "/grpc.reflection.v1.ServerReflection/")
+
+SERVICE_TOKEN_VARIABLE = "INFERSCALE_SERVICE_TOKEN"
+ADMIN_TOKEN_VARIABLE = "INFERSCALE_ADMIN_TOKEN"
+CLIENT_TOKENS_FILE_VARIABLE = "INFERSCALE_CLIENT_TOKENS_FILE"
+CLIENT_AUTH_VARIABLE = "INFERSCALE_CLIENT_AUTH"
+# Shorter tokens can be guessed; the same bound as client tokens.
+MIN_TOKEN_LENGTH = 16
+
+
+def access_of(method: str) -> Access | None:
+    """Who may call ``method`` ("/package.Service/Method"); None for a method the suite does not know."""
+    if method.startswith(OPEN_SERVICES):
+        return Access.OPEN
+    return RPC_ACCESS.get(method)
+
+
+def _token_setting(environ: Mapping[str, str], name: str) -> str:
+    token = environ.get(name, "").strip()
+    if token and len(token) < MIN_TOKEN_LENGTH:
+        raise SettingError(f"{name} must be at least {MIN_TOKEN_LENGTH} characters")
+    return token
+
+
+def _matches(presented: str, expected: str) -> bool:
+    return bool(expected) and hmac.compare_digest(presented.encode(), expected.encode())
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What a server checks callers against, and what its own channels present to its peers."""
+
+    # INFERSCALE_SERVICE_TOKEN: the suite's services present it to each other; "" when mutual TLS
+    # alone names them.
+    service_token: str = field(repr=False)
+    # INFERSCALE_ADMIN_TOKEN: policy publication, model load and unload, invalidation; "" turns those off.
+    admin_token: str = field(repr=False)
+    # Mutual TLS is on: a connection that got through the handshake carries a certificate the
+    # suite's CA signed, which names a service.
+    mutual_tls: bool
+    # The router's clients; None while client authentication is off.
+    clients: ClientTokens | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ, *, serves_clients: bool = False) -> Credentials:
+        """Reads the settings; raises SettingError when a server would be left open by a missing one.
+
+        A service refuses to start without a service identity (a service token or mutual TLS); the
+        router (``serves_clients``) also without client tokens, unless INFERSCALE_CLIENT_AUTH=off
+        says that leaving Infer open is meant.
+        """
+        service_token = _token_setting(environ, SERVICE_TOKEN_VARIABLE)
+        admin_token = _token_setting(environ, ADMIN_TOKEN_VARIABLE)
+        tls = TlsSettings.from_env(environ)
+        mutual_tls = tls is not None and tls.require_client_auth
+        if not service_token and not mutual_tls:
+            raise SettingError(
+                f"{SERVICE_TOKEN_VARIABLE} is unset and mutual TLS is off: the services could not tell each other "
+                "from anyone else. Set a token of at least 16 characters (the same for every service), or "
+                "INFERSCALE_TLS_CLIENT_AUTH=on with certificates"
+            )
+        clients = None
+        if serves_clients:
+            client_auth = environ.get(CLIENT_AUTH_VARIABLE, "on").strip().lower() or "on"
+            if client_auth not in ("on", "off"):
+                raise SettingError(f"{CLIENT_AUTH_VARIABLE}={client_auth!r} is neither 'on' nor 'off'")
+            tokens_file = environ.get(CLIENT_TOKENS_FILE_VARIABLE, "").strip()
+            if client_auth == "on":
+                if not tokens_file:
+                    raise SettingError(
+                        f"{CLIENT_TOKENS_FILE_VARIABLE} is unset: the router would serve anyone. Give it a file of "
+                        f"'<client id> <token>' lines, or set {CLIENT_AUTH_VARIABLE}=off to serve without client tokens"
+                    )
+                clients = ClientTokens.from_file(tokens_file)
+        return cls(service_token=service_token, admin_token=admin_token, mutual_tls=mutual_tls, clients=clients)
+
+    def check(self, access: Access, metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
+        """Returns who calls (a client id, "service", "admin" or ""); raises unless they may make a call of ``access``."""
+        if access is Access.OPEN:
+            return ""
+        if access is Access.CLIENT:
+            return "" if self.clients is None else self.clients.authenticate(metadata)
+        presented = bearer_token(metadata)
+        if _matches(presented, self.admin_token):
+            return "admin"
+        if access is Access.ADMIN:
+            if not self.admin_token:
+                raise PermissionDenied(f"this call is disabled: no admin token is configured ({ADMIN_TOKEN_VARIABLE})")
+            if _matches(presented, self.service_token) or (self.mutual_tls and not presented):
+                # A service, known for what it is, asking for what only an operator may do.
+                raise PermissionDenied("this call needs the admin token; a service's credentials do not open it")
+            if not presented:
+                raise Unauthenticated("this call needs the metadata 'authorization: Bearer <admin token>'")
+            raise Unauthenticated("the admin token is not valid")
+        if self.mutual_tls or _matches(presented, self.service_token):
+            return "service"
+        if not presented:
+            raise Unauthenticated("this service serves the suite's own services: it needs 'authorization: Bearer <service token>'")
+        raise Unauthenticated("the token is not valid for this service")
+
+
+@functools.cache
+def process_credentials(*, serves_clients: bool = False) -> Credentials:
+    """This process's credentials, read once."""
+    return Credentials.from_env(serves_clients=serves_clients)
+
+
+def _refusal(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, details: str) -> grpc.RpcMethodHandler:
+    """A handler of the same kind as ``handler`` that refuses the call without reading its request."""
+
+    async def refuse(request: object, context: grpc.aio.ServicerContext) -> None:
+        await context.abort(code, details)
+
+    if handler.request_streaming and handler.response_streaming:
+        return grpc.stream_stream_rpc_method_handler(refuse)
+    if handler.request_streaming:
+        return grpc.stream_unary_rpc_method_handler(refuse)
+    if handler.response_streaming:
+        return grpc.unary_stream_rpc_method_handler(refuse)
+    return grpc.unary_unary_rpc_method_handler(refuse)
+
+
+# The client the call being served was authenticated as; "" without client authentication.
+_CALLER: contextvars.ContextVar[str] = contextvars.ContextVar("inferscale_caller", default="")
+
+
+def current_caller() -> str:
+    """The authenticated client of the call this code serves, or "" when clients are not authenticated."""
+    return _CALLER.get()
+
+
+def _naming_the_client(handler: grpc.RpcMethodHandler, client: str) -> grpc.RpcMethodHandler:
+    """Wraps a unary call's handler so that it and its span know the authenticated client."""
+    behaviour = handler.unary_unary
+
+    async def named(request: object, context: grpc.aio.ServicerContext) -> object:
+        trace.get_current_span().set_attribute(ATTR_CLIENT_ID, client)
+        _CALLER.set(client)
+        return await behaviour(request, context)
+
+    return grpc.unary_unary_rpc_method_handler(
+        named, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer
+    )
+
+
+class AccessInterceptor(grpc.aio.ServerInterceptor):
+    """Checks every call against RPC_ACCESS before its request is even parsed: a refused call costs no work."""
+
+    def __init__(self, credentials: Credentials) -> None:
+        self._credentials = credentials
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler  # gRPC answers UNIMPLEMENTED itself
+        method = handler_call_details.method
+        method = method.decode() if isinstance(method, bytes) else method
+        access = access_of(method)
+        if access is None:
+            return _refusal(handler, grpc.StatusCode.PERMISSION_DENIED, f"{method} is not open to any caller")
+        try:
+            caller = self._credentials.check(access, handler_call_details.invocation_metadata)
+        except (Unauthenticated, PermissionDenied) as error:
+            return _refusal(handler, error.code, str(error))
+        if access is Access.CLIENT and caller and handler.unary_unary is not None:
+            return _naming_the_client(handler, caller)
+        return handler
+
+
+class _TokenMetadata:
+    """Adds ``authorization: Bearer <token>`` to calls that carry no authorization of their own."""
+
+    def __init__(self, token: str) -> None:
+        self._entry = ("authorization", f"Bearer {token}")
+
+    def _with_token(self, metadata: Iterable[tuple[str, str | bytes]] | None) -> list[tuple[str, str | bytes]]:
+        entries = list(metadata or ())
+        if not any(key.lower() == "authorization" for key, _ in entries):
+            entries.append(self._entry)
+        return entries
+
+
+class _AioTokenMetadata(_TokenMetadata):
+    def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        return grpc.aio.ClientCallDetails(
+            details.method, details.timeout, grpc.aio.Metadata(*self._with_token(details.metadata)),
+            details.credentials, details.wait_for_ready,
+        )
+
+
+class _AioUnaryUnaryToken(_AioTokenMetadata, grpc.aio.UnaryUnaryClientInterceptor):
+    async def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
+        return await continuation(self._details(client_call_details), request)
+
+
+class _AioUnaryStreamToken(_AioTokenMetadata, grpc.aio.UnaryStreamClientInterceptor):
+    async def intercept_unary_stream(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
+        return await continuation(self._details(client_call_details), request)
+
+
+class _AioStreamUnaryToken(_AioTokenMetadata, grpc.aio.StreamUnaryClientInterceptor):
+    async def intercept_stream_unary(self, continuation, client_call_details, request_iterator):  # type: ignore[no-untyped-def]
+        return await continuation(self._details(client_call_details), request_iterator)
+
+
+class _AioStreamStreamToken(_AioTokenMetadata, grpc.aio.StreamStreamClientInterceptor):
+    async def intercept_stream_stream(self, continuation, client_call_details, request_iterator):  # type: ignore[no-untyped-def]
+        return await continuation(self._details(client_call_details), request_iterator)
+
+
+def aio_token_interceptors(token: str) -> list[grpc.aio.ClientInterceptor]:
+    """Interceptors that present ``token`` on every kind of grpc.aio call: a channel files each
+    interceptor under the first kind it is an instance of, so each kind needs its own."""
+    return [kind(token) for kind in (_AioUnaryUnaryToken, _AioUnaryStreamToken, _AioStreamUnaryToken, _AioStreamStreamToken)]
+
+
+class _BlockingCallDetails(
+    collections.namedtuple("_BlockingCallDetails", ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression")),
+    grpc.ClientCallDetails,
+):
+    pass
+
+
+class BlockingTokenInterceptor(
+    _TokenMetadata,
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+):
+    """The token interceptor for blocking channels (tools and tests)."""
+
+    def _details(self, details: grpc.ClientCallDetails) -> grpc.ClientCallDetails:
+        return _BlockingCallDetails(
+            details.method, details.timeout, self._with_token(details.metadata), details.credentials,
+            getattr(details, "wait_for_ready", None), getattr(details, "compression", None),
+        )
+
+    def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
+        return continuation(self._details(client_call_details), request)
+
+    def intercept_unary_stream(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
+        return continuation(self._details(client_call_details), request)
+
+    def intercept_stream_unary(self, continuation, client_call_details, request_iterator):  # type: ignore[no-untyped-def]
+        return continuation(self._details(client_call_details), request_iterator)
+
+    def intercept_stream_stream(self, continuation, client_call_details, request_iterator):  # type: ignore[no-untyped-def]
+        return continuation(self._details(client_call_details), request_iterator)

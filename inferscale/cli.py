@@ -38,7 +38,7 @@ from rich.table import Table
 from rich.text import Text
 
 from inferscale.models.digits import N_PIXELS, load_split
-from inferscale.auth import CLIENT_TOKEN_VARIABLE, bearer_metadata
+from inferscale.auth import ADMIN_TOKEN_VARIABLE, CLIENT_TOKEN_VARIABLE, SERVICE_TOKEN_VARIABLE, bearer_metadata
 from inferscale.rpc import open_blocking_channel, wait_until_serving
 from inferscale.tls import process_tls
 from inferscale.settings import env_str
@@ -58,7 +58,6 @@ from inferscale.v1 import (
 
 RESULTS = REPO_ROOT / "results"
 DEFAULT_STATE_FILE = RESULTS / "suite.json"
-ADMIN_TOKEN_VARIABLE = "INFERSCALE_ADMIN_TOKEN"
 BENCHMARKS = {
     "models": REPO_ROOT / "benchmarks" / "model_costs.py",
     "overhead": REPO_ROOT / "benchmarks" / "router_overhead.py",
@@ -161,9 +160,25 @@ def _address(value: str | None, service: str) -> str:
     return address
 
 
+def _token(variable: str) -> str:
+    """A token from the environment, else from the credentials of the suite `inferscale up` runs
+    (named by its default state file), so that `up` and then `infer` work with no setting."""
+    token = os.environ.get(variable, "").strip()
+    if token:
+        return token
+    state = _read_state(DEFAULT_STATE_FILE) or {}
+    try:
+        lines = pathlib.Path(state.get("credentials", "")).read_text().splitlines() if state.get("credentials") else []
+    except OSError:
+        return ""
+    return next((line.split("=", 1)[1] for line in lines if line.startswith(f"{variable}=")), "")
+
+
 @contextlib.contextmanager
 def _stub(address: str, stub_class: Callable[[grpc.Channel], Any]) -> Iterator[Any]:
-    with open_blocking_channel(address, process_tls()) as channel:
+    # The suite's services need the service token ($INFERSCALE_SERVICE_TOKEN); calls to the router
+    # and admin calls carry their own token, which takes its place.
+    with open_blocking_channel(address, process_tls(), token=_token(SERVICE_TOKEN_VARIABLE)) as channel:
         yield stub_class(channel)
 
 
@@ -241,6 +256,8 @@ def _suite_state(suite: Suite, log_dir: pathlib.Path) -> dict[str, Any]:
         "triton": suite.triton_url,
         "metrics_url": suite.metrics_url,
         "log_dir": str(log_dir),
+        # The suite's tokens (a file only its owner reads), for the commands that call it.
+        "credentials": str(log_dir / "credentials.env"),
         # What `down` kills itself if the suite's own process has to be killed before it stops them.
         "processes": {
             **{name: process.pid for name, process in suite.processes.items()},
@@ -673,13 +690,13 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def _client_metadata() -> list[tuple[str, str]]:
-    """The client token for a router that requires one (from $INFERSCALE_CLIENT_TOKEN)."""
-    return bearer_metadata(os.environ.get(CLIENT_TOKEN_VARIABLE, ""))
+    """The client token for the router ($INFERSCALE_CLIENT_TOKEN, else the suite `up` started)."""
+    return bearer_metadata(_token(CLIENT_TOKEN_VARIABLE))
 
 
 def _admin_metadata(token: str | None) -> list[tuple[str, str]]:
     # Without a token the call still goes out: the orchestrator says why it refuses.
-    return bearer_metadata(token or os.environ.get(ADMIN_TOKEN_VARIABLE, ""))
+    return bearer_metadata(token or _token(ADMIN_TOKEN_VARIABLE))
 
 
 def _admin_call(args: argparse.Namespace, method: str, request: Any) -> Any:

@@ -46,7 +46,7 @@ def describe_steps(response: router_service_pb2.InferResponse) -> str:
     return " -> ".join(parts)
 
 
-def run_workload(router_address: str, requests: int, repeats: int) -> None:
+def run_workload(suite: Suite, requests: int, repeats: int) -> None:
     """Sends the workload through the router and prints each answer and how it was made."""
     _, _, images, labels = load_split()
     order = np.random.default_rng(7).permutation(len(images))[:requests]
@@ -54,7 +54,7 @@ def run_workload(router_address: str, requests: int, repeats: int) -> None:
     right = 0
     cost = 0.0
     hits = 0
-    with grpc.insecure_channel(router_address) as channel:
+    with suite.channel("router") as channel:
         router = router_service_pb2_grpc.RouterServiceStub(channel)
         print(f"\n{'#':>3} {'truth':>5} {'answer':>6}  {'cost':>5} {'ms':>6}  {'cache':<5}  steps")
         for number, index in enumerate(picked, start=1):
@@ -104,10 +104,10 @@ SEMANTIC_DEMO = (
 )
 
 
-def run_semantic_demo(router_address: str) -> None:
+def run_semantic_demo(suite: Suite) -> None:
     """Sends a few smart-home commands of the intents task: text embedded on Triton, near neighbours served from L1."""
     print("\nThe intents task: text embedded on Triton (all-MiniLM-L6-v2), looked up in the semantic cache:")
-    with grpc.insecure_channel(router_address) as channel:
+    with suite.channel("router") as channel:
         router = router_service_pb2_grpc.RouterServiceStub(channel)
         for text in SEMANTIC_DEMO:
             response = router.Infer(
@@ -128,7 +128,7 @@ def run_semantic_demo(router_address: str) -> None:
 ARC_DEMO = ("007bbfb7", "0d3d703e", "1cf80156", "00d62c1b", "3af2c5a8", "025d127b")
 
 
-def run_arc_demo(router_address: str) -> None:
+def run_arc_demo(suite: Suite) -> None:
     """Sends a few ARC tasks through the cascade of ARC solvers: each stops at the first that
     reproduces every training pair; the hidden answer is read only to print whether it was right."""
     folder = SHARED_ARC / "arc-agi-1" / "training"
@@ -137,7 +137,7 @@ def run_arc_demo(router_address: str) -> None:
         return
     print("\nARC-AGI tasks through the cascade of ARC solvers (stop at the first exact reproduction of the training pairs):")
     tasks = [t for t in load_tasks(folder) if t.id in ARC_DEMO]
-    with grpc.insecure_channel(router_address) as channel:
+    with suite.channel("router") as channel:
         router = router_service_pb2_grpc.RouterServiceStub(channel)
         for task in tasks:
             sent = {"train": [{"input": p.input, "output": p.output} for p in task.train], "test": [{"input": task.test[0].input}]}
@@ -156,7 +156,7 @@ def run_arc_demo(router_address: str) -> None:
 def print_monitor(suite: Suite) -> None:
     """Prints what the monitor counted, from its RPC and from its Prometheus page."""
     time.sleep(0.5)  # events travel in batches every 100 ms
-    with grpc.insecure_channel(suite.address("monitor")) as channel:
+    with suite.channel("monitor") as channel:
         stats = monitor_service_pb2_grpc.MonitorServiceStub(channel).GetStats(monitor_service_pb2.GetStatsRequest(), timeout=5)
     print(f"\nThe monitor counted {stats.requests} requests and {stats.events_recorded} events:")
     for model in stats.models:
@@ -188,9 +188,10 @@ def main() -> None:
         for service in ("router", "orchestrator", "cache", "monitor"):
             print(f"  {service:<12} {suite.address(service)}")
         print(f"  {'triton':<12} {suite.triton_url}   metrics {suite.metrics_url}")
-        run_workload(suite.address("router"), args.requests, args.repeats)
-        run_semantic_demo(suite.address("router"))
-        run_arc_demo(suite.address("router"))
+        print(f"  every call needs a token; this suite's are in {log_dir / 'credentials.env'} (for the CLI: `set -a; . FILE`)")
+        run_workload(suite, args.requests, args.repeats)
+        run_semantic_demo(suite)
+        run_arc_demo(suite)
         print_monitor(suite)
         if args.serve:
             print("\nServing until Ctrl-C ...", flush=True)

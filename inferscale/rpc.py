@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -14,6 +15,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from inferscale.auth import SERVICE_TOKEN_VARIABLE, AccessInterceptor, BlockingTokenInterceptor, Credentials, aio_token_interceptors
 from inferscale.settings import env_int
 from inferscale.tls import TlsSettings, process_tls
 
@@ -33,7 +35,16 @@ CHANNEL_OPTIONS = [
     # A peer back from a restart is reached within two seconds, not after gRPC's default
     # reconnect backoff, which grows to two minutes.
     ("grpc.max_reconnect_backoff_ms", 2_000),
+    # Every address the target resolves to takes calls in turn (gRPC's default, pick_first, sends
+    # them all to one): a dns:/// target naming a headless Service spreads calls over its pods.
+    ("grpc.service_config", '{"loadBalancingConfig": [{"round_robin": {}}]}'),
 ]
+
+# INFERSCALE_MAX_CONNECTION_AGE_SECONDS: how long a server keeps a client's connection before it
+# asks the client (GOAWAY) to open a new one. gRPC resolves a dns:/// target again only when a
+# connection closes, so this is how running clients find replicas added since they connected.
+# Calls in flight on the old connection finish there (no grace limit).
+MAX_CONNECTION_AGE_SECONDS = env_int("INFERSCALE_MAX_CONNECTION_AGE_SECONDS", 300, minimum=1)
 
 
 @dataclass
@@ -50,6 +61,7 @@ async def start_server(
     service_names: Iterable[str],
     add_servicers: Callable[[grpc.aio.Server], None],
     *,
+    credentials: Credentials,
     max_concurrent_rpcs: int | None = None,
 ) -> RunningServer:
     """Starts a server on ``address`` ("host:port"; port 0 picks a free one) with health and reflection.
@@ -57,9 +69,11 @@ async def start_server(
     ``service_names`` are the full proto names of the services ``add_servicers`` registers; each
     is reported SERVING, as is the server as a whole (""). Past ``max_concurrent_rpcs`` calls in
     flight, gRPC refuses new ones at once with RESOURCE_EXHAUSTED (load shedding, no queue).
-    Over TLS when the settings say so (inferscale.tls).
+    Over TLS when the settings say so (inferscale.tls). Every call is checked against
+    ``credentials`` (inferscale.auth.RPC_ACCESS) before its request is parsed.
     """
     server = grpc.aio.server(
+        interceptors=[AccessInterceptor(credentials)],
         maximum_concurrent_rpcs=max_concurrent_rpcs,
         options=[
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -72,6 +86,7 @@ async def start_server(
             # long-lived streams, such as the event stream to the monitor, with too_many_pings.
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_ping_interval_without_data_ms", 20_000),
+            ("grpc.max_connection_age_ms", MAX_CONNECTION_AGE_SECONDS * 1000),
         ]
     )
     add_servicers(server)
@@ -88,7 +103,26 @@ async def start_server(
     await server.start()
     for name in ["", *names]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    report_port(port)
     return RunningServer(server=server, port=port, health=health_servicer)
+
+
+# INFERSCALE_PORT_FILE: a file where a service writes the port its gRPC server bound, once it
+# serves. A launcher (inferscale.suite) that starts a service on port 0 learns the port from it,
+# so that no port is picked by one process and bound by another, which a third may take between.
+PORT_FILE_VARIABLE = "INFERSCALE_PORT_FILE"
+
+
+def report_port(port: int) -> None:
+    """Writes ``port`` to the file INFERSCALE_PORT_FILE names, if set, whole or not at all."""
+    path = os.environ.get(PORT_FILE_VARIABLE, "").strip()
+    if not path:
+        return
+    partial = f"{path}.partial"
+    with open(partial, "w") as file:
+        file.write(f"{port}\n")
+    # A rename is atomic: a launcher that sees the file reads the whole port.
+    os.replace(partial, path)
 
 
 async def serve_until_stopped(
@@ -122,20 +156,33 @@ async def stop_background(task: asyncio.Task[None] | None) -> None:
 def open_channel(address: str, *, service_tls: bool = True) -> grpc.aio.Channel:
     """Opens a channel to a peer; the telemetry instrumentation, when set up, adds trace propagation.
 
-    Over TLS when the settings say so and ``service_tls`` holds: False for Triton, whose TLS
-    has settings of its own.
+    A channel to one of the suite's services (``service_tls``) is over TLS when the settings say
+    so, and presents the service token (INFERSCALE_SERVICE_TOKEN) on every call that carries no
+    authorization of its own. ``service_tls`` is False for Triton, which has TLS settings of its
+    own and must never see the suite's token.
     """
-    tls = process_tls() if service_tls else None
-    if tls is not None:
-        return grpc.aio.secure_channel(address, tls.channel_credentials(), options=CHANNEL_OPTIONS)
-    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+    if not service_tls:
+        return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+    return open_service_channel(address, process_tls(), token=os.environ.get(SERVICE_TOKEN_VARIABLE, "").strip())
 
 
-def open_blocking_channel(address: str, tls: TlsSettings | None) -> grpc.Channel:
-    """A synchronous channel for tools and tests, over TLS when ``tls`` is given."""
+def open_service_channel(address: str, tls: TlsSettings | None, *, token: str) -> grpc.aio.Channel:
+    """A grpc.aio channel over TLS when ``tls`` is given, presenting ``token`` (unless "") on every
+    call that carries no authorization of its own."""
+    interceptors = aio_token_interceptors(token) if token else None
     if tls is not None:
-        return grpc.secure_channel(address, tls.channel_credentials(), options=CHANNEL_OPTIONS)
-    return grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+        return grpc.aio.secure_channel(address, tls.channel_credentials(), options=CHANNEL_OPTIONS, interceptors=interceptors)
+    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS, interceptors=interceptors)
+
+
+def open_blocking_channel(address: str, tls: TlsSettings | None, *, token: str = "") -> grpc.Channel:
+    """A synchronous channel for tools and tests, over TLS when ``tls`` is given, presenting
+    ``token`` on every call that carries no authorization of its own."""
+    if tls is not None:
+        channel = grpc.secure_channel(address, tls.channel_credentials(), options=CHANNEL_OPTIONS)
+    else:
+        channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+    return grpc.intercept_channel(channel, BlockingTokenInterceptor(token)) if token else channel
 
 
 def wait_until_serving(address: str, *, timeout_seconds: float, service: str = "", tls: TlsSettings | None = None) -> None:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import os
 import pathlib
+import secrets
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 
-import grpc
 import pytest
 
+from inferscale.auth import SERVICE_TOKEN_VARIABLE
 from inferscale.suite import REPO_ROOT, Suite, SuitePorts
 from inferscale.triton.launcher import TritonSettings
 from inferscale.v1 import (
@@ -23,6 +24,9 @@ from inferscale.v1 import (
 from tests.otlp_receiver import OtlpReceiver
 
 MODEL_REPOSITORY = REPO_ROOT / "model_repository"
+# A service started inside the test process (tests/test_event_stream.py) reads its credentials
+# from the environment, and the channels opened here present them; suites make their own.
+os.environ.setdefault(SERVICE_TOKEN_VARIABLE, secrets.token_urlsafe(24))
 
 
 def system_binary(name: str) -> str:
@@ -111,23 +115,23 @@ def suite(otlp_receiver: OtlpReceiver, tmp_path_factory: pytest.TempPathFactory)
 
 @pytest.fixture(scope="session")
 def router(suite: Suite) -> Iterator[router_service_pb2_grpc.RouterServiceStub]:
-    with grpc.insecure_channel(suite.address("router")) as channel:
+    with suite.channel("router") as channel:
         yield router_service_pb2_grpc.RouterServiceStub(channel)
 
 
 @pytest.fixture(scope="session")
 def orchestrator(suite: Suite) -> Iterator[orchestrator_service_pb2_grpc.OrchestratorServiceStub]:
-    with grpc.insecure_channel(suite.address("orchestrator")) as channel:
+    with suite.channel("orchestrator") as channel:
         yield orchestrator_service_pb2_grpc.OrchestratorServiceStub(channel)
 
 
 @pytest.fixture(scope="session")
 def cache(suite: Suite) -> Iterator[cache_service_pb2_grpc.CacheServiceStub]:
-    with grpc.insecure_channel(suite.address("cache")) as channel:
+    with suite.channel("cache") as channel:
         yield cache_service_pb2_grpc.CacheServiceStub(channel)
 
 
 @pytest.fixture(scope="session")
 def monitor(suite: Suite) -> Iterator[monitor_service_pb2_grpc.MonitorServiceStub]:
-    with grpc.insecure_channel(suite.address("monitor")) as channel:
+    with suite.channel("monitor") as channel:
         yield monitor_service_pb2_grpc.MonitorServiceStub(channel)

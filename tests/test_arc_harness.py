@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 
-import grpc
 import pytest
 
 from benchmarks.arc import rows, run_folder, summarize
@@ -31,7 +30,7 @@ def test_the_harness_scores_each_row_through_the_router_and_the_strategies_combi
     table_rows = rows(210.0)
 
     async def run():  # type: ignore[no-untyped-def]
-        async with grpc.aio.insecure_channel(suite.address("router")) as channel:
+        async with suite.aio_channel("router") as channel:
             return await run_folder(router_service_pb2_grpc.RouterServiceStub(channel), tasks, table_rows, 2, "test")
 
     summary = {r["name"]: r for r in summarize(tasks, table_rows, asyncio.run(run()))}

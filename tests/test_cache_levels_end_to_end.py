@@ -72,7 +72,8 @@ def test_verification_keeps_a_neighbour_that_disagrees_from_being_served(suite: 
     embedding = unit(np.arange(1, 17, dtype=np.float64))
     assert infer(router, three + 3 / 64, embedding=embedding).answer.label == "3"
     # A second router on the same orchestrator and cache, with verification on.
-    verifying = Suite(ports=suite.ports.__class__.free(), triton_url=suite.triton_url, log_dir=tmp_path, env={
+    # It shares the suite's tokens: its services are the suite's, and its client the same caller.
+    verifying = Suite(ports=suite.ports.__class__.free(), triton_url=suite.triton_url, log_dir=tmp_path, credentials=suite.credentials, env={
         "OTEL_TRACES_EXPORTER": "none",
         "INFERSCALE_SEMANTIC_VERIFY": "on",
         "INFERSCALE_ORCHESTRATOR_ADDRESS": suite.address("orchestrator"),
@@ -81,7 +82,7 @@ def test_verification_keeps_a_neighbour_that_disagrees_from_being_served(suite: 
     })
     verifying.start_service("router")
     try:
-        with grpc.insecure_channel(verifying.address("router")) as channel:
+        with verifying.channel("router") as channel:
             stub = router_service_pb2_grpc.RouterServiceStub(channel)
             # Close to the 3's embedding, but the 3 stays the nearest neighbour of the 3's own.
             rejected = infer(stub, eight + 3 / 64, embedding=unit(np.arange(1, 17, dtype=np.float64) + 5 * np.eye(16)[0]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import pathlib
 import re
 import socket
 import time
@@ -42,6 +43,15 @@ def digits_models(orchestrator) -> list[str]:
 
 
 # --- without a suite -------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def suite_tokens(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test that calls the session suite sends its tokens, as a user who sourced its credentials would."""
+    if "suite" in request.fixturenames:
+        credentials = request.getfixturevalue("suite").credentials
+        monkeypatch.setenv(cli.CLIENT_TOKEN_VARIABLE, credentials.client_token)
+        monkeypatch.setenv(cli.SERVICE_TOKEN_VARIABLE, credentials.service_token)
 
 
 def test_help_of_main_lists_every_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
@@ -327,13 +337,14 @@ def test_admin_calls_without_a_token_are_refused(
     command: str,
 ) -> None:
     monkeypatch.delenv(cli.ADMIN_TOKEN_VARIABLE, raising=False)
+    monkeypatch.setattr(cli, "_read_state", lambda path: None)  # no suite of `inferscale up` lends its token
     status, out, err = run(
         capsys, command, "digits_mlp", "--orchestrator", suite.address("orchestrator")
     )
     assert status == 2
     assert out == ""
-    # The session suite configures no admin token, so the calls are off altogether.
-    assert re.match(r"error: (UNAUTHENTICATED|PERMISSION_DENIED): ", err), err
+    # The service token (which this command sends) opens no admin call.
+    assert re.match(r"error: PERMISSION_DENIED: ", err), err
     assert "digits_mlp" in digits_models(orchestrator)
 
 
@@ -356,7 +367,7 @@ def test_bench_passes_arguments_through(capsys: pytest.CaptureFixture[str]) -> N
 
 
 @pytest.mark.integration
-def test_up_detached_then_down(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
+def test_up_detached_then_down(capsys: pytest.CaptureFixture[str], tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     state_file = tmp_path / "suite.json"
     status, out, err = run(
         capsys, "up", "--detach", "--free-ports", "--state-file", str(state_file)
@@ -367,6 +378,10 @@ def test_up_detached_then_down(capsys: pytest.CaptureFixture[str], tmp_path) -> 
     try:
         assert "Suite up in" in out and state["router"] in out
         assert set(state) >= {"pid", "router", "orchestrator", "cache", "monitor", "metrics_url"}
+        # The suite's tokens are in the file its state names, for tools to read.
+        credentials = dict(line.split("=", 1) for line in pathlib.Path(state["credentials"]).read_text().splitlines())
+        assert oct(pathlib.Path(state["credentials"]).stat().st_mode & 0o777) == "0o600"
+        monkeypatch.setenv(cli.CLIENT_TOKEN_VARIABLE, credentials[cli.CLIENT_TOKEN_VARIABLE])
         status, out, err = run(
             capsys, "infer", "--router", state["router"], "--digit", "0", "--json"
         )

@@ -29,7 +29,7 @@ def embedding_suite(suite: Suite, tmp_path_factory: pytest.TempPathFactory):  # 
 
 @pytest.fixture(scope="module")
 def embedding_router(embedding_suite: Suite):  # type: ignore[no-untyped-def]
-    with grpc.insecure_channel(embedding_suite.address("router")) as channel:
+    with embedding_suite.channel("router") as channel:
         yield router_service_pb2_grpc.RouterServiceStub(channel)
 
 
@@ -61,9 +61,18 @@ def test_errors_keep_their_status_in_process(embedding_router) -> None:
     assert infer(embedding_router, image, skip_cache=True).answer.label
 
 
-def test_the_embedded_orchestrators_rpcs_are_served_on_the_routers_port(embedding_suite: Suite) -> None:
-    with grpc.insecure_channel(embedding_suite.address("router")) as channel:
-        listed = orchestrator_service_pb2_grpc.OrchestratorServiceStub(channel).ListModels(
-            orchestrator_service_pb2.ListModelsRequest(), timeout=10
-        )
-    assert {"digits_linear", "arc_programs_3"} <= {m.model.name for m in listed.models}
+def test_the_routers_port_serves_no_orchestrator_rpc_even_with_the_orchestrator_embedded(embedding_suite: Suite) -> None:
+    # Execute there would run any plan without a client token, and the admin calls would be public.
+    with embedding_suite.channel("router") as client, embedding_suite.channel("router", role="admin") as admin:
+        for channel in (client, admin):
+            orchestrator = orchestrator_service_pb2_grpc.OrchestratorServiceStub(channel)
+            for call, request in (
+                (orchestrator.ListModels, orchestrator_service_pb2.ListModelsRequest()),
+                (orchestrator.Execute, orchestrator_service_pb2.ExecuteRequest()),
+                (orchestrator.UnloadModel, orchestrator_service_pb2.UnloadModelRequest(model_name="digits_linear")),
+            ):
+                with pytest.raises(grpc.RpcError) as raised:
+                    call(request, timeout=10)
+                assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        # And the router still routes to every model.
+        assert infer(router_service_pb2_grpc.RouterServiceStub(client), holdout()[0][0], skip_cache=True).answer.label

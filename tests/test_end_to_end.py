@@ -323,7 +323,7 @@ def test_the_suite_runs_against_an_external_triton_given_by_url(suite: Suite, ro
     external = Suite(ports=SuitePorts.free(), triton_url=suite.triton_url, log_dir=tmp_path, env={"OTEL_TRACES_EXPORTER": "none"})
     with external:
         assert external.triton is None
-        with grpc.insecure_channel(external.address("router")) as channel:
+        with external.channel("router") as channel:
             from inferscale.v1 import router_service_pb2_grpc
 
             response = infer(router_service_pb2_grpc.RouterServiceStub(channel), holdout()[0][0], skip_cache=True)
@@ -371,7 +371,7 @@ def test_an_ensemble_traces_each_member_and_the_aggregation(router, otlp_receive
         )
 
     spans = otlp_receiver.wait_for(response.trace_id, complete)
-    assert complete(spans), f"{steps} steps; spans: " + "; ".join(
+    assert complete(spans), f"{len(response.steps)} steps; spans: " + "; ".join(
         f"{service}/{name} x{count}" for (service, name), count in sorted(Counter((s.service, s.name) for s in spans).items())
     )
     members = [s for s in spans if s.name == "inferscale.escalation_step"]

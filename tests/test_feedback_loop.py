@@ -28,10 +28,15 @@ def test_a_policy_learned_from_feedback_is_published_after_shadow_applied_live_a
     _, _, images, labels = load_split()
     images = images.astype(np.float32)
     repository = private_repository(tmp_path_factory, "feedback")
-    env = {"INFERSCALE_POLICY_REFRESH_SECONDS": "0.2", "INFERSCALE_CATALOG_TTL_SECONDS": "0.2"}
+    env = {
+        "INFERSCALE_POLICY_REFRESH_SECONDS": "0.2",
+        "INFERSCALE_CATALOG_TTL_SECONDS": "0.2",
+        # The operator's floor on a shadow run; a proposal cannot ask for less.
+        "INFERSCALE_POLICY_MIN_SHADOW_REQUESTS": str(SHADOW),
+    }
     with private_suite(tmp_path_factory, "feedback", repository, env) as suite:
-        router_channel = grpc.insecure_channel(suite.address("router"))
-        monitor_channel = grpc.insecure_channel(suite.address("monitor"))
+        router_channel = suite.channel("router")
+        monitor_channel = suite.channel("monitor")
         router = router_service_pb2_grpc.RouterServiceStub(router_channel)
         monitor = monitor_service_pb2_grpc.MonitorServiceStub(monitor_channel)
 
@@ -81,16 +86,26 @@ def test_a_policy_learned_from_feedback_is_published_after_shadow_applied_live_a
 
         aimed = eventually(aimed_with_feedback, timeout_seconds=10, what="the router to take the thresholds learned for the target")
         assert {s.tier: s.accept_threshold for s in aimed.plan.steps if s.tier in learned_thresholds} == learned_thresholds
+        admin = suite.metadata("admin")
+        with pytest.raises(grpc.RpcError) as raised:  # publication is the admin's: the service token is not enough
+            monitor.ProposeRoutingPolicy(monitor_service_pb2.ProposeRoutingPolicyRequest(task="digits", target_accuracy=0.9), timeout=5)
+        assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
         with pytest.raises(grpc.RpcError) as raised:
-            monitor.ProposeRoutingPolicy(monitor_service_pb2.ProposeRoutingPolicyRequest(task=""), timeout=5)
+            monitor.ProposeRoutingPolicy(monitor_service_pb2.ProposeRoutingPolicyRequest(task=""), timeout=5, metadata=admin)
         assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         with pytest.raises(grpc.RpcError) as raised:  # no thresholds are right on every request
-            monitor.ProposeRoutingPolicy(monitor_service_pb2.ProposeRoutingPolicyRequest(task="digits", target_accuracy=1.0), timeout=10)
+            monitor.ProposeRoutingPolicy(
+                monitor_service_pb2.ProposeRoutingPolicyRequest(task="digits", target_accuracy=1.0), timeout=10, metadata=admin
+            )
         assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "no thresholds reach" in raised.value.details()
         proposed = monitor.ProposeRoutingPolicy(
-            monitor_service_pb2.ProposeRoutingPolicyRequest(task="digits", target_accuracy=0.9, min_shadow_requests=SHADOW), timeout=10
+            monitor_service_pb2.ProposeRoutingPolicyRequest(task="digits", target_accuracy=0.9, min_shadow_requests=1),
+            timeout=10,
+            metadata=admin,
         ).policy
         assert proposed.state == monitor_service_pb2.POLICY_STATE_SHADOW and proposed.learned_requests == LEARN
+        # Asking for a one-request shadow got the operator's floor instead.
+        assert proposed.min_shadow_requests == SHADOW
         # In shadow, routers keep the defaults.
         assert infer(1, skip_cache=True).policy_version == "defaults"
         explore_with_feedback(range(LEARN, LEARN + SHADOW))
@@ -121,7 +136,7 @@ def test_a_policy_learned_from_feedback_is_published_after_shadow_applied_live_a
         assert all(applied(infer(index, skip_cache=True)) for index in range(3, 23))
         suite.start_service("monitor")
         monitor_channel.close()
-        monitor_channel = grpc.insecure_channel(suite.address("monitor"))
+        monitor_channel = suite.channel("monitor")
         monitor = monitor_service_pb2_grpc.MonitorServiceStub(monitor_channel)
         restored = monitor.GetPublishedRoutingPolicy(monitor_service_pb2.GetPublishedRoutingPolicyRequest(task="digits"), timeout=5)
         assert restored.published == published
@@ -133,7 +148,7 @@ def test_a_policy_learned_from_feedback_is_published_after_shadow_applied_live_a
         suite.kill_service("router")
         suite.start_service("router")
         router_channel.close()
-        router_channel = grpc.insecure_channel(suite.address("router"))
+        router_channel = suite.channel("router")
         router = router_service_pb2_grpc.RouterServiceStub(router_channel)
         eventually(lambda: applied(infer(30, skip_cache=True)), timeout_seconds=10, what="the restarted router to apply the policy")
         router_channel.close()

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, start_http_server
 
+from inferscale.auth import process_credentials
 from inferscale.rpc import RunningServer, configure_logging, serve_until_stopped, start_server, stop_background
 from inferscale.telemetry import setup_telemetry
 from inferscale.v1 import monitor_service_pb2, monitor_service_pb2_grpc
@@ -56,6 +57,7 @@ async def create_server(config: MonitorConfig) -> Monitor:
         config.listen,
         [SERVICE_NAME],
         lambda server: monitor_service_pb2_grpc.add_MonitorServiceServicer_to_server(servicer, server),
+        credentials=process_credentials(),
     )
     poller = (
         asyncio.create_task(poll_triton(config.triton_urls, aggregates, config.triton_stats_seconds))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from inferscale.auth import ADMIN_TOKEN_VARIABLE
+from inferscale.triton.client import REPOSITORY_KEY_VARIABLE
 from inferscale.settings import (
     DEFAULT_CACHE_PORT,
     DEFAULT_MONITOR_PORT,
@@ -24,10 +26,14 @@ class OrchestratorConfig:
     # INFERSCALE_TRITON_URL: Triton's gRPC endpoints, "host:port", several separated by commas
     # (replicas serving the same repository, balanced and failed over).
     triton_urls: tuple[str, ...]
+    # INFERSCALE_TRITON_REPOSITORY_KEY: the key presented to Triton's repository API (the
+    # registry's index, LoadModel, UnloadModel); unset presents none.
+    triton_repository_key: str = field(repr=False)
     # INFERSCALE_CACHE_ADDRESS: the cache, told when a model version retires; "off" for none.
     cache_address: str
-    # INFERSCALE_ADMIN_TOKEN: the bearer token admin RPCs (LoadModel, UnloadModel) require; unset
-    # turns them off.
+    # INFERSCALE_ADMIN_TOKEN: the admin token. The server checks it on LoadModel and UnloadModel
+    # (inferscale.auth); the orchestrator presents it to the cache's Invalidate when a model version
+    # retires. Unset turns those calls off.
     admin_token: str = field(repr=False)
     # INFERSCALE_TRITON_HEALTH_SECONDS: how often each Triton endpoint's readiness is checked.
     triton_health_seconds: float
@@ -61,8 +67,9 @@ class OrchestratorConfig:
                 for url in env_str("INFERSCALE_TRITON_URL", f"127.0.0.1:{DEFAULT_TRITON_GRPC_PORT}").split(",")
                 if url.strip()
             ),
+            triton_repository_key=env_str(REPOSITORY_KEY_VARIABLE, ""),
             cache_address=env_peer("INFERSCALE_CACHE_ADDRESS", DEFAULT_CACHE_PORT),
-            admin_token=env_str("INFERSCALE_ADMIN_TOKEN", ""),
+            admin_token=env_str(ADMIN_TOKEN_VARIABLE, ""),
             triton_health_seconds=env_float("INFERSCALE_TRITON_HEALTH_SECONDS", 1.0, low=0.05, high=3600),
             monitor_address=env_peer("INFERSCALE_MONITOR_ADDRESS", DEFAULT_MONITOR_PORT),
             registry_refresh_seconds=env_float(

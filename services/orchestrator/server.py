@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from inferscale.auth import bearer_metadata, process_credentials
 from inferscale.errors import InferScaleError
 from inferscale.events import EventSender
 from inferscale.rpc import RunningServer, configure_logging, open_channel, serve_until_stopped, start_server
@@ -35,11 +36,13 @@ class Orchestrator:
     registry: TritonRegistry
     events: EventSender
     cache_channel: grpc.aio.Channel | None
+    model_cache: ModelOutputCache
     running: RunningServer | None = None
 
     async def close(self) -> None:
-        """Stops the background work and closes the channels."""
+        """Stops the background work, lets the cache stores in flight finish and closes the channels."""
         await self.registry.stop()
+        await self.model_cache.close()
         await self.events.close()
         await self.triton.close()
         if self.cache_channel is not None:
@@ -47,16 +50,22 @@ class Orchestrator:
 
 
 def cache_invalidator(
-    cache: cache_service_pb2_grpc.CacheServiceStub | None,
+    cache: cache_service_pb2_grpc.CacheServiceStub | None, admin_token: str
 ) -> Callable[[RegisteredModel], Awaitable[int]]:
-    """Returns the registry's callback that removes what a retired model version produced from the cache."""
+    """Returns the registry's callback that removes what a retired model version produced from the cache.
+
+    Invalidation is an admin call; an orchestrator without the admin token leaves the entries to
+    expire, and the router's version check keeps them from being served meanwhile.
+    """
 
     async def invalidate(model: RegisteredModel) -> int:
         if cache is None:
             return 0
         try:
             reply = await cache.Invalidate(
-                cache_service_pb2.InvalidateRequest(model_name=model.name, model_version=model.version), timeout=2.0
+                cache_service_pb2.InvalidateRequest(model_name=model.name, model_version=model.version),
+                timeout=2.0,
+                metadata=bearer_metadata(admin_token),
             )
         except grpc.aio.AioRpcError as error:
             # The router also refuses entries whose producer versions are not current, so a
@@ -73,11 +82,15 @@ async def build_orchestrator(config: OrchestratorConfig) -> Orchestrator:
 
     A router that embeds the orchestrator (INFERSCALE_EMBED_ORCHESTRATOR) calls this itself.
     """
-    triton = TritonPool(config.triton_urls, health_interval_seconds=config.triton_health_seconds)
+    triton = TritonPool(
+        config.triton_urls, health_interval_seconds=config.triton_health_seconds, repository_key=config.triton_repository_key
+    )
     triton.start()
     cache_channel = open_channel(config.cache_address) if config.cache_address else None
     cache = cache_service_pb2_grpc.CacheServiceStub(cache_channel) if cache_channel else None
-    registry = TritonRegistry(triton, config.registry_refresh_seconds, on_retired=cache_invalidator(cache))
+    registry = TritonRegistry(
+        triton, config.registry_refresh_seconds, on_retired=cache_invalidator(cache, config.admin_token)
+    )
     try:
         await registry.refresh()
     except InferScaleError as error:
@@ -95,10 +108,9 @@ async def build_orchestrator(config: OrchestratorConfig) -> Orchestrator:
         events,
         model_cache,
         default_timeout_seconds=config.triton_timeout_seconds,
-        admin_token=config.admin_token,
         min_gain_per_cost=config.min_gain_per_cost,
     )
-    return Orchestrator(servicer, triton, registry, events, cache_channel)
+    return Orchestrator(servicer, triton, registry, events, cache_channel, model_cache)
 
 
 async def create_server(config: OrchestratorConfig) -> Orchestrator:
@@ -108,6 +120,7 @@ async def create_server(config: OrchestratorConfig) -> Orchestrator:
         config.listen,
         [SERVICE_NAME],
         lambda server: orchestrator_service_pb2_grpc.add_OrchestratorServiceServicer_to_server(orchestrator.servicer, server),
+        credentials=process_credentials(),
     )
     return orchestrator
 

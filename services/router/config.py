@@ -16,7 +16,8 @@ from inferscale.settings import (
     env_str,
     env_switch,
 )
-from services.router.planning import DEFAULT_SEARCH_CALLS, DEFAULT_SKIP_COMPLEXITY, MAX_SEARCH_CALLS
+from inferscale.limits import MAX_SEARCH_CALLS
+from services.router.planning import DEFAULT_SEARCH_CALLS, DEFAULT_SKIP_COMPLEXITY
 
 
 def _search_max_calls() -> int:
@@ -72,9 +73,6 @@ class RouterConfig:
     # INFERSCALE_EXPLORATION_RATE: the share of cascade requests without thresholds of their own
     # that run every tier, so that feedback on them can teach and check routing policies.
     exploration_rate: float
-    # INFERSCALE_CLIENT_TOKENS_FILE: a file of "<client id> <token>" lines; when set, every Infer
-    # call needs "authorization: Bearer <token>" of one of them. Empty: no client authentication.
-    client_tokens_file: str
     # INFERSCALE_ROUTER_MAX_IN_FLIGHT: the most Infer calls served at once; more are refused at
     # once with RESOURCE_EXHAUSTED instead of waiting in an unbounded queue.
     max_in_flight: int
@@ -111,7 +109,6 @@ class RouterConfig:
             exploration_rate=env_float("INFERSCALE_EXPLORATION_RATE", 0.0, low=0.0, high=1.0),
             search_max_calls=_search_max_calls(),
             skip_complexity=env_float("INFERSCALE_SKIP_COMPLEXITY", DEFAULT_SKIP_COMPLEXITY, low=0.0, high=1.0),
-            client_tokens_file=env_str("INFERSCALE_CLIENT_TOKENS_FILE", ""),
             max_in_flight=env_int("INFERSCALE_ROUTER_MAX_IN_FLIGHT", 256, minimum=1),
             finite_inputs=_non_finite_policy() == "reject",
             shutdown_grace_seconds=env_float("INFERSCALE_SHUTDOWN_GRACE_SECONDS", 5.0, low=0, high=600),

@@ -28,6 +28,9 @@ class EmbeddingSource:
     tensor: common_pb2.InferTensor | None = None
     # The cosine similarity the task's models ask of a neighbour; 0 leaves it to the cache.
     threshold: float = 0.0
+    # The caller sent ``vector`` itself (InferRequest.embedding): nothing ties it to the inputs
+    # the answer is computed from, so it may only key what that same caller is served.
+    from_caller: bool = False
 
 
 def validate_embedding(embedding: Sequence[float], field: str = "embedding") -> None:
@@ -51,7 +54,7 @@ def embedding_source(
     declaring = next((m for m in models if m.semantic_input), None)
     threshold = declaring.semantic_threshold if declaring is not None else 0.0
     if request.embedding:
-        return EmbeddingSource(vector=np.asarray(request.embedding, dtype=np.float32), threshold=threshold)
+        return EmbeddingSource(vector=np.asarray(request.embedding, dtype=np.float32), threshold=threshold, from_caller=True)
     if declaring is None:
         return None
     tensor = next((t for t in request.inputs if t.name == declaring.semantic_input), None)
@@ -70,11 +73,16 @@ def embedding_source(
     return EmbeddingSource(vector=vector, threshold=threshold)
 
 
-def semantic_namespace(plan: common_pb2.Plan, dimensions: int) -> str:
+def semantic_namespace(plan: common_pb2.Plan, dimensions: int, caller: str = "") -> str:
     """The L1 namespace of a plan and an embedding length: the task, a digest of the plan and the length.
 
     A neighbour is only served for the same task and plan (strategy, models, versions,
     thresholds), never across model versions, and only compared with embeddings of its length.
+    Embeddings a caller sent itself live in that caller's own namespace (``caller``): one that
+    pairs "turn on the lights" with the embedding of "turn off the lights" misleads only itself.
     """
     digest = hashlib.sha256(plan.SerializeToString(deterministic=True)).hexdigest()[:32]
-    return f"{plan.task}|{digest}|{dimensions}"
+    namespace = f"{plan.task}|{digest}|{dimensions}"
+    if caller:
+        namespace += "|caller:" + hashlib.sha256(caller.encode()).hexdigest()[:16]
+    return namespace

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from inferscale.auth import ClientTokens
+from inferscale.auth import process_credentials
 from inferscale.events import EventSender
 from inferscale.rpc import RunningServer, configure_logging, open_channel, serve_until_stopped, start_server, stop_background
 from inferscale.telemetry import setup_telemetry
@@ -19,7 +19,6 @@ from inferscale.v1 import (
     router_service_pb2_grpc,
 )
 from services.orchestrator.config import OrchestratorConfig
-from services.orchestrator.server import SERVICE_NAME as ORCHESTRATOR_SERVICE_NAME
 from services.orchestrator.server import Orchestrator, build_orchestrator
 from services.router.config import RouterConfig
 from services.router.embedded import InProcessOrchestrator
@@ -33,6 +32,7 @@ class Router:
     """A running router and what it must close on stop."""
 
     running: RunningServer
+    servicer: RouterService
     events: EventSender
     channels: list[grpc.aio.Channel] = field(default_factory=list)
     background: list[asyncio.Task[None]] = field(default_factory=list)
@@ -40,9 +40,10 @@ class Router:
     embedded: Orchestrator | None = None
 
     async def close(self) -> None:
-        """Stops the background work, flushes events and closes the channels."""
+        """Stops the background work, lets the cache stores in flight finish, flushes events and closes the channels."""
         for task in self.background:
             await stop_background(task)
+        await self.servicer.close()
         await self.events.close()
         for channel in self.channels:
             await channel.close()
@@ -52,6 +53,8 @@ class Router:
 
 async def create_server(config: RouterConfig) -> Router:
     """Builds and starts the router."""
+    # First: a router that would serve anyone by a missing setting does not start at all.
+    credentials = process_credentials(serves_clients=True)
     channels = []
     embedded = None
     orchestrator: OrchestratorClient
@@ -92,23 +95,19 @@ async def create_server(config: RouterConfig) -> Router:
         exploration_rate=config.exploration_rate,
         search_max_calls=config.search_max_calls,
         skip_complexity=config.skip_complexity,
-        clients=ClientTokens.from_file(config.client_tokens_file) if config.client_tokens_file else None,
         finite_inputs=config.finite_inputs,
     )
 
-    def add_servicers(server: grpc.aio.Server) -> None:
-        router_service_pb2_grpc.add_RouterServiceServicer_to_server(servicer, server)
-        if embedded is not None:
-            # The embedded orchestrator's RPCs (ListModels, the admin ones) stay reachable, here.
-            orchestrator_service_pb2_grpc.add_OrchestratorServiceServicer_to_server(embedded.servicer, server)
-
+    # The router's port is the public one: it serves Infer alone. An embedded orchestrator's own
+    # RPCs (Execute, which would bypass client tokens, and the admin ones) are served nowhere.
     running = await start_server(
         config.listen,
-        [SERVICE_NAME, ORCHESTRATOR_SERVICE_NAME] if embedded is not None else [SERVICE_NAME],
-        add_servicers,
+        [SERVICE_NAME],
+        lambda server: router_service_pb2_grpc.add_RouterServiceServicer_to_server(servicer, server),
+        credentials=credentials,
         max_concurrent_rpcs=config.max_in_flight,
     )
-    return Router(running, events, channels, [watcher], embedded)
+    return Router(running, servicer, events, channels, [watcher], embedded)
 
 
 async def serve() -> None:
