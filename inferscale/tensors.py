@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
 from inferscale.errors import InvalidArgument
+from inferscale.settings import env_int
 from inferscale.v1 import common_pb2
+
+# The most dimensions a tensor may have: far above any model's inputs, well below numpy's own
+# limit (32), and small enough that reading the shape costs nothing.
+MAX_TENSOR_DIMENSIONS = 16
+# INFERSCALE_MAX_TENSOR_ELEMENTS: the most elements one tensor may hold (default 2**24, a
+# 4096 x 4096 image).
+MAX_TENSOR_ELEMENTS = env_int("INFERSCALE_MAX_TENSOR_ELEMENTS", 2**24, minimum=1)
+# INFERSCALE_MAX_TENSOR_BYTES: the most bytes one tensor's raw_contents may hold (default 64 MiB,
+# the default message bound of inferscale.rpc).
+MAX_TENSOR_BYTES = env_int("INFERSCALE_MAX_TENSOR_BYTES", 64 * 2**20, minimum=1)
 
 # Triton's v2 datatype names and their numpy types; BYTES is variable-length and handled apart.
 NUMPY_DTYPES: dict[str, np.dtype] = {
@@ -31,7 +41,7 @@ def bytes_elements(tensor: common_pb2.InferTensor, field: str) -> list[bytes]:
     """The elements of a BYTES tensor in Triton's raw layout (each a 4-byte little-endian length,
     then that many bytes); raises InvalidArgument, naming ``field``, when the layout is broken."""
     raw = tensor.raw_contents
-    expected = math.prod(tensor.shape)
+    expected = element_count(tensor.shape, field)
     offset = 0
     elements = []
     while offset < len(raw):
@@ -52,24 +62,47 @@ def bytes_elements(tensor: common_pb2.InferTensor, field: str) -> list[bytes]:
     return elements
 
 
+def element_count(shape: Iterable[int], field: str) -> int:
+    """Returns the number of elements of ``shape``; raises InvalidArgument, naming ``field``, as soon
+    as the running product passes MAX_TENSOR_ELEMENTS, so that no shape costs more than reading it."""
+    count = 1
+    for dim in shape:
+        count *= dim
+        if count > MAX_TENSOR_ELEMENTS:
+            raise InvalidArgument(f"{field}.shape holds more than the {MAX_TENSOR_ELEMENTS} elements a tensor may have")
+    return count
+
+
 def validate_tensor(tensor: common_pb2.InferTensor, field: str) -> None:
-    """Raises InvalidArgument, naming ``field``, unless the tensor's bytes match its datatype and shape."""
+    """Raises InvalidArgument, naming ``field``, unless the tensor's bytes match its datatype and shape
+    and it stays within MAX_TENSOR_DIMENSIONS, MAX_TENSOR_ELEMENTS and MAX_TENSOR_BYTES.
+
+    Each check costs at most what the message it reads did to receive: the number of dimensions
+    is bounded before any is read, and the element count stops at its bound.
+    """
     if not tensor.name:
         raise InvalidArgument(f"{field}.name must not be empty")
     dtype = NUMPY_DTYPES.get(tensor.datatype)
     if dtype is None and tensor.datatype != "BYTES":
         known = ", ".join(sorted([*NUMPY_DTYPES, "BYTES"]))
         raise InvalidArgument(f"{field}.datatype {tensor.datatype!r} is not one of {known}")
-    if not tensor.shape:
+    dimensions = len(tensor.shape)
+    if not dimensions:
         raise InvalidArgument(f"{field}.shape must have at least one dimension")
+    if dimensions > MAX_TENSOR_DIMENSIONS:
+        raise InvalidArgument(f"{field}.shape has {dimensions} dimensions, more than the {MAX_TENSOR_DIMENSIONS} allowed")
     if any(dim < 0 for dim in tensor.shape):
         raise InvalidArgument(f"{field}.shape {list(tensor.shape)} has a negative dimension")
     if 0 in tensor.shape:
         raise InvalidArgument(f"{field}.shape {list(tensor.shape)} holds no elements; there is nothing to infer")
+    if len(tensor.raw_contents) > MAX_TENSOR_BYTES:
+        raise InvalidArgument(
+            f"{field}.raw_contents has {len(tensor.raw_contents)} bytes, more than the {MAX_TENSOR_BYTES} allowed"
+        )
     if dtype is None:
         bytes_elements(tensor, field)
         return
-    expected = math.prod(tensor.shape) * dtype.itemsize
+    expected = element_count(tensor.shape, field) * dtype.itemsize
     if len(tensor.raw_contents) != expected:
         raise InvalidArgument(
             f"{field}.raw_contents has {len(tensor.raw_contents)} bytes, but shape "

@@ -128,6 +128,18 @@ def test_remembered_requests_are_bounded() -> None:
     assert (scored.steps, right) == ((), False)
 
 
+def test_one_request_id_keeps_a_bounded_number_of_steps_however_many_step_events_name_it() -> None:
+    from services.monitor import aggregates as module
+
+    aggregates = Aggregates()
+    events = [step_event("digits_linear", 1, common_pb2.DECISION_ESCALATE, 0.5, 1.0) for _ in range(module.MAX_REMEMBERED_STEPS + 50)]
+    for event in events:
+        event.request_id = "flooded"
+    aggregates.record(events)
+    scored, _ = aggregates.feedback("flooded", "3")
+    assert len(scored.steps) == module.MAX_REMEMBERED_STEPS
+
+
 def test_latency_quantiles_are_read_from_the_histogram_as_prometheus_does() -> None:
     from services.monitor.aggregates import Histogram
 
@@ -140,3 +152,18 @@ def test_latency_quantiles_are_read_from_the_histogram_as_prometheus_does() -> N
     assert 0.01 < histogram.quantile(0.95) <= 0.025
     assert histogram.quantile(0.999) == 10.0  # the overflow bucket reports the last finite bound
     assert histogram.quantiles_ms()["p50_latency_ms"] == pytest.approx(1000 * histogram.quantile(0.5))
+
+
+def test_an_audit_of_a_semantic_hit_counts_as_an_audit_not_as_another_lookup() -> None:
+    l1 = common_pb2.CACHE_LEVEL_L1_SEMANTIC
+    aggregates = Aggregates()
+    aggregates.record(
+        [
+            monitor_service_pb2.Event(cache=monitor_service_pb2.CacheEvent(level=l1, hit=False)),
+            monitor_service_pb2.Event(cache=monitor_service_pb2.CacheEvent(level=l1, hit=True)),
+            # The hit above, recomputed later and found wrong.
+            monitor_service_pb2.Event(cache=monitor_service_pb2.CacheEvent(level=l1, hit=True, audited=True, false_hit=True)),
+        ]
+    )
+    (stats,) = aggregates.to_proto().cache_levels
+    assert (stats.hits, stats.misses, stats.audited, stats.false_hits) == (1, 1, 1, 1)

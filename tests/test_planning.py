@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inferscale.errors import InvalidArgument, NotFound
+from inferscale.errors import FailedPrecondition, InvalidArgument, NotFound
 from inferscale.tensors import from_numpy
 from inferscale.v1 import common_pb2, router_service_pb2
 from services.router.planning import build_plan, produced_by_current_versions, result_key, validate_request
@@ -252,3 +252,17 @@ def test_grids_are_combined_by_best_score_in_ensembles_and_searches_and_probabil
     assert build_plan(request(), grids, 0.9).aggregation == common_pb2.AGGREGATION_UNSPECIFIED
     chosen = build_plan(request(strategy=common_pb2.STRATEGY_ENSEMBLE, aggregation=common_pb2.AGGREGATION_PLURALITY), grids, 0.9)
     assert chosen.aggregation == common_pb2.AGGREGATION_PLURALITY
+
+
+def test_a_tensor_of_33_dimensions_is_refused_naming_it_rather_than_failing_in_numpy() -> None:
+    # One element, four bytes: its bytes match its shape, but numpy cannot view 33 dimensions.
+    deep = common_pb2.InferTensor(name="IMAGE", datatype="FP32", shape=[1] * 33, raw_contents=b"\0" * 4)
+    with pytest.raises(InvalidArgument, match=r"inputs\[0\]\.shape has 33 dimensions, more than the 16 allowed"):
+        validate_request(router_service_pb2.InferRequest(task="digits", inputs=[deep]))
+
+
+def test_a_task_with_more_routable_models_than_a_plan_holds_cannot_be_planned() -> None:
+    crowded = [model(f"m{index}", index, float(index)) for index in range(1, 34)]
+    assert len(build_plan(request(), crowded[:32], 0.9).steps) == 32
+    with pytest.raises(FailedPrecondition, match="task 'digits' has 33 routable models, more than the 32 a plan may hold"):
+        build_plan(request(strategy=common_pb2.STRATEGY_ENSEMBLE), crowded, 0.9)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 
+import services.monitor.policy as policy_module
 from services.monitor.policy import MIN_WEIGHT, ScoredStep, ensemble_weights, learn_thresholds, replay
 
 
@@ -107,3 +109,61 @@ def test_ensemble_weights_are_the_log_odds_of_each_tiers_accuracy() -> None:
 def test_a_member_no_better_than_chance_keeps_a_small_positive_weight() -> None:
     coin = [request((0.6, index % 2 == 0), (0.9, True)) for index in range(10)] + [request((0.6, False), (0.9, True))]
     assert ensemble_weights(coin)[1] == MIN_WEIGHT
+
+
+def tiered_traffic(tiers: int, count: int, seed: int) -> list[list[ScoredStep]]:
+    """Requests every one of ``tiers`` tiers answered: each tier is costlier, more often right and surer when right."""
+    rng = random.Random(seed)
+    traffic = []
+    for _ in range(count):
+        ease = rng.random()
+        steps = []
+        for tier in range(1, tiers + 1):
+            chance = min(0.99, 0.5 + 0.08 * tier + 0.25 * ease)
+            right = rng.random() < chance
+            confidence = min(1.0, max(0.0, round((chance if right else chance - 0.25) + rng.gauss(0, 0.08), 3)))
+            steps.append(ScoredStep(tier, confidence, right, 2.0**tier))
+        traffic.append(steps)
+    return traffic
+
+
+@pytest.fixture
+def bounded_replays(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fails a test whose learning replays more than 4096 threshold sets one by one."""
+    replayed = []
+
+    def counted_replay(*args, **kwargs):  # type: ignore[no-untyped-def]
+        replayed.append(args)
+        if len(replayed) > 4096:
+            raise AssertionError("the learner replays more than 4096 threshold sets")
+        return replay(*args, **kwargs)
+
+    monkeypatch.setattr(policy_module, "replay", counted_replay)
+
+
+@pytest.mark.usefixtures("bounded_replays")
+def test_learning_for_six_tiers_replays_a_bounded_number_of_threshold_sets() -> None:
+    # Every combination of the grid for six tiers would be 537,824 replays.
+    traffic = tiered_traffic(6, 400, seed=6)
+    learned = learn_thresholds(traffic, target_accuracy=0.9)
+    assert learned.candidates <= policy_module.MAX_POLICY_CANDIDATES
+    assert sorted(learned.thresholds) == [1, 2, 3, 4, 5]
+    assert learned.replay.accuracy >= 0.9
+    # Cheaper than always escalating to the top tier (the cost of every tier: 2 + 4 + ... + 64).
+    assert learned.replay.mean_cost < 126
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_coordinate_search_finds_the_policy_every_combination_finds_on_five_tiers(seed: int) -> None:
+    traffic = tiered_traffic(5, 300, seed)
+    searched = learn_thresholds(traffic, target_accuracy=0.9)
+    exhaustive = learn_thresholds(traffic, target_accuracy=0.9, max_candidates=14**4)
+    assert searched.candidates < exhaustive.candidates // 20 and exhaustive.candidates == 14**4
+    assert searched.replay.mean_cost == pytest.approx(exhaustive.replay.mean_cost)
+    assert searched.replay.accuracy >= 0.9
+
+
+@pytest.mark.usefixtures("bounded_replays")
+def test_no_policy_is_learned_for_more_tiers_than_a_plan_holds() -> None:
+    with pytest.raises(ValueError, match="the scored requests have 33 tiers, more than the 32 a policy is learned for"):
+        learn_thresholds(tiered_traffic(33, 20, seed=33))

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 
+import inferscale.tensors as tensors
 from inferscale.errors import InvalidArgument
 from inferscale.tensors import bytes_tensor, from_numpy, to_numpy, validate_tensor
 from inferscale.v1 import common_pb2
@@ -58,3 +64,22 @@ def test_a_bytes_tensor_in_triton_layout_passes_validation() -> None:
 def test_a_malformed_bytes_tensor_is_refused_naming_the_fault(raw: bytes, shape: list[int], message: str) -> None:
     with pytest.raises(InvalidArgument, match=message):
         validate_tensor(common_pb2.InferTensor(name="TEXT", datatype="BYTES", shape=shape, raw_contents=raw), "x")
+
+
+def test_the_element_count_stops_reading_a_shape_once_it_passes_its_bound() -> None:
+    def shape() -> Iterator[int]:
+        yield from (2**20, 2**20)
+        raise AssertionError("a dimension past the bound was read")
+
+    with pytest.raises(InvalidArgument, match=r"x\.shape holds more than the 16777216 elements"):
+        tensors.element_count(shape(), "x")
+    assert tensors.element_count([2**12, 2**12], "x") == 2**24
+
+
+def test_the_element_and_byte_bounds_are_settings() -> None:
+    settings = {**os.environ, "INFERSCALE_MAX_TENSOR_ELEMENTS": "1000", "INFERSCALE_MAX_TENSOR_BYTES": "4000"}
+    read = subprocess.run(
+        [sys.executable, "-c", "import inferscale.tensors as t; print(t.MAX_TENSOR_ELEMENTS, t.MAX_TENSOR_BYTES)"],
+        env=settings, capture_output=True, text=True, check=True,
+    )
+    assert read.stdout.split() == ["1000", "4000"]

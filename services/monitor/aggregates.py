@@ -17,6 +17,9 @@ from services.monitor.policy import ScoredStep
 
 # Requests whose steps are kept for feedback to score; the oldest go first.
 MAX_REMEMBERED_REQUESTS = 100_000
+# Steps kept per remembered request: more than any plan runs (its steps, or a search's calls).
+# Step events past it for one request id are counted but not kept, so one id cannot grow without bound.
+MAX_REMEMBERED_STEPS = 128
 # Scored answers kept per model for its calibration: the recent ones describe the model now.
 MAX_SCORED_PER_MODEL = 10_000
 # Scored requests kept for learning the routing policy.
@@ -243,7 +246,7 @@ class Aggregates:
                 self._record_step(event.step.step)
                 remembered = self._remember(event.request_id)
                 step = event.step.step
-                if remembered is not None and step.answer.label:
+                if remembered is not None and step.answer.label and len(remembered.steps) < MAX_REMEMBERED_STEPS:
                     remembered.steps.append(
                         (step.model.name, step.model.version, step.tier, step.answer.label, step.answer.confidence, step.cost)
                     )
@@ -279,10 +282,13 @@ class Aggregates:
 
     def _record_cache(self, cache: monitor_service_pb2.CacheEvent) -> None:
         counters = self.cache_levels.setdefault(cache.level, CacheCounters())
-        counters.hits += int(cache.hit)
-        counters.misses += int(not cache.hit)
-        counters.audited += int(cache.audited)
-        counters.false_hits += int(cache.false_hit)
+        if cache.audited:
+            # An audit reruns the plan for a hit that its lookup already counted: it is no lookup.
+            counters.audited += 1
+            counters.false_hits += int(cache.false_hit)
+        else:
+            counters.hits += int(cache.hit)
+            counters.misses += int(not cache.hit)
 
     def cache_occupancy(self, level: int) -> cache_service_pb2.LevelStats:
         """One level's entries, bytes, evictions and compute saved, summed over the replicas' latest reports."""

@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
-from collections.abc import AsyncIterator
 import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Sequence
 
 import grpc
 
 from inferscale.errors import FailedPrecondition, InvalidArgument, NotFound, grpc_errors
 from inferscale.v1 import common_pb2, monitor_service_pb2, monitor_service_pb2_grpc
 from services.monitor.aggregates import Aggregates
-from services.monitor.policy import LearnedPolicy, complete_requests, learn_thresholds
+from services.monitor.policy import LearnedPolicy, ScoredStep, complete_requests, learn_thresholds
 from services.monitor.policy_book import PUBLISHED, REJECTED, RETIRED, SHADOW, PolicyBook, PolicyRecord
 from services.monitor.store import MonitorStore
 
 MAX_EVENTS_PER_BATCH = 10_000
+# The longest request id an event or feedback may carry: the router's 128 characters and the
+# suffix of a verification or an audit. Each remembered request keeps its id.
+MAX_REQUEST_ID_CHARS = 256
+# The longest task name a request event or a policy call may carry, as the router's bound.
+MAX_TASK_CHARS = 128
+# Learned policies kept, by (task, target): routers ask for the same few again on every refresh.
+MAX_LEARNED_POLICIES = 256
 POLICY_STATES = {
     SHADOW: monitor_service_pb2.POLICY_STATE_SHADOW,
     PUBLISHED: monitor_service_pb2.POLICY_STATE_PUBLISHED,
@@ -49,6 +58,20 @@ def policy_proto(record: PolicyRecord | None) -> monitor_service_pb2.RoutingPoli
     )
 
 
+def _bound_chars(field: str, value: str, most: int) -> None:
+    """Refuses a string field longer than ``most`` characters, naming it."""
+    if len(value) > most:
+        raise InvalidArgument(f"{field} has {len(value)} characters, more than {most}")
+
+
+def _learned_with_tiers(
+    data: Sequence[Sequence[ScoredStep]], target: float | None
+) -> tuple[LearnedPolicy, list[int]]:
+    """Learns the thresholds (see policy.learn_thresholds) and names the tiers they route; runs on a worker thread."""
+    policy = learn_thresholds(data, target)
+    return policy, sorted({step.tier for step in complete_requests(data)[0]})
+
+
 def tier_weights(weights: dict[int, float]) -> list[common_pb2.TierWeight]:
     """The weights as the protos carry them, by tier."""
     return [common_pb2.TierWeight(tier=tier, weight=weight) for tier, weight in sorted(weights.items())]
@@ -62,6 +85,14 @@ class MonitorService(monitor_service_pb2_grpc.MonitorServiceServicer):
         self._book = book
         self._store = store
         self._min_shadow_requests = min_shadow_requests
+        # Scored requests added since the start: a learned policy stands until feedback changes its data.
+        self._feedback_generation = 0
+        # (task, target) -> (the feedback generation it was learned at, the policy, the tiers it routes).
+        self._learned: OrderedDict[tuple[str, float], tuple[int, LearnedPolicy, list[int]]] = OrderedDict()
+        # Learnings under way, by (task, target): callers that ask while one runs share its result.
+        self._in_flight: dict[tuple[str, float], asyncio.Task[tuple[LearnedPolicy, list[int]]]] = {}
+        # One learning at a time, on a worker thread: event intake on the loop never waits for it.
+        self._learning = asyncio.Lock()
 
     @grpc_errors
     async def RecordEvents(
@@ -85,6 +116,9 @@ class MonitorService(monitor_service_pb2_grpc.MonitorServiceServicer):
             raise InvalidArgument(f"events holds {len(request.events)} events, more than the {MAX_EVENTS_PER_BATCH} allowed")
         if request.dropped_since_last_batch < 0:
             raise InvalidArgument(f"dropped_since_last_batch {request.dropped_since_last_batch} must not be negative")
+        for index, event in enumerate(request.events):
+            _bound_chars(f"events[{index}].request_id", event.request_id, MAX_REQUEST_ID_CHARS)
+            _bound_chars(f"events[{index}].request.task", event.request.task, MAX_TASK_CHARS)
         return self._aggregates.record(request.events, request.dropped_since_last_batch)
 
     @grpc_errors
@@ -99,6 +133,7 @@ class MonitorService(monitor_service_pb2_grpc.MonitorServiceServicer):
     ) -> monitor_service_pb2.RecordFeedbackResponse:
         if not request.request_id:
             raise InvalidArgument("request_id must name a request the router answered")
+        _bound_chars("request_id", request.request_id, MAX_REQUEST_ID_CHARS)
         if not request.label:
             raise InvalidArgument("label must hold the correct answer, for example '7'")
         try:
@@ -109,25 +144,54 @@ class MonitorService(monitor_service_pb2_grpc.MonitorServiceServicer):
                 "latest 100,000 requests"
             ) from None
         if scored.steps:
+            self._feedback_generation += 1
             self._store.add_scored(scored)
             self._book.observe(scored.task, scored.policy_steps())
         return monitor_service_pb2.RecordFeedbackResponse(steps_scored=len(scored.steps), answer_correct=correct)
 
-    def _learn(self, task: str, target: float) -> tuple[LearnedPolicy, list[int]]:
+    async def _learn(self, task: str, target: float) -> tuple[LearnedPolicy, list[int]]:
+        """The policy learned for ``task`` at ``target`` and the tiers it routes: the one learned
+        since the latest feedback when there is one, else the one under way or a new learning."""
+        _bound_chars("task", task, MAX_TASK_CHARS)
         if math.isnan(target) or not 0.0 <= target <= 1.0:
             raise InvalidArgument(f"target_accuracy {target} is outside [0, 1] (0 means the top tier's accuracy)")
-        data = self._aggregates.learning_data(task)
+        key = (task, target)
+        known = self._learned.get(key)
+        if known is not None and known[0] == self._feedback_generation:
+            self._learned.move_to_end(key)
+            return known[1], known[2]
+        running = self._in_flight.get(key)
+        if running is None:
+            running = self._in_flight[key] = asyncio.create_task(self._learn_in_background(key))
+            # Its outcome is read here even when every caller has gone, so that none goes unretrieved.
+            running.add_done_callback(lambda done: done.cancelled() or done.exception())
+        # Shielded: a caller that gives up (a router's deadline) leaves the learning to finish into the memo.
+        return await asyncio.shield(running)
+
+    async def _learn_in_background(self, key: tuple[str, float]) -> tuple[LearnedPolicy, list[int]]:
+        """Learns ``key``'s policy on a worker thread, once the learning before it is done, into the memo."""
         try:
-            policy = learn_thresholds(data, target or None)
-        except ValueError as error:
-            raise FailedPrecondition(str(error)) from None
-        return policy, sorted({step.tier for step in complete_requests(data)[0]})
+            async with self._learning:
+                generation = self._feedback_generation
+                # Read on the loop, where events change the data; learned on the thread from this copy.
+                data = self._aggregates.learning_data(key[0])
+                try:
+                    policy, tiers = await asyncio.to_thread(_learned_with_tiers, data, key[1] or None)
+                except ValueError as error:
+                    raise FailedPrecondition(str(error)) from None
+            self._learned[key] = (generation, policy, tiers)
+            self._learned.move_to_end(key)
+            if len(self._learned) > MAX_LEARNED_POLICIES:
+                self._learned.popitem(last=False)
+            return policy, tiers
+        finally:
+            del self._in_flight[key]
 
     @grpc_errors
     async def GetRoutingPolicy(
         self, request: monitor_service_pb2.GetRoutingPolicyRequest, context: grpc.aio.ServicerContext
     ) -> monitor_service_pb2.GetRoutingPolicyResponse:
-        policy, _ = self._learn(request.task, request.target_accuracy)
+        policy, _ = await self._learn(request.task, request.target_accuracy)
         return monitor_service_pb2.GetRoutingPolicyResponse(
             version=policy.version,
             tier_thresholds=[
@@ -149,7 +213,7 @@ class MonitorService(monitor_service_pb2_grpc.MonitorServiceServicer):
             raise InvalidArgument("task must name the task whose cascade the policy routes")
         if request.min_shadow_requests < 0:
             raise InvalidArgument(f"min_shadow_requests {request.min_shadow_requests} must not be negative (0 means the default)")
-        learned, tiers = self._learn(request.task, request.target_accuracy)
+        learned, tiers = await self._learn(request.task, request.target_accuracy)
         if learned.replay.accuracy < learned.target_accuracy - 1e-12:
             # A policy that misses its target on the data it was learned from has no business in
             # shadow, where a lucky short run could publish it.
@@ -159,7 +223,13 @@ class MonitorService(monitor_service_pb2_grpc.MonitorServiceServicer):
                 "send more exploration traffic with feedback"
             )
         record = self._book.propose(
-            request.task, learned, tiers, request.min_shadow_requests or self._min_shadow_requests, int(time.time() * 1000)
+            request.task,
+            learned,
+            tiers,
+            # A proposer may ask for a longer shadow, never a shorter one than the operator's floor
+            # (INFERSCALE_POLICY_MIN_SHADOW_REQUESTS): a short lucky run must not publish a policy.
+            max(request.min_shadow_requests, self._min_shadow_requests),
+            int(time.time() * 1000),
         )
         return monitor_service_pb2.ProposeRoutingPolicyResponse(policy=policy_proto(record))
 

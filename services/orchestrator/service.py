@@ -13,7 +13,6 @@ import numpy as np
 from opentelemetry import trace
 
 from inferscale import telemetry
-from inferscale.auth import require_bearer_token
 from inferscale.errors import (
     DeadlineExceeded,
     FailedPrecondition,
@@ -25,6 +24,7 @@ from inferscale.errors import (
     grpc_errors,
 )
 from inferscale.events import EventSender
+from inferscale.limits import MAX_INPUT_TENSORS, MAX_PLAN_STEPS, MAX_SEARCH_CALLS
 from inferscale.steps import ANSWERED
 from inferscale.tensors import bytes_elements, from_numpy, to_numpy, validate_tensor
 from inferscale.triton.client import InferResult
@@ -44,6 +44,7 @@ from services.orchestrator.aggregation import (
     weighted_vote,
 )
 from services.orchestrator.escalation import (
+    LEFT_ROUTING,
     NextTier,
     ReadAnswer,
     choose_expert,
@@ -60,8 +61,8 @@ from services.orchestrator.search import REFINE, SAMPLE, AdaptiveSearch, SearchM
 from services.orchestrator.triton_pool import TritonPool
 
 TRACER = trace.get_tracer("inferscale.orchestrator")
-# The most calls one adaptive search may make: bounds the work a single request can ask for.
-MAX_SEARCH_CALLS = 64
+# The longest request id: the router's 128 characters and the suffix of a verification or an audit.
+MAX_REQUEST_ID_CHARS = 256
 
 
 def _model_info(model: RegisteredModel) -> common_pb2.ModelInfo:
@@ -127,7 +128,6 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
         model_cache: ModelOutputCache,
         *,
         default_timeout_seconds: float,
-        admin_token: str,
         min_gain_per_cost: float = 0.01,
     ) -> None:
         self._recent = RecentSteps()
@@ -136,7 +136,6 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
         self._triton = triton
         self._events = events
         self._default_timeout = default_timeout_seconds
-        self._admin_token = admin_token
         self._model_cache = model_cache
 
     @grpc_errors
@@ -192,6 +191,13 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
     def _validate(self, request: orchestrator_service_pb2.ExecuteRequest) -> list[RegisteredModel | None]:
         """Checks the request; returns each step's model, or None for a step whose model left routing."""
         plan = request.plan
+        # Counts and lengths first, read without reading what they count: they bound every check after them.
+        if len(request.request_id) > MAX_REQUEST_ID_CHARS:
+            raise InvalidArgument(f"request_id has {len(request.request_id)} characters, more than {MAX_REQUEST_ID_CHARS}")
+        if len(plan.steps) > MAX_PLAN_STEPS:
+            raise InvalidArgument(f"plan.steps holds {len(plan.steps)} steps, more than the {MAX_PLAN_STEPS} allowed")
+        if len(request.inputs) > MAX_INPUT_TENSORS:
+            raise InvalidArgument(f"inputs holds {len(request.inputs)} tensors, more than the {MAX_INPUT_TENSORS} allowed")
         if not plan.steps:
             raise InvalidArgument("plan.steps must hold at least one step")
         if plan.strategy == common_pb2.STRATEGY_SINGLE and len(plan.steps) != 1:
@@ -395,7 +401,7 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
     @classmethod
     def _skipped(cls, index: int, step: common_pb2.PlanStep) -> common_pb2.EscalationStep:
         return cls._not_run(
-            index, step, common_pb2.DECISION_SKIPPED, f"model {step.model.name} left routing after the plan was made"
+            index, step, common_pb2.DECISION_SKIPPED, f"model {step.model.name} {LEFT_ROUTING}"
         )
 
     @staticmethod
@@ -530,6 +536,12 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
             if decision.accept:
                 accepted = True
                 break
+        # A step past the last one run whose model left routing is reported too: its absence made
+        # an earlier step the last, accepted whatever its confidence, so the answer is not the plan's.
+        reached = {s.index for s in response.steps}
+        response.steps.extend(
+            self._skipped(i, plan.steps[i]) for i in range(len(models)) if models[i] is None and i not in reached
+        )
         if best is None:
             raise ModelFailed("no step of the plan produced an answer")
         if not accepted:
@@ -719,7 +731,10 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
             if done:
                 break
         if not search.candidates:
-            raise last_error if last_error is not None else ModelFailed("no call of the search produced an answer")
+            if last_error is not None:
+                raise last_error
+            # No call was made: before the first one only the cost ceiling rules a member out.
+            raise InvalidArgument(f"plan.cost_ceiling {plan.cost_ceiling:g} is below the cost of every model of the search")
         chosen, confidence = search.answer()
         if plan.aggregation == common_pb2.AGGREGATION_BEST_SCORE:
             calls = [s for s in response.steps if s.decision in ANSWERED]
@@ -836,9 +851,12 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
     async def LoadModel(
         self, request: orchestrator_service_pb2.LoadModelRequest, context: grpc.aio.ServicerContext
     ) -> orchestrator_service_pb2.LoadModelResponse:
-        require_bearer_token(context.invocation_metadata(), self._admin_token, what="LoadModel")
         if not request.model_name:
             raise InvalidArgument("model_name must name a model of the Triton repository")
+        # Triton answers a name its repository lacks INTERNAL ("failed to poll from model
+        # repository"), as if it had failed itself: such a name is refused first, as the caller's fault.
+        if request.model_name not in {entry.name for entry in await self._triton.repository_index()}:
+            raise NotFound(f"model_name {request.model_name!r} is not in Triton's model repository")
         await self._repository_call(self._triton.load_model, request.model_name)
         snapshot = await self._registry.refresh()
         model = snapshot.get(request.model_name)
@@ -850,7 +868,6 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
     async def UnloadModel(
         self, request: orchestrator_service_pb2.UnloadModelRequest, context: grpc.aio.ServicerContext
     ) -> orchestrator_service_pb2.UnloadModelResponse:
-        require_bearer_token(context.invocation_metadata(), self._admin_token, what="UnloadModel")
         if not request.model_name:
             raise InvalidArgument("model_name must name a model of the Triton repository")
         if self._registry.snapshot.get(request.model_name) is None:

@@ -7,18 +7,19 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
-from inferscale.errors import InvalidArgument, NotFound
+from inferscale.errors import FailedPrecondition, InvalidArgument, NotFound
 from inferscale.tensors import require_finite, tensors_digest_parts, validate_tensor
 from inferscale.v1 import common_pb2, router_service_pb2
+from inferscale.limits import MAX_INPUT_TENSORS, MAX_PLAN_STEPS, MAX_SEARCH_CALLS
+from services.orchestrator.escalation import LEFT_ROUTING
 from services.router.semantic import validate_embedding
 
 MAX_REQUEST_ID_CHARS = 128
 MAX_TASK_CHARS = 128
-# An adaptive search's calls: the default, and the most a request may ask for.
+# An adaptive search's calls when the request names none (at most inferscale.limits.MAX_SEARCH_CALLS).
 DEFAULT_SEARCH_CALLS = 8
-MAX_SEARCH_CALLS = 64
 # The complexity score at which an analysed cascade skips its cheapest tier.
 DEFAULT_SKIP_COMPLEXITY = 0.25
 
@@ -34,6 +35,9 @@ def validate_request(request: router_service_pb2.InferRequest, *, finite_inputs:
         raise InvalidArgument(f"task has {len(request.task)} characters, more than {MAX_TASK_CHARS}")
     if not request.inputs:
         raise InvalidArgument("inputs must hold at least one tensor")
+    _bound_entries("inputs", len(request.inputs), MAX_INPUT_TENSORS)
+    _bound_entries("tier_thresholds", len(request.tier_thresholds), MAX_PLAN_STEPS)
+    _bound_entries("member_weights", len(request.member_weights), MAX_PLAN_STEPS)
     for index, tensor in enumerate(request.inputs):
         validate_tensor(tensor, f"inputs[{index}]")
         if finite_inputs:
@@ -91,6 +95,12 @@ def validate_request(request: router_service_pb2.InferRequest, *, finite_inputs:
             raise InvalidArgument(f"{field}.weight {member.weight} must be a finite number > 0")
 
 
+def _bound_entries(field: str, count: int, most: int) -> None:
+    """Refuses a repeated field with more entries than ``most``, before any entry is read."""
+    if count > most:
+        raise InvalidArgument(f"{field} holds {count} entries, more than the {most} allowed")
+
+
 def _claim_tier(field: str, tier: int, seen: set[int]) -> None:
     """Refuses a tier below 1 or one already named in the same list."""
     if tier < 1 or tier in seen:
@@ -145,6 +155,11 @@ def build_plan(
             chosen = [m for m in chosen if m.expert_high > 0]
             if not chosen:
                 raise NotFound(f"task {request.task!r} has no model that declares inferscale.expert_complexity")
+    if len(chosen) > MAX_PLAN_STEPS:
+        raise FailedPrecondition(
+            f"task {request.task!r} has {len(chosen)} routable models, more than the {MAX_PLAN_STEPS} a plan may hold; "
+            "unload some or split the task"
+        )
     complexity_model = ""
     if request.analyze_complexity or strategy == common_pb2.STRATEGY_EXPERT:
         complexity_model = next((m.complexity_model for m in chosen if m.complexity_model), "")
@@ -195,14 +210,19 @@ def build_plan(
     )
 
 
-def result_key(plan: common_pb2.Plan, inputs: Sequence[common_pb2.InferTensor]) -> str:
+def result_key(
+    plan: common_pb2.Plan, inputs: Sequence[common_pb2.InferTensor], analyser: common_pb2.ModelRef | None = None
+) -> str:
     """Returns the final-result cache key: a SHA-256 of the plan (models, versions, thresholds) and the inputs.
 
     The plan names each model's version, so a new version gives new keys and an old answer is
-    never served for it.
+    never served for it. It names its complexity model only by name: ``analyser``, that model's
+    current version, is hashed too, since a new complexity model may route the request elsewhere.
     """
     digest = hashlib.sha256(b"inferscale.v1.final_result|")
     digest.update(plan.SerializeToString(deterministic=True))
+    if analyser is not None:
+        digest.update(b"|analysed by|" + analyser.SerializeToString(deterministic=True))
     for part in tensors_digest_parts(inputs):
         digest.update(part)
     return digest.hexdigest()
@@ -218,3 +238,19 @@ def produced_by_current_versions(
     """
     current = {m.model.name: m.model.version for m in models}
     return all(current.get(ref.name) == ref.version for ref in produced_by)
+
+
+def answers_whole_plan(steps: Iterable[common_pb2.EscalationStep]) -> bool:
+    """Returns whether an answer is the one its whole plan gives, the only kind kept under the plan's key.
+
+    It is not when a step stopped (the deadline, the cost ceiling), failed, or was skipped because
+    its model left routing between planning and running: once the model is back at the same
+    version, the same plan must run it rather than serve the lower tiers' best answer. Steps the
+    plan passes over by its own rules (an analysed cascade's cheapest tier, the experts whose band
+    does not hold the score) do not count: the same plan passes them over again.
+    """
+    return not any(
+        step.decision in (common_pb2.DECISION_STOPPED, common_pb2.DECISION_FAILED)
+        or (step.decision == common_pb2.DECISION_SKIPPED and step.reason.endswith(LEFT_ROUTING))
+        for step in steps
+    )
