@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import pytest
 
+from services.cache.eviction import GdsfPolicy
 from services.cache.store import ENTRY_OVERHEAD_BYTES, EntryTooLarge, LevelStore
 
 
@@ -128,3 +131,22 @@ def test_invalidation_removes_only_what_the_named_model_version_produced() -> No
     assert store.get("v1") is None and store.get("v2") is not None
     assert store.invalidate("cheap") == 1
     assert store.get("other") is None
+
+
+def test_many_hits_on_few_entries_keep_the_eviction_heap_small_and_the_victims_in_order() -> None:
+    policy = GdsfPolicy()
+    keys = [f"entry{index}" for index in range(10)]
+    for key in keys:
+        policy.admit(key, cost=1.0, size=100)
+    tracemalloc.start()
+    try:
+        # 110,000 hits in all, the first entry's most: bookkeeping that grew with the hits would
+        # hold a heap item for each, megabytes; ten entries' worth is a few kilobytes.
+        for index, key in enumerate(keys):
+            for _ in range(2_000 * (len(keys) - index)):
+                policy.touch(key)
+        held_bytes = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert held_bytes < 256 * 1024
+    assert [policy.victim() for _ in keys] == keys[::-1]

@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 # An entry that saves no measured compute (an embedding, a zero-cost step) still ranks by
 # frequency and size rather than all tying at the clock.
 MIN_COST = 1e-3
+# Stale heap items tolerated beyond one per live key before the heap is rebuilt: spares a tiny
+# level a rebuild on nearly every hit.
+STALE_SLACK = 64
 
 
 def gdsf_priority(clock: float, frequency: int, cost: float, size: int) -> float:
@@ -40,7 +43,12 @@ class GdsfPolicy:
     """Keeps every key's GDSF priority and yields the lowest-priority key on demand.
 
     A heap with lazy deletion: a hit pushes a new item instead of re-sorting, and stale items are
-    skipped when popped; the heap is rebuilt when stale items outnumber live ones.
+    skipped when popped. The heap is rebuilt from the live keys whenever stale items outnumber
+    them (past a small slack), on a hit as on a removal: a level whose few entries are hit
+    millions of times holds a heap proportional to its entries, not to its hits. A rebuild costs
+    one item per live key and comes at most once per as many pushes, so a hit stays O(log n)
+    amortized; rebuilding keeps each key's (priority, generation) item, so the order of victims
+    is the same.
     """
 
     clock: float = 0.0
@@ -64,8 +72,7 @@ class GdsfPolicy:
     def forget(self, key: Hashable) -> None:
         """Stops tracking a key removed for another reason (expiry, invalidation, replacement)."""
         self._tracked.pop(key, None)
-        if len(self._heap) > 2 * len(self._tracked) + 64:
-            self._rebuild()
+        self._compact()
 
     def victim(self) -> Hashable:
         """Removes and returns the key with the lowest priority, advancing the clock to it."""
@@ -88,7 +95,10 @@ class GdsfPolicy:
         tracked.priority = gdsf_priority(self.clock, tracked.frequency, tracked.cost, tracked.size)
         self._tracked[key] = tracked
         heapq.heappush(self._heap, (tracked.priority, tracked.generation, key))
+        self._compact()
 
-    def _rebuild(self) -> None:
-        self._heap = [(t.priority, t.generation, key) for key, t in self._tracked.items()]
-        heapq.heapify(self._heap)
+    def _compact(self) -> None:
+        """Drops the stale items once they outnumber the live ones by more than the slack."""
+        if len(self._heap) > 2 * len(self._tracked) + STALE_SLACK:
+            self._heap = [(t.priority, t.generation, key) for key, t in self._tracked.items()]
+            heapq.heapify(self._heap)

@@ -17,6 +17,12 @@ import numpy as np
 
 from inferscale.arc.tasks import to_grid
 
+# The end of the reason of a plan step whose model left routing (removed, unloaded, not ready)
+# between planning and running. Such a step is reported wherever it stands in the plan, even
+# after the step that answered (it made that step the last), and the router reads this reason:
+# the answer is not the whole plan's, so it is not kept under the plan's cache key.
+LEFT_ROUTING = "left routing after the plan was made"
+
 
 @dataclass(frozen=True)
 class ReadAnswer:

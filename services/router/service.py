@@ -7,6 +7,7 @@ import logging
 import random
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
@@ -14,7 +15,8 @@ import grpc
 from opentelemetry import trace
 
 from inferscale import telemetry
-from inferscale.auth import ClientTokens
+from inferscale.auth import current_caller
+from inferscale.cache_client import CacheClient
 from inferscale.errors import InferScaleError, grpc_errors
 from inferscale.events import EventSender
 from inferscale.steps import ANSWERED
@@ -31,6 +33,7 @@ from inferscale.v1 import (
 from services.router.planning import (
     DEFAULT_SEARCH_CALLS,
     DEFAULT_SKIP_COMPLEXITY,
+    answers_whole_plan,
     build_plan,
     produced_by_current_versions,
     result_key,
@@ -42,7 +45,9 @@ from services.router.semantic import embedding_source, semantic_namespace
 LOG = logging.getLogger(__name__)
 L1 = common_pb2.CACHE_LEVEL_L1_SEMANTIC
 L4 = common_pb2.CACHE_LEVEL_L4_FINAL_RESULT
-PARTIAL = frozenset({common_pb2.DECISION_STOPPED, common_pb2.DECISION_FAILED})
+# The steps whose model versions made an answer: those that answered, and the complexity
+# analysis, whose score chose which of them ran.
+MADE_THE_ANSWER = ANSWERED | {common_pb2.DECISION_ANALYZED}
 
 
 class OrchestratorClient(Protocol):
@@ -92,6 +97,16 @@ class ModelCatalog:
         await self.routable("")
         return {m.task for m in self._models if m.task and m.ready and not m.problem}
 
+    async def ready(self, name: str) -> common_pb2.ModelInfo | None:
+        """Returns the model ``name``, a task's or a role's (a complexity model), when it is ready and has no problem."""
+        await self.routable("")
+        return next((m for m in self._models if m.model.name == name and m.ready and not m.problem), None)
+
+
+# The (task, accuracy target) pairs whose learned thresholds a router remembers; the least recently
+# asked go first.
+MAX_TARGET_POLICIES = 1024
+
 
 class PolicyWatcher:
     """Keeps each task's published routing policy, read from the monitor every ``refresh_seconds``.
@@ -107,7 +122,7 @@ class PolicyWatcher:
         self._refresh = refresh_seconds
         self._policies: dict[str, PublishedPolicy] = {}
         # (task, target) -> (when it expires, the learned thresholds or None while none can be learned)
-        self._targets: dict[tuple[str, float], tuple[float, TargetPolicy | None]] = {}
+        self._targets: OrderedDict[tuple[str, float], tuple[float, TargetPolicy | None]] = OrderedDict()
 
     def current(self, task: str) -> PublishedPolicy | None:
         """The task's published policy as last read, if any."""
@@ -115,11 +130,16 @@ class PolicyWatcher:
 
     async def for_target(self, task: str, target: float) -> TargetPolicy | None:
         """The thresholds the monitor learns for ``task`` at accuracy ``target``, cached for a refresh
-        interval; None while it has no feedback to learn them from, or cannot be reached."""
+        interval; None while it has no feedback to learn them from, or cannot be reached, and for a
+        task the catalog does not route."""
         key = (task, round(target, 4))
         cached = self._targets.get(key)
         if cached is not None and cached[0] > time.monotonic():
+            self._targets.move_to_end(key)
             return cached[1]
+        if not await self._catalog.routable(task):
+            # A task name a client made up costs the monitor no learning and this memo no entry.
+            return None
         learned = None
         if self._monitor is not None:
             try:
@@ -132,6 +152,9 @@ class PolicyWatcher:
                 if error.code() != grpc.StatusCode.FAILED_PRECONDITION:
                     LOG.warning("no thresholds for %s at target %g: %s", task, target, error.code().name)
         self._targets[key] = (time.monotonic() + self._refresh, learned)
+        self._targets.move_to_end(key)
+        if len(self._targets) > MAX_TARGET_POLICIES:
+            self._targets.popitem(last=False)
         return learned
 
     async def refresh(self) -> None:
@@ -180,24 +203,21 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
         exploration_rate: float = 0.0,
         search_max_calls: int = DEFAULT_SEARCH_CALLS,
         skip_complexity: float = DEFAULT_SKIP_COMPLEXITY,
-        clients: ClientTokens | None = None,
         finite_inputs: bool = True,
         sample: Callable[[], float] = random.random,
     ) -> None:
         self._orchestrator = orchestrator
-        self._cache = cache
+        self._cache = CacheClient(cache, timeout_seconds=cache_timeout_seconds) if cache is not None else None
         self._events = events
         self._catalog = catalog
         self._default_threshold = default_threshold
         self._default_escalate_threshold = default_escalate_threshold
-        self._cache_timeout = cache_timeout_seconds
         self._request_timeout = request_timeout_seconds
         self._semantic_verify = semantic_verify
         self._semantic_audit_rate = semantic_audit_rate
         self._exploration_rate = exploration_rate
         self._search_max_calls = search_max_calls
         self._skip_complexity = skip_complexity
-        self._clients = clients
         self._finite_inputs = finite_inputs
         self._policies = policies
         self._sample = sample
@@ -207,10 +227,6 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
     async def Infer(
         self, request: router_service_pb2.InferRequest, context: grpc.aio.ServicerContext
     ) -> router_service_pb2.InferResponse:
-        if self._clients is not None:
-            # Before any work: an unauthenticated call costs no lookup, plan or event.
-            client = self._clients.authenticate(context.invocation_metadata())
-            trace.get_current_span().set_attribute(telemetry.ATTR_CLIENT_ID, client)
         started = time.perf_counter()
         request_id = request.request_id or uuid.uuid4().hex
         response = router_service_pb2.InferResponse(request_id=request_id, trace_id=telemetry.current_trace_id())
@@ -225,6 +241,10 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
             raise
         except grpc.aio.AioRpcError as error:
             status = error.code()
+            raise
+        except asyncio.CancelledError:
+            # The client cancelled, or its deadline ended the call: not a fault of ours.
+            status = grpc.StatusCode.CANCELLED
             raise
         finally:
             self._events.emit(
@@ -271,10 +291,13 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
                 telemetry.ATTR_POLICY_VERSION: response.policy_version,
             }
         )
-        key = result_key(plan, request.inputs)
+        analyser = await self._catalog.ready(plan.complexity_model) if plan.complexity_model else None
+        key = result_key(plan, request.inputs, analyser.model if analyser is not None else None)
+        # The model versions a stored answer may have been made with, as the registry has them now.
+        current = [*models, analyser] if analyser is not None else models
         use_cache = self._cache is not None and not request.skip_cache
         if use_cache:
-            cached = await self._lookup(key, request_id, models)
+            cached = await self._lookup(key, request_id, current)
             if cached is not None:
                 executed, entry = cached
                 self._fill(response, executed)
@@ -286,7 +309,7 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
         # Embedding the request for L1 is compute the request spends, whatever serves it.
         semantic, embed_cost = await self._semantic_query(request, plan, models, context) if use_cache else (None, 0.0)
         if semantic is not None:
-            served = await self._semantic_lookup(semantic, request, request_id, plan, models, context)
+            served = await self._semantic_lookup(semantic, request, request_id, plan, current, context)
             if served is not None:
                 executed, reply, verify_cost = served
                 self._fill(response, executed)
@@ -305,13 +328,13 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
         self._fill(response, executed)
         response.total_cost = embed_cost + executed.total_cost
         response.computed_cost = executed.total_cost
-        # A partial answer (a step stopped by the deadline, or a failed member) is not what the
-        # plan would give with room to run, so it is not kept for later requests.
-        if use_cache and not any(step.decision in PARTIAL for step in executed.steps):
-            stores = [self._store(key, executed)]
+        # Only the whole plan's answer is kept under its key (see answers_whole_plan): a partial
+        # one, or one short of a model that had left routing, is not what the plan gives.
+        if use_cache and answers_whole_plan(executed.steps):
+            # In the background: the reply does not wait on the cache.
+            self._store(key, executed)
             if semantic is not None:
-                stores.append(self._semantic_store(semantic, executed))
-            await asyncio.gather(*stores)
+                self._semantic_store(semantic, executed)
 
     async def _execute(
         self,
@@ -343,6 +366,11 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
         source = embedding_source(request, models)
         if source is None:
             return None, 0.0
+        caller = current_caller()
+        if source.from_caller and not caller:
+            # Without client authentication there is no caller to confine the embedding to, and a
+            # shared namespace would let anyone choose what others are served.
+            return None, 0.0
         vector = source.vector
         cost = 0.0
         if vector is None:
@@ -359,7 +387,9 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
         else:
             embedding = vector.tolist()
         query = cache_service_pb2.SemanticLookupRequest(
-            namespace=semantic_namespace(plan, len(embedding)), embedding=embedding, similarity_threshold=source.threshold
+            namespace=semantic_namespace(plan, len(embedding), caller if source.from_caller else ""),
+            embedding=embedding,
+            similarity_threshold=source.threshold,
         )
         return query, cost
 
@@ -374,19 +404,10 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
     ) -> tuple[orchestrator_service_pb2.ExecuteResponse, cache_service_pb2.SemanticLookupResponse, float] | None:
         """Returns a neighbour's result, its lookup and what verifying it cost; None on a miss, a rejection or a failure."""
         assert self._cache is not None
-        try:
-            reply = await self._cache.SemanticLookup(query, timeout=self._cache_timeout)
-        except grpc.aio.AioRpcError as error:
-            LOG.warning("semantic cache lookup failed, going on without it: %s", error.code().name)
+        reply = await self._cache.semantic_lookup(query)
+        if reply is None:
             return None
-        executed = None
-        if reply.hit and produced_by_current_versions(reply.entry.produced_by, models):
-            executed = orchestrator_service_pb2.ExecuteResponse()
-            try:
-                executed.ParseFromString(reply.entry.value)
-            except Exception:  # noqa: BLE001 - a corrupt entry is a miss, never a failed request
-                LOG.warning("semantic cache entry in %s does not parse; treating it as a miss", query.namespace)
-                executed = None
+        executed = self._servable(reply, models, f"semantic cache entry in {query.namespace}")
         verify_cost = 0.0
         if executed is not None and self._semantic_verify:
             verified, verify_cost = await self._verify(executed, request, request_id, plan, context)
@@ -442,19 +463,13 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
             )
         )
 
-    async def _semantic_store(
+    def _semantic_store(
         self, query: cache_service_pb2.SemanticLookupRequest, executed: orchestrator_service_pb2.ExecuteResponse
     ) -> None:
         assert self._cache is not None
-        try:
-            await self._cache.SemanticStore(
-                cache_service_pb2.SemanticStoreRequest(
-                    namespace=query.namespace, embedding=query.embedding, entry=self._entry(executed)
-                ),
-                timeout=self._cache_timeout,
-            )
-        except grpc.aio.AioRpcError as error:
-            LOG.warning("semantic cache store failed, answer not cached: %s", error.code().name)
+        self._cache.semantic_store(
+            cache_service_pb2.SemanticStoreRequest(namespace=query.namespace, embedding=query.embedding, entry=self._entry(executed))
+        )
 
     @staticmethod
     def _fill(response: router_service_pb2.InferResponse, executed: orchestrator_service_pb2.ExecuteResponse) -> None:
@@ -470,42 +485,52 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
     ) -> tuple[orchestrator_service_pb2.ExecuteResponse, cache_service_pb2.CacheEntry] | None:
         """Returns the stored result, or None on a miss or when the cache fails: a cache never fails a request."""
         assert self._cache is not None
-        try:
-            reply = await self._cache.Lookup(
-                cache_service_pb2.LookupRequest(level=L4, key=key), timeout=self._cache_timeout
-            )
-        except grpc.aio.AioRpcError as error:
-            LOG.warning("cache lookup failed, going on without it: %s", error.code().name)
+        reply = await self._cache.lookup(cache_service_pb2.LookupRequest(level=L4, key=key))
+        if reply is None:
             return None
-        hit = reply.hit and produced_by_current_versions(reply.entry.produced_by, models)
-        if reply.hit and not hit:
-            LOG.info("cache entry %s was made by a model version that is no longer current; recomputing", key)
+        executed = self._servable(reply, models, f"cache entry {key}")
+        # Counted once its entry is known to serve: a stale or corrupt entry is the miss it ends as.
         self._events.emit(
-            monitor_service_pb2.Event(request_id=request_id, cache=monitor_service_pb2.CacheEvent(level=L4, hit=hit))
+            monitor_service_pb2.Event(
+                request_id=request_id, cache=monitor_service_pb2.CacheEvent(level=L4, hit=executed is not None)
+            )
         )
-        if not hit:
+        return (executed, reply.entry) if executed is not None else None
+
+    @staticmethod
+    def _servable(
+        reply: cache_service_pb2.LookupResponse | cache_service_pb2.SemanticLookupResponse,
+        models: Sequence[common_pb2.ModelInfo],
+        what: str,
+    ) -> orchestrator_service_pb2.ExecuteResponse | None:
+        """Returns the result a lookup found, or None when it found none, one made by a model version
+        that is no longer current, or one that does not parse: a cache never fails a request."""
+        if not reply.hit:
+            return None
+        if not produced_by_current_versions(reply.entry.produced_by, models):
+            LOG.info("%s was made by a model version that is no longer current; recomputing", what)
             return None
         executed = orchestrator_service_pb2.ExecuteResponse()
         try:
             executed.ParseFromString(reply.entry.value)
         except Exception:  # noqa: BLE001 - a corrupt entry is a miss, never a failed request
-            LOG.warning("cache entry %s does not parse; treating it as a miss", key)
+            LOG.warning("%s does not parse; treating it as a miss", what)
             return None
-        return executed, reply.entry
+        return executed
 
     @staticmethod
     def _entry(executed: orchestrator_service_pb2.ExecuteResponse) -> cache_service_pb2.CacheEntry:
         return cache_service_pb2.CacheEntry(
             value=executed.SerializeToString(),
-            produced_by=[step.model for step in executed.steps if step.decision in ANSWERED],
+            produced_by=[step.model for step in executed.steps if step.decision in MADE_THE_ANSWER],
             compute_cost=executed.total_cost,
         )
 
-    async def _store(self, key: str, executed: orchestrator_service_pb2.ExecuteResponse) -> None:
+    def _store(self, key: str, executed: orchestrator_service_pb2.ExecuteResponse) -> None:
         assert self._cache is not None
-        try:
-            await self._cache.Store(
-                cache_service_pb2.StoreRequest(level=L4, key=key, entry=self._entry(executed)), timeout=self._cache_timeout
-            )
-        except grpc.aio.AioRpcError as error:
-            LOG.warning("cache store failed, answer not cached: %s", error.code().name)
+        self._cache.store(cache_service_pb2.StoreRequest(level=L4, key=key, entry=self._entry(executed)))
+
+    async def close(self) -> None:
+        """Waits a moment for the cache stores still in flight (see CacheClient.close)."""
+        if self._cache is not None:
+            await self._cache.close()
