@@ -10,6 +10,7 @@ import grpc
 import pytest
 
 from inferscale.events import EventSender
+from inferscale.rpc import open_channel
 from inferscale.v1 import common_pb2, monitor_service_pb2, monitor_service_pb2_grpc
 from services.monitor.config import MonitorConfig
 from services.monitor.server import Monitor, create_server
@@ -43,12 +44,17 @@ async def stop_monitor(monitor: Monitor) -> None:
 
 
 async def stats(port: int) -> monitor_service_pb2.GetStatsResponse:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        return await monitor_service_pb2_grpc.MonitorServiceStub(channel).GetStats(monitor_service_pb2.GetStatsRequest(), timeout=5)
+    async with open_channel(f"127.0.0.1:{port}") as channel:
+        # Waits for the connection rather than fail at once: a monitor started again on the same
+        # port is reached once gRPC's reconnect backoff from the old one's loss has passed.
+        return await monitor_service_pb2_grpc.MonitorServiceStub(channel).GetStats(
+            monitor_service_pb2.GetStatsRequest(), timeout=30, wait_for_ready=True
+        )
 
 
-async def until(condition: Callable[[], object], what: str, timeout_seconds: float = 10.0) -> None:
-    """Waits, without blocking the event loop, for ``condition`` (plain or async) to hold."""
+async def until(condition: Callable[[], object], what: str, timeout_seconds: float = 60.0) -> None:
+    """Waits, without blocking the event loop, for ``condition`` (plain or async) to hold; the
+    timeout is a guard against a hang, far above what any wait here takes."""
     deadline = time.monotonic() + timeout_seconds
     while True:
         held = condition()
@@ -61,7 +67,7 @@ async def until(condition: Callable[[], object], what: str, timeout_seconds: flo
         await asyncio.sleep(0.05)
 
 
-def test_events_stream_to_the_monitor_and_a_broken_stream_is_counted_not_silently_lost() -> None:
+def test_events_stream_to_the_monitor_and_a_broken_stream_is_counted_not_silently_lost(caplog: pytest.LogCaptureFixture) -> None:
     async def scenario() -> None:
         monitor = await start_monitor()
         port = monitor.running.port
@@ -80,11 +86,16 @@ def test_events_stream_to_the_monitor_and_a_broken_stream_is_counted_not_silentl
         # The monitor goes away: events wait in the bounded buffer, and what does not fit is
         # dropped and counted at once, never waited on.
         await stop_monitor(monitor)
-        await asyncio.sleep(0.3)  # the sender notices
+        # Once the sender has given up the broken stream, no event goes into it.
+        await until(lambda: "event stream to the monitor broke" in caplog.text, "the sender to notice the broken stream")
         for _ in range(600):  # emit is synchronous: nothing here can wait on the monitor
             sender.emit(request_event())
         assert sender.dropped_total == 100  # counted at once, not when a send fails
-        await asyncio.sleep(1.0)
+        channel = sender._channel
+        assert channel is not None
+        await until(
+            lambda: channel.get_state() is grpc.ChannelConnectivity.TRANSIENT_FAILURE, "the sender to try the monitor and find it gone"
+        )
         assert sender.dropped_total == 100 and sender.sent_total == 400  # the rest still wait
 
         # A monitor on the same port again: the buffered events arrive, and so does the count of
@@ -123,7 +134,7 @@ def test_a_malformed_batch_ends_the_stream_with_invalid_argument_and_the_monitor
     async def scenario() -> None:
         monitor = await start_monitor()
         port = monitor.running.port
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        async with open_channel(f"127.0.0.1:{port}") as channel:
             stub = monitor_service_pb2_grpc.MonitorServiceStub(channel)
             call = stub.StreamEvents(timeout=5)
             await call.write(monitor_service_pb2.StreamEventsRequest(events=[request_event()]))

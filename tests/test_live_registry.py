@@ -18,7 +18,7 @@ import pytest
 import tritonclient.grpc as triton_grpc
 
 from inferscale.models.digits import load_split
-from inferscale.suite import Suite, SuitePorts, free_port
+from inferscale.suite import Suite, SuitePorts
 from inferscale.tensors import from_numpy
 from inferscale.triton.launcher import EmbeddedTriton, TritonSettings
 from inferscale.v1 import (
@@ -52,7 +52,8 @@ def request(index: int, **fields: object) -> router_service_pb2.InferRequest:
     )
 
 
-def eventually(condition: Callable[[], object], timeout_seconds: float = 30.0, what: str = "condition") -> object:
+def eventually(condition: Callable[[], object], timeout_seconds: float = 60.0, what: str = "condition") -> object:
+    """Checks ``condition`` until it holds and returns its value; the timeout only guards against a hang."""
     deadline = time.monotonic() + timeout_seconds
     while True:
         value = condition()
@@ -66,17 +67,17 @@ def eventually(condition: Callable[[], object], timeout_seconds: float = 30.0, w
 class BackgroundLoad:
     """Sends requests from a few threads until stopped, counting answers and keeping every error."""
 
-    def __init__(self, address: str, threads: int = 3, max_seconds: float = 600.0) -> None:
+    def __init__(self, suite: Suite, threads: int = 3, max_seconds: float = 600.0) -> None:
         self.errors: list[str] = []
         self._max_seconds = max_seconds
         self.answered = 0
         self.versions_seen: set[tuple[str, int]] = set()
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._run, args=(address, n), daemon=True) for n in range(threads)]
+        self._threads = [threading.Thread(target=self._run, args=(suite, n), daemon=True) for n in range(threads)]
 
-    def _run(self, address: str, offset: int) -> None:
-        with grpc.insecure_channel(address) as channel:
+    def _run(self, suite: Suite, offset: int) -> None:
+        with suite.channel("router") as channel:
             router = router_service_pb2_grpc.RouterServiceStub(channel)
             index = offset
             # Bounded in time as well as by stop(): a loop that never ends is a defect of its own.
@@ -120,7 +121,7 @@ def answered_without(router, model_name: str, index: int, **fields: object) -> r
 
 
 def list_models(suite: Suite) -> dict[str, common_pb2.ModelInfo]:
-    with grpc.insecure_channel(suite.address("orchestrator")) as channel:
+    with suite.channel("orchestrator") as channel:
         reply = orchestrator_service_pb2_grpc.OrchestratorServiceStub(channel).ListModels(
             orchestrator_service_pb2.ListModelsRequest(), timeout=5
         )
@@ -128,7 +129,7 @@ def list_models(suite: Suite) -> dict[str, common_pb2.ModelInfo]:
 
 
 def l4_stats(suite: Suite) -> cache_service_pb2.LevelStats:
-    with grpc.insecure_channel(suite.address("cache")) as channel:
+    with suite.channel("cache") as channel:
         levels = cache_service_pb2_grpc.CacheServiceStub(channel).GetCacheStats(
             cache_service_pb2.GetCacheStatsRequest(), timeout=5
         ).levels
@@ -137,13 +138,13 @@ def l4_stats(suite: Suite) -> cache_service_pb2.LevelStats:
 
 def test_a_new_model_version_is_used_without_restart_and_no_answer_of_the_old_one_is_served(polled) -> None:
     suite, repository = polled
-    with grpc.insecure_channel(suite.address("router")) as channel:
+    with suite.channel("router") as channel:
         router = router_service_pb2_grpc.RouterServiceStub(channel)
         cached = router.Infer(request(7), timeout=20)
         assert router.Infer(request(7), timeout=20).cache_level == common_pb2.CACHE_LEVEL_L4_FINAL_RESULT
         assert ("digits_linear", 1) in {(s.model.name, s.model.version) for s in cached.steps}
         removals_before = l4_stats(suite).removals
-        with BackgroundLoad(suite.address("router")) as load:
+        with BackgroundLoad(suite) as load:
             eventually(lambda: load.answered > 20, what="load started")
             shutil.copytree(repository / "digits_linear" / "1", repository / "digits_linear" / "2",
                             ignore=shutil.ignore_patterns("__pycache__"))
@@ -163,9 +164,14 @@ def test_a_new_model_version_is_used_without_restart_and_no_answer_of_the_old_on
 def test_a_model_removed_from_the_repository_is_skipped_by_routing(polled) -> None:
     suite, repository = polled
     shutil.rmtree(repository / "digits_mlp")
-    eventually(lambda: "digits_mlp" not in list_models(suite) or not list_models(suite)["digits_mlp"].ready,
-               what="digits_mlp leaving the registry")
-    with grpc.insecure_channel(suite.address("router")) as channel:
+
+    def mlp_left() -> bool:
+        # One reading of the registry per check: it changes between two readings.
+        models = list_models(suite)
+        return "digits_mlp" not in models or not models["digits_mlp"].ready
+
+    eventually(mlp_left, what="digits_mlp leaving the registry")
+    with suite.channel("router") as channel:
         router = router_service_pb2_grpc.RouterServiceStub(channel)
         response = eventually(
             lambda: answered_without(router, "digits_mlp", 3, skip_cache=True), what="plans without digits_mlp"
@@ -185,7 +191,7 @@ def test_a_config_without_the_registry_parameters_is_reported_and_left_out_of_ro
 
     model = eventually(loaded_bare, what="digits_bare loaded and in the registry")
     assert "inferscale.tier" in model.problem
-    with grpc.insecure_channel(suite.address("router")) as channel:
+    with suite.channel("router") as channel:
         response = router_service_pb2_grpc.RouterServiceStub(channel).Infer(
             request(4, confidence_threshold=1.0, skip_cache=True), timeout=20
         )
@@ -196,7 +202,7 @@ def test_a_config_without_the_registry_parameters_is_reported_and_left_out_of_ro
 
 def test_load_and_unload_need_explicit_model_control(polled) -> None:
     suite, _ = polled
-    with grpc.insecure_channel(suite.address("orchestrator")) as channel:
+    with suite.channel("orchestrator") as channel:
         with pytest.raises(grpc.RpcError) as raised:
             orchestrator_service_pb2_grpc.OrchestratorServiceStub(channel).LoadModel(
                 orchestrator_service_pb2.LoadModelRequest(model_name="digits_linear"), timeout=30, metadata=ADMIN
@@ -216,18 +222,20 @@ def explicit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:
 def test_admin_calls_are_refused_without_the_admin_token(explicit: Suite) -> None:
     with grpc.insecure_channel(explicit.address("orchestrator")) as channel:
         orchestrator = orchestrator_service_pb2_grpc.OrchestratorServiceStub(channel)
-        for metadata in ((), (("authorization", "Bearer wrong"),)):
+        for metadata, code in (
+            ((), grpc.StatusCode.UNAUTHENTICATED),
+            ((("authorization", "Bearer wrong"),), grpc.StatusCode.UNAUTHENTICATED),
+            (tuple(explicit.metadata("service")), grpc.StatusCode.PERMISSION_DENIED),
+        ):
             with pytest.raises(grpc.RpcError) as raised:
                 orchestrator.UnloadModel(orchestrator_service_pb2.UnloadModelRequest(model_name="digits_mlp"), timeout=10, metadata=metadata)
-            assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            assert raised.value.code() == code
             assert ADMIN_TOKEN not in raised.value.details()
     assert list_models(explicit)["digits_mlp"].ready
 
 
 def test_unloading_a_model_takes_it_out_of_routing_and_loading_brings_it_back(explicit: Suite) -> None:
-    with grpc.insecure_channel(explicit.address("orchestrator")) as orch_channel, grpc.insecure_channel(
-        explicit.address("router")
-    ) as router_channel:
+    with explicit.channel("orchestrator") as orch_channel, explicit.channel("router") as router_channel:
         orchestrator = orchestrator_service_pb2_grpc.OrchestratorServiceStub(orch_channel)
         router = router_service_pb2_grpc.RouterServiceStub(router_channel)
         cached = router.Infer(request(9, confidence_threshold=1.0), timeout=20)
@@ -265,13 +273,15 @@ def test_two_triton_replicas_lose_no_request_when_one_is_killed_and_use_it_again
             )
         )
 
-    ports_a = (free_port(), free_port(), free_port())
-    first, second = replica("a", *ports_a), replica("b", free_port(), free_port(), free_port())
+    # Port 0: each replica's launcher picks its ports, and picks again if one is taken meanwhile.
+    first, second = replica("a", 0, 0, 0), replica("b", 0, 0, 0)
     first.start()
     second.start()
+    # The killed replica comes back on its own ports, where the orchestrator looks for it.
+    ports_a = (first.settings.grpc_port, first.settings.http_port, first.settings.metrics_port)
     try:
         suite = Suite(ports=SuitePorts.free(), triton_url=f"{first.grpc_url},{second.grpc_url}", log_dir=tmp_path, env=FAST_FOLLOW)
-        with suite, BackgroundLoad(suite.address("router"), threads=4) as load:
+        with suite, BackgroundLoad(suite, threads=4) as load:
             eventually(lambda: load.answered > 50, what="load started")
             first.kill()
             killed_at = load.answered

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import logging
 import os
 import pathlib
+import re
+import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import sysconfig
@@ -24,9 +28,12 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytriton
+
+from inferscale.settings import SettingError
+from inferscale.triton.client import REPOSITORY_KEY_HEADER, REPOSITORY_KEY_VARIABLE
 
 LOG = logging.getLogger(__name__)
 _DIST = pathlib.Path(pytriton.__file__).parent / "tritonserver"
@@ -36,9 +43,20 @@ _DIST = pathlib.Path(pytriton.__file__).parent / "tritonserver"
 # python stub never finishes initializing, the server up but never ready (seen once, a replica
 # restarted under load on two busy cores; the symptom of triton-inference-server/server#5211). A
 # fresh start succeeds. Such an abort, or a start that is not ready in time, is retried, up to
-# this many starts in all. A server that exits on its own (a broken model, a taken port) is not.
+# this many starts in all. A server that exits on its own (a broken model, a taken port) is not,
+# except when the port taken is one the launcher picked: then it picks again (see start()).
 _START_ATTEMPTS = 3
 _STARTUP_ABORT = "boost::interprocess::lock_exception"
+# How Triton 2.51 exits when its gRPC or HTTP port is taken ("failed to start GRPC service:
+# Unavailable - Socket '0.0.0.0:8001' already in use").
+_PORT_TAKEN = "already in use"
+
+
+def free_port() -> int:
+    """Returns a TCP port that was free a moment ago on the loopback interface."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 _LIBS = pathlib.Path(pytriton.__file__).parent.parent / "nvidia_pytriton.libs"
 
 
@@ -60,11 +78,32 @@ def otlp_traces_url(env: Mapping[str, str] = os.environ) -> str | None:
     return base.rstrip("/") + "/v1/traces" if base else None
 
 
+# Triton splits its restricted-API flags at ",", ":" and "=": a key holds none of them.
+_REPOSITORY_KEY = re.compile(r"[A-Za-z0-9._~-]{16,}")
+
+
+@functools.cache
+def process_repository_key() -> str:
+    """The key of Triton's repository API: INFERSCALE_TRITON_REPOSITORY_KEY, or one generated when it is unset.
+
+    A generated key is put into this process's environment, so that the services it starts
+    (the suite, the demo) present the same key to the Triton it starts. Raises SettingError when
+    the setting cannot be a key.
+    """
+    key = os.environ.get(REPOSITORY_KEY_VARIABLE, "").strip()
+    if not key:
+        key = os.environ[REPOSITORY_KEY_VARIABLE] = secrets.token_urlsafe(32)
+    if not _REPOSITORY_KEY.fullmatch(key):
+        raise SettingError(f"{REPOSITORY_KEY_VARIABLE} must be at least 16 characters of A-Z, a-z, 0-9, '.', '_', '~' and '-'")
+    return key
+
+
 @dataclass(frozen=True)
 class TritonSettings:
     """How to start the embedded Triton."""
 
     model_repository: pathlib.Path
+    # Triton binds only the ports it is given; 0 has the launcher pick a free one at start.
     grpc_port: int = 8001
     http_port: int = 8000
     metrics_port: int = 8002
@@ -76,6 +115,9 @@ class TritonSettings:
     otlp_traces_url: str | None = field(default_factory=otlp_traces_url)
     trace_rate: int = 1
     log_path: pathlib.Path | None = None
+    # Loading, unloading and listing models (Triton's repository API, over gRPC and HTTP) need
+    # this key; the rest of the API stays open to the suite's network.
+    repository_key: str = field(default_factory=process_repository_key, repr=False)
     exit_timeout_seconds: int = 10
 
     def command(self, tritonserver: pathlib.Path, backend_dir: pathlib.Path, shm_prefix: str) -> list[str]:
@@ -93,6 +135,8 @@ class TritonSettings:
             # Each server its own shared-memory regions: two servers on one machine, or one
             # restarted after a crash left its regions behind, must not share their locks.
             f"--backend-config=python,shm-region-prefix-name={shm_prefix}",
+            f"--grpc-restricted-protocol=model-repository:{REPOSITORY_KEY_HEADER}={self.repository_key}",
+            f"--http-restricted-api=model-repository:{REPOSITORY_KEY_HEADER}={self.repository_key}",
         ]
         if self.otlp_traces_url:
             args += self._trace_args()
@@ -128,6 +172,8 @@ class EmbeddedTriton:
 
     def __init__(self, settings: TritonSettings) -> None:
         self.settings = settings
+        # The ports as asked for, 0 for one to pick, until a start succeeds; then the ports bound.
+        self._asked = settings
         self._work_dir: pathlib.Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._log_path: pathlib.Path | None = None
@@ -173,24 +219,43 @@ class EmbeddedTriton:
         return env
 
     def start(self, timeout_seconds: float = 180.0) -> None:
-        """Starts the server and returns once it and every model in the repository are ready."""
+        """Starts the server and returns once it and every model in the repository are ready.
+
+        A port given as 0 is picked free for each attempt, and an attempt that finds a picked
+        port taken meanwhile (by another process, between the pick and Triton's bind) is retried
+        with fresh ones. Once started, the server keeps its ports: a restart binds the same ones.
+        """
+        picks_ports = 0 in (self._asked.grpc_port, self._asked.http_port, self._asked.metrics_port)
         for attempt in range(1, _START_ATTEMPTS + 1):
+            self.settings = replace(
+                self._asked,
+                grpc_port=self._asked.grpc_port or free_port(),
+                http_port=self._asked.http_port or free_port(),
+                metrics_port=self._asked.metrics_port or free_port(),
+            )
             self._launch()
             try:
                 self._wait_ready(timeout_seconds)
+                self._asked = self.settings
                 return
             except TritonStartError as error:
                 process = self._process
                 aborted = process is not None and (process.returncode or 0) < 0 and _STARTUP_ABORT in self.log_tail()
+                port_taken = picks_ports and process is not None and process.returncode is not None and _PORT_TAKEN in self.log_tail()
                 if process is not None:
                     with contextlib.suppress(ProcessLookupError):
                         os.killpg(process.pid, signal.SIGKILL)  # its backend stubs, which outlive an abort
                     self._process = None
                 self._remove_leftovers()
                 hung = isinstance(error, TritonStartTimeout)
-                if not (aborted or hung) or attempt == _START_ATTEMPTS:
+                if not (aborted or hung or port_taken) or attempt == _START_ATTEMPTS:
                     raise
-                why = "was not ready in time" if hung else f"aborted while loading models ({_STARTUP_ABORT})"
+                if port_taken:
+                    why = "found a port it had picked taken by another process"
+                elif hung:
+                    why = "was not ready in time"
+                else:
+                    why = f"aborted while loading models ({_STARTUP_ABORT})"
                 LOG.warning("tritonserver %s; starting it again", why)
                 self._shm_prefix = f"inferscale_{uuid.uuid4().hex[:12]}_"
 
@@ -283,6 +348,7 @@ def main() -> None:
     )
     with EmbeddedTriton(settings) as server:
         print(f"Triton ready: gRPC {server.grpc_url}, HTTP {server.http_url}, metrics {server.metrics_url}", flush=True)
+        print(f"Its repository API needs the key in {REPOSITORY_KEY_VARIABLE}; give the orchestrator the same.", flush=True)
         stop_signals = {signal.SIGINT, signal.SIGTERM}
         signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
         signal.sigwait(stop_signals)

@@ -1,18 +1,18 @@
 """The orchestrator's use of the cache: per-model outputs (L3) and embeddings (L2).
 
 A cache that is slow, down or holding an unreadable entry costs a recomputation, never a request:
-every failure here is a miss. Stores go out in the background, off the request's path.
+every failure here is a miss. The calls go through inferscale.cache_client: a cache that does not
+answer is skipped at once until a probe finds it back, and stores go out in the background, off the
+request's path, a bounded number at a time.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 from collections.abc import Sequence
 
-import grpc
-
+from inferscale.cache_client import CacheClient
 from inferscale.events import EventSender
 from inferscale.tensors import tensors_digest_parts
 from inferscale.v1 import cache_service_pb2, cache_service_pb2_grpc, common_pb2, monitor_service_pb2, orchestrator_service_pb2
@@ -41,11 +41,9 @@ class ModelOutputCache:
         timeout_seconds: float,
         min_cost: float,
     ) -> None:
-        self._cache = cache
+        self._cache = CacheClient(cache, timeout_seconds=timeout_seconds) if cache is not None else None
         self._events = events
-        self._timeout = timeout_seconds
         self._min_cost = min_cost
-        self._pending: set[asyncio.Task[None]] = set()
 
     def worth_caching(self, cost: float, level: int) -> bool:
         """Whether a call is worth a cache round trip: embeddings always, task models from ``min_cost`` up.
@@ -58,10 +56,8 @@ class ModelOutputCache:
     async def lookup(self, level: int, key: str, request_id: str, model: common_pb2.ModelRef) -> orchestrator_service_pb2.CachedModelOutput | None:
         """Returns the outputs ``model`` (this exact version) produced for the key, or None."""
         assert self._cache is not None
-        try:
-            reply = await self._cache.Lookup(cache_service_pb2.LookupRequest(level=level, key=key), timeout=self._timeout)
-        except grpc.aio.AioRpcError as error:
-            LOG.warning("cache lookup at %s failed, computing instead: %s", common_pb2.CacheLevel.Name(level), error.code().name)
+        reply = await self._cache.lookup(cache_service_pb2.LookupRequest(level=level, key=key))
+        if reply is None:
             return None
         found = None
         if reply.hit:
@@ -82,13 +78,9 @@ class ModelOutputCache:
         """Stores a model's outputs in the background."""
         assert self._cache is not None
         entry = cache_service_pb2.CacheEntry(value=output.SerializeToString(), produced_by=[output.model], compute_cost=cost)
-        task = asyncio.create_task(self._store(cache_service_pb2.StoreRequest(level=level, key=key, entry=entry)))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        self._cache.store(cache_service_pb2.StoreRequest(level=level, key=key, entry=entry))
 
-    async def _store(self, request: cache_service_pb2.StoreRequest) -> None:
-        assert self._cache is not None
-        try:
-            await self._cache.Store(request, timeout=self._timeout)
-        except grpc.aio.AioRpcError as error:
-            LOG.warning("cache store at %s failed: %s", common_pb2.CacheLevel.Name(request.level), error.code().name)
+    async def close(self) -> None:
+        """Waits a moment for the stores still in flight (see CacheClient.close)."""
+        if self._cache is not None:
+            await self._cache.close()
