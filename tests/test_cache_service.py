@@ -12,7 +12,6 @@ import grpc
 import numpy as np
 import pytest
 
-from inferscale.rpc import open_channel
 from inferscale.suite import Suite, SuitePorts
 from inferscale.v1 import cache_service_pb2, cache_service_pb2_grpc, common_pb2
 from services.cache.store import ENTRY_OVERHEAD_BYTES
@@ -59,7 +58,8 @@ def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 @pytest.fixture(scope="module")
 def small_cache(backend: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[cache_service_pb2_grpc.CacheServiceStub]:
     suite = start_cache(tmp_path_factory.mktemp("cache-logs"), {**backend, "INFERSCALE_CACHE_MAX_BYTES_PER_LEVEL": str(SMALL_LEVEL_BYTES)})
-    channel = grpc.insecure_channel(suite.address("cache"))
+    # The admin token opens every cache call, Invalidate included.
+    channel = suite.channel("cache", role="admin")
     yield cache_service_pb2_grpc.CacheServiceStub(channel)
     channel.close()
     suite.stop()
@@ -182,7 +182,7 @@ def test_concurrent_stores_and_lookups_never_see_a_torn_entry(backend: dict[str,
 
     async def run() -> int:
         checked = 0
-        async with open_channel(suite.address("cache")) as channel:
+        async with suite.aio_channel("cache") as channel:
             cache = cache_service_pb2_grpc.CacheServiceStub(channel)
 
             async def writer(index: int) -> None:
@@ -214,14 +214,48 @@ def test_two_cache_replicas_on_redis_share_entries(redis_server: RedisServer, tm
     first = start_cache(tmp_path_factory.mktemp("replica-a"), env)
     second = start_cache(tmp_path_factory.mktemp("replica-b"), env)
     try:
-        with grpc.insecure_channel(first.address("cache")) as a, grpc.insecure_channel(second.address("cache")) as b:
+        with first.channel("cache") as a, second.channel("cache") as b:
             store(cache_service_pb2_grpc.CacheServiceStub(a), L4, "shared-key", b"from A", 3.0, ("m", 1))
             found = lookup(cache_service_pb2_grpc.CacheServiceStub(b), L4, "shared-key")
             assert found.hit and found.entry.value == b"from A"
             cache_service_pb2_grpc.CacheServiceStub(b).Invalidate(
-                cache_service_pb2.InvalidateRequest(model_name="m", model_version=1), timeout=5
+                cache_service_pb2.InvalidateRequest(model_name="m", model_version=1), timeout=5, metadata=second.metadata("admin")
             )
             assert not lookup(cache_service_pb2_grpc.CacheServiceStub(a), L4, "shared-key").hit
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_an_invalidation_on_one_replica_empties_the_semantic_level_of_another(redis_server: RedisServer, tmp_path_factory) -> None:
+    env = {"INFERSCALE_CACHE_BACKEND": "redis", "INFERSCALE_CACHE_REDIS_URL": redis_server.url, "INFERSCALE_CACHE_REDIS_PREFIX": "broadcast:"}
+    first = start_cache(tmp_path_factory.mktemp("broadcast-a"), env)
+    second = start_cache(tmp_path_factory.mktemp("broadcast-b"), env)
+    old_version, new_version = np.ones(8, np.float32), np.arange(1, 9, dtype=np.float32)
+    try:
+        with first.channel("cache") as a, second.channel("cache") as b:
+            replica_a, replica_b = cache_service_pb2_grpc.CacheServiceStub(a), cache_service_pb2_grpc.CacheServiceStub(b)
+            for embedding, version in ((old_version, 1), (new_version, 2)):
+                replica_b.SemanticStore(
+                    cache_service_pb2.SemanticStoreRequest(namespace="broadcast", embedding=embedding, entry=entry(b"B", 1.0, ("m", version))),
+                    timeout=5,
+                )
+
+            def served_by_b(embedding: np.ndarray) -> bool:
+                request = cache_service_pb2.SemanticLookupRequest(namespace="broadcast", embedding=embedding, similarity_threshold=0.999)
+                return replica_b.SemanticLookup(request, timeout=5).hit
+
+            assert served_by_b(old_version) and served_by_b(new_version)
+            # The semantic level lives in B's process: A does not hold the entries it is asked to drop.
+            assert not replica_a.SemanticLookup(
+                cache_service_pb2.SemanticLookupRequest(namespace="broadcast", embedding=old_version), timeout=5
+            ).hit
+            removed = replica_a.Invalidate(
+                cache_service_pb2.InvalidateRequest(model_name="m", model_version=1), timeout=5, metadata=first.metadata("admin")
+            )
+            assert removed.removed == 1
+            assert not served_by_b(old_version)
+            assert served_by_b(new_version)
     finally:
         first.stop()
         second.stop()
@@ -234,7 +268,7 @@ def test_a_dead_redis_fails_calls_fast_with_unavailable_and_the_cache_recovers(t
         {"INFERSCALE_CACHE_BACKEND": "redis", "INFERSCALE_CACHE_REDIS_URL": redis_server.url, "INFERSCALE_CACHE_REDIS_TIMEOUT_SECONDS": "0.2"},
     )
     try:
-        with grpc.insecure_channel(suite.address("cache")) as channel:
+        with suite.channel("cache") as channel:
             cache = cache_service_pb2_grpc.CacheServiceStub(channel)
             store(cache, L4, "before", b"v")
             redis_server.kill()

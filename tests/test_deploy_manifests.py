@@ -22,6 +22,7 @@ import json
 import pathlib
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -41,6 +42,8 @@ GRAFANA_DASHBOARD_PROVIDERS = DEPLOY / "grafana" / "provisioning" / "dashboards"
 KUBERNETES_VERSION = "1.30"
 NAMESPACE = "inferscale"
 SERVICES = ("router", "orchestrator", "cache", "monitor")
+# Services with several replicas, whose callers balance over every pod.
+BALANCED = ("orchestrator", "cache")
 AUTOSCALED = {"router", "orchestrator"}
 
 # The metric names the monitor exposes (services/monitor/metrics.py); dashboards use no other.
@@ -176,7 +179,8 @@ def container_ports(deployment: dict[str, Any]) -> dict[str | int, int]:
 
 
 def split_host_port(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
+    """The host and port of "host:port", or of a gRPC target "dns:///host:port"."""
+    host, _, port = address.removeprefix("dns:///").rpartition(":")
     if not host or not port.isdigit():
         raise ValueError(f"{address!r} is not host:port")
     return host.strip("[]"), int(port)
@@ -526,6 +530,218 @@ def kustomization_problems(kustomization: dict[str, Any], docs: list[dict[str, A
     return problems
 
 
+def balancing_problems(docs: list[dict[str, Any]]) -> list[str]:
+    """The replicated services are headless Services, and their callers address them as dns:/// targets.
+
+    A ClusterIP Service is one virtual IP: a gRPC connection to it stays on one pod, so new
+    replicas would take no calls from callers already connected.
+    """
+    problems = []
+    settings = of_kind(docs, "ConfigMap")["inferscale-settings"]["data"]
+    for name in BALANCED:
+        service = of_kind(docs, "Service").get(name)
+        if service is None or service["spec"].get("clusterIP") != "None":
+            problems.append(f"Service/{name} is not headless (clusterIP: None)")
+        address = settings.get(f"INFERSCALE_{name.upper()}_ADDRESS", "")
+        if not address.startswith("dns:///"):
+            problems.append(f"INFERSCALE_{name.upper()}_ADDRESS={address} is not a dns:/// target")
+    return problems
+
+
+def secret_env(container: dict[str, Any]) -> dict[str, tuple[str, bool]]:
+    """The container's variables set from a Secret: name -> (secret, optional)."""
+    refs = {}
+    for var in container.get("env", []):
+        ref = var.get("valueFrom", {}).get("secretKeyRef")
+        if ref:
+            refs[var["name"]] = (ref["name"], bool(ref.get("optional")))
+    return refs
+
+
+def credential_problems(docs: list[dict[str, Any]]) -> list[str]:
+    """Each service gets the service token, and Triton and the orchestrator one repository key, from required Secrets."""
+    problems = []
+    deployments = of_kind(docs, "Deployment")
+    for name in SERVICES:
+        (container,) = deployments[name]["spec"]["template"]["spec"]["containers"]
+        if secret_env(container).get("INFERSCALE_SERVICE_TOKEN") != ("inferscale-service", False):
+            problems.append(f"Deployment/{name}: INFERSCALE_SERVICE_TOKEN is not from the required Secret inferscale-service")
+    for name in ("triton", "orchestrator"):
+        (container,) = deployments[name]["spec"]["template"]["spec"]["containers"]
+        if secret_env(container).get("INFERSCALE_TRITON_REPOSITORY_KEY") != ("inferscale-triton-repository", False):
+            problems.append(f"Deployment/{name}: INFERSCALE_TRITON_REPOSITORY_KEY is not from the required Secret")
+    (triton,) = deployments["triton"]["spec"]["template"]["spec"]["containers"]
+    for flag in ("--grpc-restricted-protocol", "--http-restricted-api"):
+        expected = f"{flag}=model-repository:inferscale-repository-key=$(INFERSCALE_TRITON_REPOSITORY_KEY)"
+        if expected not in triton.get("args", []):
+            problems.append(f"Deployment/triton: no {expected}")
+    return problems
+
+
+# --- network policy ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Peer:
+    """Something that sends or receives traffic: a Deployment's pods, or a stand-in for pods elsewhere."""
+
+    name: str
+    namespace: str
+    labels: dict[str, str]
+    # (port, name, protocol) it listens on.
+    ports: tuple[tuple[int, str, str], ...] = ()
+
+
+# Stand-ins for pods outside the namespace: any client (also any server on the internet, on 443),
+# a Prometheus, and the cluster DNS.
+OUTSIDE = (
+    Peer("client", "elsewhere", {}, ((443, "https", "TCP"),)),
+    Peer("prometheus", "monitoring", {"app.kubernetes.io/name": "prometheus"}),
+    Peer("kube-dns", "kube-system", {"k8s-app": "kube-dns"}, ((53, "dns", "UDP"), (53, "dns-tcp", "TCP"))),
+)
+# The paths of the design (DESIGN.md, deploy/README.md "Network policy"): (from, to, "port/protocol").
+TELEMETRY_SOURCES = ("router", "orchestrator", "cache", "monitor", "triton")
+WITH_DNS = ("router", "orchestrator", "cache", "monitor", "triton", "redis", "otel-collector", "jaeger")
+DESIGNED_PATHS = frozenset(
+    {
+        # Clients may be anywhere: whatever lies outside the namespace reaches the router.
+        *((outside.name, "router", "50051/TCP") for outside in OUTSIDE),
+        ("router", "orchestrator", "50052/TCP"),
+        ("router", "cache", "50053/TCP"),
+        ("router", "monitor", "50054/TCP"),
+        ("orchestrator", "triton", "8001/TCP"),
+        ("orchestrator", "cache", "50053/TCP"),
+        ("orchestrator", "monitor", "50054/TCP"),
+        ("cache", "redis", "6379/TCP"),
+        ("cache", "monitor", "50054/TCP"),
+        ("monitor", "triton", "8001/TCP"),
+        ("prometheus", "monitor", "9464/TCP"),
+        ("prometheus", "triton", "8002/TCP"),
+        ("otel-collector", "jaeger", "4317/TCP"),
+        *((source, "otel-collector", "4318/TCP") for source in TELEMETRY_SOURCES),
+        *((source, "kube-dns", f"53/{protocol}") for source in WITH_DNS for protocol in ("UDP", "TCP")),
+    }
+)
+
+
+def selects(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
+    """Whether a label selector (matchLabels only; an empty one selects everything) selects ``labels``."""
+    if selector and selector.get("matchExpressions"):
+        raise ValueError("the check reads matchLabels only; matchExpressions would need reading too")
+    return all(labels.get(k) == v for k, v in ((selector or {}).get("matchLabels") or {}).items())
+
+
+def namespace_labels(docs: list[dict[str, Any]], peer: Peer) -> dict[str, str]:
+    declared = of_kind(docs, "Namespace").get(peer.namespace, {}).get("metadata", {}).get("labels", {})
+    return {**declared, "kubernetes.io/metadata.name": peer.namespace}
+
+
+def rule_peer_matches(docs: list[dict[str, Any]], rule_peers: list[dict[str, Any]] | None, peer: Peer) -> bool:
+    """Whether a rule's from/to list lets ``peer`` through (a missing or empty list lets everyone)."""
+    if not rule_peers:
+        return True
+    for item in rule_peers:
+        if "ipBlock" in item:
+            continue  # addresses outside the cluster; none of the peers here
+        if "namespaceSelector" in item:
+            in_namespace = selects(item["namespaceSelector"], namespace_labels(docs, peer))
+        else:
+            in_namespace = peer.namespace == NAMESPACE
+        if in_namespace and selects(item.get("podSelector"), peer.labels):
+            return True
+    return False
+
+
+def rule_port_matches(rule_ports: list[dict[str, Any]] | None, port: tuple[int, str, str]) -> bool:
+    if not rule_ports:
+        return True
+    number, name, protocol = port
+    for item in rule_ports:
+        if item.get("protocol", "TCP") != protocol:
+            continue
+        wanted = item.get("port")
+        if wanted is None or wanted == name or (
+            isinstance(wanted, int) and wanted <= number <= item.get("endPort", wanted)
+        ):
+            return True
+    return False
+
+
+def allows(docs: list[dict[str, Any]], subject: Peer, direction: str, other: Peer, port: tuple[int, str, str]) -> bool:
+    """Whether the policies let ``subject`` send to (Egress) or receive from (Ingress) ``other`` on ``port``."""
+    if subject.namespace != NAMESPACE:
+        return True  # the namespace's policies do not hold pods elsewhere
+    policies = [
+        p
+        for p in of_kind(docs, "NetworkPolicy").values()
+        if direction in p["spec"].get("policyTypes", ["Ingress"]) and selects(p["spec"]["podSelector"], subject.labels)
+    ]
+    if not policies:
+        return True  # a pod no policy isolates takes and sends anything
+    key, peers_key = ("egress", "to") if direction == "Egress" else ("ingress", "from")
+    return any(
+        rule_peer_matches(docs, rule.get(peers_key), other) and rule_port_matches(rule.get("ports"), port)
+        for p in policies
+        for rule in p["spec"].get(key) or []
+    )
+
+
+def peers(docs: list[dict[str, Any]]) -> list[Peer]:
+    inside = [
+        Peer(
+            name,
+            NAMESPACE,
+            dep["spec"]["template"]["metadata"].get("labels", {}),
+            tuple(
+                (port["containerPort"], port.get("name", ""), port.get("protocol", "TCP"))
+                for container in containers(dep)
+                for port in container.get("ports", [])
+            ),
+        )
+        for name, dep in of_kind(docs, "Deployment").items()
+    ]
+    return [*inside, *OUTSIDE]
+
+
+def allowed_paths(docs: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    """Every (from, to, "port/protocol") with an end in the namespace that the policies let through, both ends considered."""
+    everyone = peers(docs)
+    return {
+        (source.name, target.name, f"{port[0]}/{port[2]}")
+        for source in everyone
+        for target in everyone
+        if source is not target and NAMESPACE in (source.namespace, target.namespace)
+        for port in target.ports
+        if allows(docs, source, "Egress", target, port) and allows(docs, target, "Ingress", source, port)
+    }
+
+
+def network_policy_problems(docs: list[dict[str, Any]]) -> list[str]:
+    """Every Deployment is isolated both ways and named by a policy of its own; the paths allowed are the design's."""
+    problems = []
+    policies = of_kind(docs, "NetworkPolicy")
+    default_deny = [
+        p
+        for p in policies.values()
+        if p["spec"]["podSelector"] == {}
+        and set(p["spec"].get("policyTypes", [])) == {"Ingress", "Egress"}
+        and not p["spec"].get("ingress")
+        and not p["spec"].get("egress")
+    ]
+    if not default_deny:
+        problems.append("no default-deny NetworkPolicy (podSelector {}, Ingress and Egress, no rules)")
+    for name, dep in of_kind(docs, "Deployment").items():
+        labels = dep["spec"]["template"]["metadata"].get("labels", {})
+        if not any(p["spec"]["podSelector"] and selects(p["spec"]["podSelector"], labels) for p in policies.values()):
+            problems.append(f"Deployment/{name}: no NetworkPolicy of its own")
+    allowed = allowed_paths(docs)
+    for path in sorted(allowed - DESIGNED_PATHS):
+        problems.append(f"the network policies allow {path[0]} -> {path[1]} {path[2]}, which the design does not")
+    for path in sorted(DESIGNED_PATHS - allowed):
+        problems.append(f"the network policies block {path[0]} -> {path[1]} {path[2]}, a path of the design")
+    return problems
+
+
 # --- compose checks ------------------------------------------------------------------------------
 
 
@@ -642,6 +858,8 @@ def triton_compose_problems(spec: dict[str, Any]) -> list[str]:
         "--trace-config opentelemetry,url=otel-collector:4318/v1/traces",
         "--trace-config rate=1",
         "--trace-config level=TIMESTAMPS",
+        "--grpc-restricted-protocol=model-repository:inferscale-repository-key=${INFERSCALE_TRITON_REPOSITORY_KEY:?",
+        "--http-restricted-api=model-repository:inferscale-repository-key=${INFERSCALE_TRITON_REPOSITORY_KEY:?",
     ):
         if flag not in command:
             problems.append(f"compose triton: command lacks {flag}")
@@ -812,6 +1030,18 @@ def test_k8s_collector_config_is_compose_config() -> None:
     assert otel_configmap_problems(k8s_documents()) == []
 
 
+def test_k8s_replicated_services_are_headless_and_addressed_as_dns_targets() -> None:
+    assert balancing_problems(k8s_documents()) == []
+
+
+def test_k8s_tokens_and_the_triton_repository_key_come_from_required_secrets() -> None:
+    assert credential_problems(k8s_documents()) == []
+
+
+def test_k8s_network_policies_cover_every_deployment_and_allow_only_the_designed_paths() -> None:
+    assert network_policy_problems(k8s_documents()) == []
+
+
 def test_kustomization_lists_every_manifest() -> None:
     kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
     assert kustomization_problems(kustomization, k8s_documents()) == []
@@ -936,6 +1166,37 @@ def _break_listen(docs: list[dict[str, Any]]) -> list[str]:
     return address_problems(docs)
 
 
+def _break_headless(docs: list[dict[str, Any]]) -> list[str]:
+    del _find(docs, "Service", "cache")["spec"]["clusterIP"]
+    return balancing_problems(docs)
+
+
+def _break_secret(docs: list[dict[str, Any]]) -> list[str]:
+    container = _find(docs, "Deployment", "triton")["spec"]["template"]["spec"]["containers"][0]
+    next(v for v in container["env"] if v["name"] == "INFERSCALE_TRITON_REPOSITORY_KEY")["valueFrom"]["secretKeyRef"]["optional"] = True
+    return credential_problems(docs)
+
+
+def _break_open_egress(docs: list[dict[str, Any]]) -> list[str]:
+    _find(docs, "NetworkPolicy", "cache")["spec"]["egress"][0] = {}
+    return network_policy_problems(docs)
+
+
+def _break_wide_ingress(docs: list[dict[str, Any]]) -> list[str]:
+    del _find(docs, "NetworkPolicy", "triton")["spec"]["ingress"][1]["from"]
+    return network_policy_problems(docs)
+
+
+def _break_default_deny(docs: list[dict[str, Any]]) -> list[str]:
+    docs[:] = [d for d in docs if name_of(d) != "NetworkPolicy/default-deny"]
+    return network_policy_problems(docs)
+
+
+def _break_uncovered(docs: list[dict[str, Any]]) -> list[str]:
+    _find(docs, "Deployment", "jaeger")["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"] = "tracing"
+    return network_policy_problems(docs)
+
+
 def _break_triton(docs: list[dict[str, Any]]) -> list[str]:
     del _find(docs, "Deployment", "triton")["spec"]["template"]["spec"]["containers"][0][
         "resources"
@@ -953,6 +1214,12 @@ def _break_triton(docs: list[dict[str, Any]]) -> list[str]:
         _break_address,
         _break_listen,
         _break_triton,
+        _break_headless,
+        _break_secret,
+        _break_open_egress,
+        _break_wide_ingress,
+        _break_default_deny,
+        _break_uncovered,
     ],
     ids=lambda f: f.__name__.removeprefix("_break_"),
 )

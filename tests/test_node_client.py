@@ -1,4 +1,4 @@
-"""The Node.js client (clients/node/infer.js) against the real suite: same answer as the Python stub."""
+"""The Node.js client (clients/node/infer.js) against the real suite: same answer as the Python stub, its token, TLS."""
 
 from __future__ import annotations
 
@@ -13,10 +13,12 @@ from functools import cache as memoize
 import numpy as np
 import pytest
 
+from inferscale.auth import CLIENT_TOKEN_VARIABLE
 from inferscale.models.digits import load_split
-from inferscale.suite import REPO_ROOT
+from inferscale.suite import REPO_ROOT, Suite, SuitePorts
 from inferscale.tensors import from_numpy
 from inferscale.v1 import common_pb2, orchestrator_service_pb2, router_service_pb2
+from tests.certificates import make_ca, make_certificate
 
 pytestmark = pytest.mark.integration
 
@@ -79,9 +81,13 @@ def pixel_list(image: np.ndarray) -> str:
     return ",".join(repr(float(value)) for value in image)
 
 
-def run_client(node: str, address: str, *args: str) -> subprocess.CompletedProcess[str]:
+def run_client(node: str, address: str, *args: str, token: str = "") -> subprocess.CompletedProcess[str]:
+    """Runs infer.js; ``token`` goes in its environment as the client token, none when empty."""
     host = address.rsplit(":", 1)[0]
-    env = {**os.environ, "no_grpc_proxy": f"{host},localhost,127.0.0.1"}  # never through an HTTP proxy
+    env = {k: v for k, v in os.environ.items() if k != CLIENT_TOKEN_VARIABLE}
+    env["no_grpc_proxy"] = f"{host},localhost,127.0.0.1"  # never through an HTTP proxy
+    if token:
+        env[CLIENT_TOKEN_VARIABLE] = token
     return subprocess.run(
         [node, str(INFER_JS), "--address", address, *args],
         cwd=REPO_ROOT,
@@ -112,7 +118,9 @@ def test_the_node_client_prints_every_tier_and_the_python_stubs_answer(
         path.write_text(json.dumps([float(value) for value in image]))
         image_args = ["--pixels-file", str(path)]
 
-    completed = run_client(node, suite.address("router"), *image_args, "--skip-cache", "--threshold", "1.0")
+    completed = run_client(
+        node, suite.address("router"), *image_args, "--skip-cache", "--threshold", "1.0", token=suite.credentials.client_token
+    )
     assert completed.returncode == 0, f"exit {completed.returncode}\nstdout:\n{completed.stdout}\nstderr:\n{completed.stderr}"
 
     lines = completed.stdout.splitlines()
@@ -153,7 +161,9 @@ def test_the_node_client_prints_every_tier_and_the_python_stubs_answer(
 
 def test_a_tensor_whose_bytes_do_not_match_its_shape_is_invalid_argument(node: str, suite) -> None:
     image = holdout_images()[0]
-    completed = run_client(node, suite.address("router"), "--shape", "1,64", "--pixels", pixel_list(image[:63]))
+    completed = run_client(
+        node, suite.address("router"), "--shape", "1,64", "--pixels", pixel_list(image[:63]), token=suite.credentials.client_token
+    )
     assert completed.returncode == 2, f"exit {completed.returncode}\nstdout:\n{completed.stdout}\nstderr:\n{completed.stderr}"
     assert completed.stdout == ""
     assert completed.stderr.startswith("error: INVALID_ARGUMENT: "), completed.stderr
@@ -164,3 +174,70 @@ def test_too_few_pixels_without_a_shape_is_a_usage_error_before_any_call(node: s
     completed = run_client(node, "127.0.0.1:1", "--pixels", "0,1,2")
     assert completed.returncode == 1
     assert completed.stderr.startswith("usage error: the image has 3 pixels, it needs 64")
+
+
+def test_the_client_token_from_the_environment_is_what_the_router_serves(node: str, suite) -> None:
+    image = pixel_list(holdout_images()[1])
+    refused = run_client(node, suite.address("router"), "--pixels", image)
+    assert refused.returncode == 2, refused.stdout
+    assert refused.stderr.startswith("error: UNAUTHENTICATED: "), refused.stderr
+    wrong = run_client(node, suite.address("router"), "--pixels", image, token="not-a-token-of-this-suite")
+    assert wrong.stderr.startswith("error: UNAUTHENTICATED: "), wrong.stderr
+    served = run_client(node, suite.address("router"), "--pixels", image, token=suite.credentials.client_token)
+    assert served.returncode == 0, served.stderr
+    assert ANSWER_LINE.match(served.stdout.splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def tls_router(node: str, suite, tmp_path_factory: pytest.TempPathFactory):
+    """A router of its own over mutual TLS with client tokens, running its orchestrator in-process on the suite's Triton."""
+    folder = tmp_path_factory.mktemp("node-pki")
+    ca = make_ca(folder, "inferscale-ca")
+    certificate, key = make_certificate(ca, "router")
+    client_certificate, client_key = make_certificate(ca, "node-client")
+    router = Suite(
+        ports=SuitePorts.free(),
+        triton_url=suite.triton_url,
+        log_dir=tmp_path_factory.mktemp("node-tls-logs"),
+        env={
+            "INFERSCALE_TLS_CERT_FILE": str(certificate),
+            "INFERSCALE_TLS_KEY_FILE": str(key),
+            "INFERSCALE_TLS_CA_FILE": str(ca),
+            "INFERSCALE_TLS_CLIENT_AUTH": "on",
+            "INFERSCALE_EMBED_ORCHESTRATOR": "on",
+            "INFERSCALE_CACHE_ADDRESS": "off",
+            "INFERSCALE_MONITOR_ADDRESS": "off",
+            "OTEL_TRACES_EXPORTER": "none",
+        },
+    )
+    router.start_service("router")
+    yield router, ca, client_certificate, client_key
+    router.stop()
+
+
+def test_the_node_client_is_served_over_mutual_tls_with_its_certificate_and_token(node: str, tls_router) -> None:
+    router, ca, certificate, key = tls_router
+    # By name: Node warns against an IP address as the TLS server name (RFC 6066).
+    address = f"localhost:{router.ports.router}"
+    image = pixel_list(holdout_images()[2])
+    mutual = ("--ca-file", str(ca), "--cert-file", str(certificate), "--key-file", str(key))
+    served = run_client(node, address, "--pixels", image, *mutual, token=router.credentials.client_token)
+    assert served.returncode == 0, f"exit {served.returncode}\nstdout:\n{served.stdout}\nstderr:\n{served.stderr}"
+    assert ANSWER_LINE.match(served.stdout.splitlines()[-1]) and served.stderr == ""
+    # The same call without a client certificate, or in plaintext, gets no connection at all.
+    for args in (("--ca-file", str(ca)), ()):
+        refused = run_client(node, address, "--pixels", image, *args, token=router.credentials.client_token)
+        assert refused.returncode == 2 and refused.stderr.startswith("error: UNAVAILABLE: "), refused.stderr
+    untokened = run_client(node, address, "--pixels", image, *mutual)
+    assert untokened.stderr.startswith("error: UNAUTHENTICATED: "), untokened.stderr
+
+
+def test_a_client_certificate_without_tls_or_its_key_is_a_usage_error(node: str, tmp_path: pathlib.Path) -> None:
+    for args, message in (
+        (("--cert-file", "c.pem", "--key-file", "k.pem"), "need --tls or --ca-file"),
+        (("--tls", "--cert-file", "c.pem"), "give --cert-file and --key-file together"),
+        (("--ca-file", str(tmp_path / "missing.pem")), "--ca-file"),
+    ):
+        completed = run_client(node, "127.0.0.1:1", "--pixels", pixel_list(holdout_images()[0]), *args)
+        assert completed.returncode == 1, completed.stderr
+        assert completed.stderr.startswith("usage error: ") and message in completed.stderr.splitlines()[0], completed.stderr

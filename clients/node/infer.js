@@ -2,6 +2,11 @@
 // Sends one digit image to InferScale's RouterService.Infer and prints the answer and every
 // escalation step, one per line. The protos are loaded at runtime from ../../protos.
 //
+// Over TLS with --tls or --ca-file (mutual TLS with --cert-file and --key-file as well). The
+// client token, when the environment has one in INFERSCALE_CLIENT_TOKEN, goes with the call as
+// "authorization: Bearer <token>"; it is read from the environment, never from the command line,
+// where other users of the machine could see it.
+//
 // Exit codes: 0 success, 1 a usage error (bad flags or pixels), 2 the call failed with a gRPC
 // error (printed to stderr as "error: <CODE_NAME>: <details>").
 
@@ -15,10 +20,17 @@ import * as protoLoader from '@grpc/proto-loader';
 const PROTOS_ROOT = fileURLToPath(new URL('../../protos/', import.meta.url));
 const ROUTER_PROTO = 'inferscale/v1/router_service.proto';
 const PIXELS = 64; // an 8x8 image, values 0..16
+const TOKEN_VARIABLE = 'INFERSCALE_CLIENT_TOKEN'; // as inferscale/auth.py CLIENT_TOKEN_VARIABLE
 
 const USAGE = `usage: node infer.js (--pixels "0,0,5,13,..." | --pixels-file image.json) [options]
 
-  --address HOST:PORT   the router (default localhost:50051), plaintext
+  --address HOST:PORT   the router (default localhost:50051); plaintext unless --tls
+                        or --ca-file
+  --tls                 connect over TLS, trusting the system's certificate authorities
+  --ca-file PATH        connect over TLS, trusting the CA certificate in PATH (PEM)
+  --cert-file PATH      with --key-file: present this client certificate (PEM), for
+                        mutual TLS
+  --key-file PATH       the client certificate's private key (PEM)
   --pixels LIST         ${PIXELS} comma-separated pixel values 0..16
   --pixels-file PATH    a JSON array of ${PIXELS} pixel values
   --task NAME           the task (default digits)
@@ -28,7 +40,10 @@ const USAGE = `usage: node infer.js (--pixels "0,0,5,13,..." | --pixels-file ima
   --deadline-ms N       the call's gRPC deadline in milliseconds (default 10000)
   --shape D,D           send this tensor shape as given, without checking that the
                         pixel count matches it (for exercising server-side validation)
-  --help                print this help`;
+  --help                print this help
+
+The client token, if the router needs one, is read from the environment variable
+${TOKEN_VARIABLE} and sent as "authorization: Bearer <token>".`;
 
 class UsageError extends Error {}
 
@@ -41,6 +56,10 @@ function parseCommandLine(argv) {
       allowPositionals: false,
       options: {
         address: { type: 'string', default: 'localhost:50051' },
+        tls: { type: 'boolean', default: false },
+        'ca-file': { type: 'string' },
+        'cert-file': { type: 'string' },
+        'key-file': { type: 'string' },
         pixels: { type: 'string' },
         'pixels-file': { type: 'string' },
         task: { type: 'string', default: 'digits' },
@@ -174,6 +193,36 @@ function formatAnswer(response) {
   );
 }
 
+function readPem(options, flag) {
+  const path = options[flag];
+  if (path === undefined) return null;
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new UsageError(`--${flag} ${path}: ${err.message}`);
+  }
+}
+
+// Plaintext, TLS, or mutual TLS, as the flags say.
+function channelCredentials(options) {
+  if ((options['cert-file'] === undefined) !== (options['key-file'] === undefined)) {
+    throw new UsageError('give --cert-file and --key-file together');
+  }
+  if (!options.tls && options['ca-file'] === undefined) {
+    if (options['cert-file'] !== undefined) throw new UsageError('--cert-file and --key-file need --tls or --ca-file');
+    return grpc.credentials.createInsecure();
+  }
+  return grpc.credentials.createSsl(readPem(options, 'ca-file'), readPem(options, 'key-file'), readPem(options, 'cert-file'));
+}
+
+// The call's metadata: the client token from the environment, if there is one.
+function callMetadata() {
+  const metadata = new grpc.Metadata();
+  const token = (process.env[TOKEN_VARIABLE] ?? '').trim();
+  if (token !== '') metadata.set('authorization', `Bearer ${token}`);
+  return metadata;
+}
+
 function loadRouterService() {
   const definition = protoLoader.loadSync(ROUTER_PROTO, {
     includeDirs: [PROTOS_ROOT],
@@ -186,11 +235,11 @@ function loadRouterService() {
   return grpc.loadPackageDefinition(definition).inferscale.v1.RouterService;
 }
 
-function infer(address, request, deadline) {
+function infer(address, credentials, request, deadline) {
   const RouterService = loadRouterService();
-  const client = new RouterService(address, grpc.credentials.createInsecure());
+  const client = new RouterService(address, credentials);
   return new Promise((resolve, reject) => {
-    client.Infer(request, { deadline }, (err, response) => {
+    client.Infer(request, callMetadata(), { deadline }, (err, response) => {
       client.close();
       if (err) reject(err);
       else resolve(response);
@@ -199,7 +248,7 @@ function infer(address, request, deadline) {
 }
 
 async function main(argv) {
-  let options, request, deadline;
+  let options, request, deadline, credentials;
   try {
     options = parseCommandLine(argv);
     if (options.help) {
@@ -208,6 +257,7 @@ async function main(argv) {
     }
     request = buildRequest(options);
     deadline = readDeadline(options);
+    credentials = channelCredentials(options);
   } catch (err) {
     if (!(err instanceof UsageError)) throw err;
     console.error(`usage error: ${err.message}\n\n${USAGE}`);
@@ -215,7 +265,7 @@ async function main(argv) {
   }
   let response;
   try {
-    response = await infer(options.address, request, deadline);
+    response = await infer(options.address, credentials, request, deadline);
   } catch (err) {
     if (typeof err?.code !== 'number') throw err;
     const name = grpc.status[err.code] ?? `CODE_${err.code}`;

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import grpc
 from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 
-from inferscale.errors import DeadlineExceeded, InferScaleError, InvalidArgument, ModelFailed, NotFound, Unavailable
+from inferscale.errors import DeadlineExceeded, InferScaleError, InvalidArgument, ModelFailed, NotFound, PermissionDenied, Unavailable
 from inferscale.rpc import open_channel
 from inferscale.v1 import common_pb2
 
@@ -37,6 +37,15 @@ class InferResult:
     model_version: int
 
 
+# INFERSCALE_TRITON_REPOSITORY_KEY: the key that Triton's repository API (index, load, unload)
+# asks for. The launcher restricts that API to callers presenting it (--grpc-restricted-protocol,
+# --http-restricted-api); the orchestrator presents it. Unset: the orchestrator presents none.
+REPOSITORY_KEY_VARIABLE = "INFERSCALE_TRITON_REPOSITORY_KEY"
+# The header the key travels in; over gRPC, Triton expects it prefixed with "triton-grpc-protocol-".
+REPOSITORY_KEY_HEADER = "inferscale-repository-key"
+# How Triton refuses a restricted call without the key (as UNAVAILABLE, which is no outage).
+RESTRICTED = "is restricted, expecting header"
+
 # How Triton's python backend reports a model whose stub process died: it fails that call and
 # starts a new stub, so the next call succeeds (measured on Triton 2.51 after killing a stub).
 STUB_UNHEALTHY = "is not healthy"
@@ -48,7 +57,11 @@ class ModelRestarting(ModelFailed):
 
 def _translate(error: grpc.aio.AioRpcError, what: str) -> InferScaleError:
     code = error.code()
-    details = error.details() or code.name
+    # Triton ends some messages with a space ("... Expected [-1,64], got [8,8]. "): dropped here,
+    # since a status message framed in whitespace is lost on its way to some clients (grpc_errors).
+    details = (error.details() or "").strip() or code.name
+    if RESTRICTED in details:
+        return PermissionDenied(f"Triton refused {what}: its repository API needs the key in {REPOSITORY_KEY_VARIABLE} ({details})")
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         # The caller's time ran out, not the server: no replica leaves the rotation for it.
         return DeadlineExceeded(f"Triton {what} did not answer within the deadline")
@@ -69,8 +82,9 @@ def _translate(error: grpc.aio.AioRpcError, what: str) -> InferScaleError:
 class TritonClient:
     """Calls one Triton server over a reused gRPC channel."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, repository_key: str = "") -> None:
         self.url = url
+        self._repository_metadata = ((f"triton-grpc-protocol-{REPOSITORY_KEY_HEADER}", repository_key),) if repository_key else ()
         self._channel = open_channel(url, service_tls=False)
         self._stub = service_pb2_grpc.GRPCInferenceServiceStub(self._channel)
 
@@ -114,7 +128,7 @@ class TritonClient:
         """Returns every model of the repository with its state (READY, UNAVAILABLE, LOADING…)."""
         try:
             reply = await self._stub.RepositoryIndex(
-                service_pb2.RepositoryIndexRequest(), timeout=timeout_seconds
+                service_pb2.RepositoryIndexRequest(), timeout=timeout_seconds, metadata=self._repository_metadata
             )
         except grpc.aio.AioRpcError as error:
             raise _translate(error, "repository index") from error
@@ -149,7 +163,7 @@ class TritonClient:
         """Loads (or reloads) a model through Triton's repository API; needs explicit model control."""
         try:
             await self._stub.RepositoryModelLoad(
-                service_pb2.RepositoryModelLoadRequest(model_name=name), timeout=timeout_seconds
+                service_pb2.RepositoryModelLoadRequest(model_name=name), timeout=timeout_seconds, metadata=self._repository_metadata
             )
         except grpc.aio.AioRpcError as error:
             raise _translate(error, f"load of {name}") from error
@@ -158,7 +172,7 @@ class TritonClient:
         """Unloads a model through Triton's repository API; needs explicit model control."""
         try:
             await self._stub.RepositoryModelUnload(
-                service_pb2.RepositoryModelUnloadRequest(model_name=name), timeout=timeout_seconds
+                service_pb2.RepositoryModelUnloadRequest(model_name=name), timeout=timeout_seconds, metadata=self._repository_metadata
             )
         except grpc.aio.AioRpcError as error:
             raise _translate(error, f"unload of {name}") from error

@@ -41,6 +41,10 @@ class CacheConfig:
     # INFERSCALE_CACHE_REDIS_TIMEOUT_SECONDS: the longest any Redis call may take; past it the
     # call fails UNAVAILABLE and the router goes on without the cache.
     redis_timeout_seconds: float
+    # INFERSCALE_CACHE_INVALIDATION_TIMEOUT_SECONDS: with Redis, how long an invalidation waits for
+    # every replica to confirm that its semantic level dropped the entries; past it the call fails
+    # UNAVAILABLE (and may be repeated).
+    invalidation_timeout_seconds: float
     # INFERSCALE_MONITOR_ADDRESS: the monitor that receives the levels' statistics; "off" sends none.
     monitor_address: str
     # INFERSCALE_CACHE_STATS_INTERVAL_SECONDS: how often the statistics go to the monitor.
@@ -63,6 +67,7 @@ class CacheConfig:
             redis_url=env_str("INFERSCALE_CACHE_REDIS_URL", "redis://127.0.0.1:6379/0"),
             redis_prefix=env_str("INFERSCALE_CACHE_REDIS_PREFIX", "inferscale:cache:"),
             redis_timeout_seconds=env_float("INFERSCALE_CACHE_REDIS_TIMEOUT_SECONDS", 0.2, low=0.001, high=60),
+            invalidation_timeout_seconds=env_float("INFERSCALE_CACHE_INVALIDATION_TIMEOUT_SECONDS", 1.0, low=0.01, high=60),
             monitor_address=env_peer("INFERSCALE_MONITOR_ADDRESS", DEFAULT_MONITOR_PORT),
             stats_interval_seconds=env_float("INFERSCALE_CACHE_STATS_INTERVAL_SECONDS", 5.0, low=0.05, high=3600),
             shutdown_grace_seconds=env_float("INFERSCALE_SHUTDOWN_GRACE_SECONDS", 5.0, low=0, high=600),

@@ -1,21 +1,32 @@
 """The exact-key levels' backends: in this process by default, or in Redis when cache replicas share state.
 
 Both keep the same contract: a byte bound per level with GDSF eviction (expired entries first),
-TTLs, whole-entry replacement and invalidation by model version. No gRPC here; Redis errors and
-timeouts surface as ``BackendUnavailable``.
+TTLs, whole-entry replacement and invalidation by model version. With Redis, invalidations are
+also broadcast to every replica, whose semantic level (L1) lives in its own process. No gRPC
+here; Redis errors and timeouts surface as ``BackendUnavailable``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+import logging
 import time
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from services.cache.eviction import MIN_COST
+from services.cache.semantic import SemanticLevel
 from services.cache.store import ENTRY_OVERHEAD_BYTES, EntryTooLarge, LevelStore, StoredEntry
+
+LOG = logging.getLogger(__name__)
+# The pause before a broken subscription to the broadcast invalidations is tried again.
+RESUBSCRIBE_PAUSE_SECONDS = 1.0
 
 
 class BackendUnavailable(RuntimeError):
@@ -257,3 +268,143 @@ class RedisLevel:
             count(b"removals"),
             float(meta.get(b"saved", 0.0)),
         )
+
+
+@dataclass
+class _Confirmations:
+    """The replicas' confirmations of one broadcast invalidation, and the entries they removed."""
+
+    expected: int | None = None
+    received: int = 0
+    removed: int = 0
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def confirm(self, removed: int) -> None:
+        self.received += 1
+        self.removed += removed
+        self._settle()
+
+    def expect(self, replicas: int) -> None:
+        self.expected = replicas
+        self._settle()
+
+    def _settle(self) -> None:
+        if self.expected is not None and self.received >= self.expected:
+            self.done.set()
+
+
+class InvalidationBroadcast:
+    """Carries invalidations to every cache replica that shares a Redis prefix, for their in-process semantic levels.
+
+    Each replica subscribes to the prefix's invalidation channel. An invalidation is published
+    there, and every subscriber (the publisher too) drops the model's entries from its level and
+    confirms on a second channel; ``invalidate`` returns once as many replicas confirmed as Redis
+    delivered the message to, so that afterwards no replica serves those entries. A replica whose
+    subscription breaks may miss invalidations meanwhile: its level serves nothing until it has
+    subscribed again, and then starts empty.
+    """
+
+    def __init__(
+        self,
+        commands: aioredis.Redis,
+        subscriptions: aioredis.Redis,
+        prefix: str,
+        level: SemanticLevel,
+        *,
+        confirm_timeout_seconds: float,
+    ) -> None:
+        self._commands = commands
+        self._subscriptions = subscriptions
+        self._channel = f"{prefix}invalidations"
+        self._confirmations_channel = f"{prefix}invalidation-confirmations"
+        self._level = level
+        self._confirm_timeout = confirm_timeout_seconds
+        self._waiting: dict[str, _Confirmations] = {}
+        self._subscribed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, timeout_seconds: float) -> None:
+        """Subscribes in the background, waiting up to ``timeout_seconds`` for the first subscription."""
+        self._level.suspended = True
+        self._task = asyncio.create_task(self._follow(), name="cache-invalidations")
+        try:
+            await asyncio.wait_for(self._subscribed.wait(), timeout_seconds)
+        except TimeoutError:
+            LOG.warning("not subscribed to %s yet; the semantic level serves nothing until it is", self._channel)
+
+    async def close(self) -> None:
+        """Stops following the broadcast."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def invalidate(self, model_name: str, model_version: int) -> int:
+        """Has every replica drop the model's (version's) entries from its level; returns how many they removed.
+
+        Raises BackendUnavailable when the broadcast cannot be published, or when fewer replicas
+        than received it confirm within the timeout (it is safe to repeat).
+        """
+        invalidation_id = uuid.uuid4().hex
+        confirmations = self._waiting[invalidation_id] = _Confirmations()
+        message = json.dumps({"id": invalidation_id, "model_name": model_name, "model_version": model_version})
+        try:
+            try:
+                confirmations.expect(int(await self._commands.publish(self._channel, message)))
+            except RedisError as error:
+                raise BackendUnavailable(f"redis invalidation broadcast failed: {error}") from None
+            try:
+                await asyncio.wait_for(confirmations.done.wait(), self._confirm_timeout)
+            except TimeoutError:
+                raise BackendUnavailable(
+                    f"only {confirmations.received} of {confirmations.expected} cache replicas confirmed the invalidation "
+                    f"within {self._confirm_timeout} s; the others may still serve the entries from their semantic level"
+                ) from None
+        finally:
+            del self._waiting[invalidation_id]
+        return confirmations.removed
+
+    async def _follow(self) -> None:
+        """Applies the broadcast invalidations to this replica's level until cancelled, subscribing again after a failure."""
+        while True:
+            pubsub = self._subscriptions.pubsub()
+            try:
+                await pubsub.subscribe(self._channel, self._confirmations_channel)
+                async for message in pubsub.listen():
+                    await self._handle(message)
+            except (RedisError, OSError) as error:
+                LOG.warning("subscription to %s broke (%s); the semantic level serves nothing until it is back", self._channel, error)
+            finally:
+                self._level.suspended = True
+                self._subscribed.clear()
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()
+            await asyncio.sleep(RESUBSCRIBE_PAUSE_SECONDS)
+
+    async def _handle(self, message: dict) -> None:
+        kind, channel = message["type"], message["channel"].decode()
+        if kind == "subscribe":
+            if channel == self._channel:
+                # Whatever was invalidated before this moment may have been missed.
+                self._level.clear()
+                self._level.suspended = False
+                self._subscribed.set()
+            return
+        if kind != "message":
+            return
+        try:
+            body = json.loads(message["data"])
+            if channel == self._channel:
+                removed = self._level.invalidate(str(body["model_name"]), int(body["model_version"]))
+                await self._confirm(str(body["id"]), removed)
+            elif channel == self._confirmations_channel and body["id"] in self._waiting:
+                self._waiting[body["id"]].confirm(int(body["removed"]))
+        except (ValueError, KeyError, TypeError) as error:
+            LOG.warning("ignoring a malformed message on %s: %s", channel, error)
+
+    async def _confirm(self, invalidation_id: str, removed: int) -> None:
+        try:
+            await self._commands.publish(self._confirmations_channel, json.dumps({"id": invalidation_id, "removed": removed}))
+        except RedisError as error:
+            # The invalidation is applied here; its publisher will report the missing confirmation.
+            LOG.warning("could not confirm invalidation %s: %s", invalidation_id, error)

@@ -104,6 +104,9 @@ class SemanticLevel(EntriesByModelAndExpiry):
     _by_model: ModelIndex = field(default_factory=ModelIndex)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
     _bytes: int = 0
+    # Set while this replica may be missing invalidations that other replicas broadcast (its
+    # subscription to them is down): lookups then miss rather than serve an entry that may be gone.
+    suspended: bool = False
 
     def lookup(self, namespace: str, embedding: np.ndarray, threshold: float) -> SemanticHit | None:
         """Returns the nearest live entry whose cosine similarity reaches ``threshold``, or None."""
@@ -111,7 +114,7 @@ class SemanticLevel(EntriesByModelAndExpiry):
         # Checked even where nothing can match, so that a malformed query is refused the same way.
         vector = normalised(embedding, space.dimensions if space is not None else None)
         hit = None
-        if space is not None:
+        if space is not None and not self.suspended:
             now = self.clock()
             matches = space.index.search(vector, min(NEIGHBOURS_PER_LOOKUP, len(space.index)))
             for key, distance in zip(matches.keys.tolist(), matches.distances.tolist(), strict=True):
@@ -203,6 +206,18 @@ class SemanticLevel(EntriesByModelAndExpiry):
             self._bytes += size
             self._policy.admit(key, compute_cost, size)
             self._expiry.push(expires_at, key)
+
+    def clear(self) -> int:
+        """Removes every entry, as a replica that may have missed invalidations must; returns how many."""
+        removed = len(self._entries)
+        self._namespaces.clear()
+        self._entries.clear()
+        self._policy = GdsfPolicy()
+        self._expiry = ExpiryQueue()
+        self._by_model = ModelIndex()
+        self._bytes = 0
+        self.counters.removals += removed
+        return removed
 
     @staticmethod
     def _new_index(dimensions: int) -> Index:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import math
+from collections.abc import Sequence
 
 import grpc
 import numpy as np
@@ -15,8 +16,8 @@ from inferscale import telemetry
 from inferscale.errors import InvalidArgument, ResourceExhausted, Unavailable, grpc_errors
 from inferscale.events import EventSender
 from inferscale.v1 import cache_service_pb2, cache_service_pb2_grpc, common_pb2, monitor_service_pb2
-from services.cache.levels import BackendUnavailable, ExactLevel, LevelSnapshot
-from services.cache.semantic import InvalidEmbedding, SemanticLevel
+from services.cache.levels import BackendUnavailable, ExactLevel, InvalidationBroadcast, LevelSnapshot
+from services.cache.semantic import MAX_DIMENSIONS, InvalidEmbedding, SemanticLevel
 from services.cache.store import EntryTooLarge, StoredEntry
 
 LOG = logging.getLogger(__name__)
@@ -39,6 +40,13 @@ def _checked_key(key: str, field: str) -> str:
     if len(key.encode()) > MAX_KEY_BYTES:
         raise InvalidArgument(f"{field} is {len(key.encode())} bytes, more than the {MAX_KEY_BYTES} allowed")
     return key
+
+
+def _checked_embedding(embedding: Sequence[float]) -> np.ndarray:
+    """The embedding as float32, once its length is within MAX_DIMENSIONS: an oversized one costs no copy."""
+    if len(embedding) > MAX_DIMENSIONS:
+        raise InvalidArgument(f"embedding has {len(embedding)} values, more than the {MAX_DIMENSIONS} allowed")
+    return np.asarray(embedding, dtype=np.float32)
 
 
 def _checked_entry(entry: cache_service_pb2.CacheEntry, ttl_seconds: int) -> tuple[tuple[str, int], ...]:
@@ -84,9 +92,12 @@ class CacheService(cache_service_pb2_grpc.CacheServiceServicer):
         semantic: SemanticLevel,
         *,
         default_semantic_threshold: float,
+        invalidations: InvalidationBroadcast | None = None,
     ) -> None:
         self._levels = exact_levels
         self._semantic = semantic
+        # Other replicas' semantic levels, when replicas share Redis; None for a lone replica.
+        self._invalidations = invalidations
         self._default_threshold = default_semantic_threshold
 
     def _level(self, level: int, key: str) -> ExactLevel:
@@ -145,7 +156,7 @@ class CacheService(cache_service_pb2_grpc.CacheServiceServicer):
         span = trace.get_current_span()
         span.set_attribute(telemetry.ATTR_CACHE_LEVEL, _level_name(L1))
         try:
-            hit = self._semantic.lookup(namespace, np.asarray(request.embedding, dtype=np.float32), threshold)
+            hit = self._semantic.lookup(namespace, _checked_embedding(request.embedding), threshold)
         except InvalidEmbedding as error:
             raise InvalidArgument(f"embedding: {error}") from None
         span.set_attribute(telemetry.ATTR_CACHE_HIT, hit is not None)
@@ -169,7 +180,7 @@ class CacheService(cache_service_pb2_grpc.CacheServiceServicer):
         try:
             evicted = self._semantic.store(
                 namespace,
-                np.asarray(request.embedding, dtype=np.float32),
+                _checked_embedding(request.embedding),
                 request.entry.value,
                 produced_by=produced_by,
                 compute_cost=request.entry.compute_cost,
@@ -193,6 +204,8 @@ class CacheService(cache_service_pb2_grpc.CacheServiceServicer):
         try:
             for level in self._levels.values():
                 removed += await level.invalidate(request.model_name, request.model_version)
+            if self._invalidations is not None:
+                removed += await self._invalidations.invalidate(request.model_name, request.model_version)
         except BackendUnavailable as error:
             raise Unavailable(str(error)) from None
         return cache_service_pb2.InvalidateResponse(removed=removed)

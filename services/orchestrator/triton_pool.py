@@ -35,11 +35,11 @@ REVIVE_INTERVAL_SECONDS = 5.0
 class TritonPool:
     """Balances calls over Triton endpoints by least outstanding requests and fails over on UNAVAILABLE."""
 
-    def __init__(self, urls: Sequence[str], *, health_interval_seconds: float = 1.0) -> None:
+    def __init__(self, urls: Sequence[str], *, health_interval_seconds: float = 1.0, repository_key: str = "") -> None:
         if not urls:
             raise ValueError("at least one Triton URL is needed")
         self.endpoints = [Endpoint(url) for url in urls]
-        self._clients = {url: TritonClient(url) for url in urls}
+        self._clients = {url: TritonClient(url, repository_key=repository_key) for url in urls}
         self._health_interval = health_interval_seconds
         self._task: asyncio.Task[None] | None = None
         self._reviving: dict[str, asyncio.Lock] = {}
