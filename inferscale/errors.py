@@ -84,6 +84,19 @@ class Unavailable(InferScaleError):
 Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
 
 
+def status_details(details: str | None, code: grpc.StatusCode) -> str:
+    """``details`` as a status message every client receives: without whitespace at either end, and
+    never empty (the code's name stands in).
+
+    The message travels as the HTTP/2 trailer grpc-message, which gRPC percent-encodes except for
+    printable ASCII, space included. HTTP/2 forbids a field value that starts or ends with a space
+    (RFC 9113, 8.2.1): Python's gRPC passes one on, but Node's HTTP/2, and so grpc-js, drops the
+    whole trailer, and its caller sees the code with an empty message. Triton ends its shape
+    refusals with ". ", so without this a Node client lost every one of them.
+    """
+    return (details or "").strip() or code.name
+
+
 def grpc_errors(handler: Handler) -> Handler:
     """Decorates an async servicer method so that domain errors abort the RPC with their status.
 
@@ -96,8 +109,8 @@ def grpc_errors(handler: Handler) -> Handler:
         try:
             return await handler(self, request, context)
         except InferScaleError as error:
-            await context.abort(error.code, str(error))
+            await context.abort(error.code, status_details(str(error), error.code))
         except grpc.aio.AioRpcError as error:
-            await context.abort(error.code(), error.details() or str(error.code()))
+            await context.abort(error.code(), status_details(error.details(), error.code()))
 
     return wrapper  # type: ignore[return-value]
