@@ -10,13 +10,13 @@ import hashlib
 import hmac
 import os
 import pathlib
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import grpc
 from opentelemetry import trace
 
-from inferscale.errors import PermissionDenied, Unauthenticated
+from inferscale.errors import PermissionDenied, Unauthenticated, refuse
 from inferscale.settings import SettingError
 from inferscale.telemetry import ATTR_CLIENT_ID
 from inferscale.tls import TlsSettings
@@ -236,16 +236,16 @@ def process_credentials(*, serves_clients: bool = False) -> Credentials:
 def _refusal(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, details: str) -> grpc.RpcMethodHandler:
     """A handler of the same kind as ``handler`` that refuses the call without reading its request."""
 
-    async def refuse(request: object, context: grpc.aio.ServicerContext) -> None:
-        await context.abort(code, details)
+    async def refused(request: object, context: grpc.aio.ServicerContext) -> None:
+        refuse(context, code, details)
 
     if handler.request_streaming and handler.response_streaming:
-        return grpc.stream_stream_rpc_method_handler(refuse)
+        return grpc.stream_stream_rpc_method_handler(refused)
     if handler.request_streaming:
-        return grpc.stream_unary_rpc_method_handler(refuse)
+        return grpc.stream_unary_rpc_method_handler(refused)
     if handler.response_streaming:
-        return grpc.unary_stream_rpc_method_handler(refuse)
-    return grpc.unary_unary_rpc_method_handler(refuse)
+        return grpc.unary_stream_rpc_method_handler(refused)
+    return grpc.unary_unary_rpc_method_handler(refused)
 
 
 # The client the call being served was authenticated as; "" without client authentication.
@@ -257,18 +257,57 @@ def current_caller() -> str:
     return _CALLER.get()
 
 
-def _naming_the_client(handler: grpc.RpcMethodHandler, client: str) -> grpc.RpcMethodHandler:
-    """Wraps a unary call's handler so that it and its span know the authenticated client."""
-    behaviour = handler.unary_unary
+class _Unparsable(Exception):
+    """A message of a request stream is not the message its method takes."""
 
-    async def named(request: object, context: grpc.aio.ServicerContext) -> object:
-        trace.get_current_span().set_attribute(ATTR_CLIENT_ID, client)
-        _CALLER.set(client)
-        return await behaviour(request, context)
 
-    return grpc.unary_unary_rpc_method_handler(
-        named, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer
-    )
+def _parsed_in_the_handler(handler: grpc.RpcMethodHandler, client: str) -> grpc.RpcMethodHandler:
+    """Wraps a unary-unary or stream-stream handler so that it parses its own requests.
+
+    gRPC answers a request its deserializer cannot parse with UNKNOWN; parsed here, bytes that are
+    no message of the method's type get INVALID_ARGUMENT, as any other malformed request does.
+    With ``client``, the handler and its span also know the authenticated client.
+    """
+    parse = handler.request_deserializer
+    if parse is None:
+        return handler
+    message = getattr(getattr(parse, "__self__", None), "DESCRIPTOR", None)
+    unparsable = f"the request is not a valid {message.full_name if message else 'message of this method'}"
+
+    if handler.unary_unary is not None:
+        behaviour = handler.unary_unary
+
+        async def unary(raw: bytes, context: grpc.aio.ServicerContext) -> object:
+            try:
+                request = parse(raw)
+            except Exception:  # noqa: BLE001 - protobuf's DecodeError, or any other failure to parse
+                refuse(context, grpc.StatusCode.INVALID_ARGUMENT, unparsable)
+                return None
+            if client:
+                trace.get_current_span().set_attribute(ATTR_CLIENT_ID, client)
+                _CALLER.set(client)
+            return await behaviour(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(unary, response_serializer=handler.response_serializer)
+    if handler.stream_stream is not None:
+        stream_behaviour = handler.stream_stream
+
+        async def requests(raw_requests: AsyncIterator[bytes]) -> AsyncIterator[object]:
+            async for raw in raw_requests:
+                try:
+                    yield parse(raw)
+                except Exception as error:  # noqa: BLE001 - as above
+                    raise _Unparsable from error
+
+        async def stream(raw_requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> AsyncIterator[object]:
+            try:
+                async for reply in stream_behaviour(requests(raw_requests), context):
+                    yield reply
+            except _Unparsable:
+                refuse(context, grpc.StatusCode.INVALID_ARGUMENT, unparsable)
+
+        return grpc.stream_stream_rpc_method_handler(stream, response_serializer=handler.response_serializer)
+    return handler
 
 
 class AccessInterceptor(grpc.aio.ServerInterceptor):
@@ -294,9 +333,9 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
             caller = self._credentials.check(access, handler_call_details.invocation_metadata)
         except (Unauthenticated, PermissionDenied) as error:
             return _refusal(handler, error.code, str(error))
-        if access is Access.CLIENT and caller and handler.unary_unary is not None:
-            return _naming_the_client(handler, caller)
-        return handler
+        if access is Access.OPEN:
+            return handler
+        return _parsed_in_the_handler(handler, caller if access is Access.CLIENT else "")
 
 
 class _TokenMetadata:

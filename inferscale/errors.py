@@ -97,6 +97,17 @@ def status_details(details: str | None, code: grpc.StatusCode) -> str:
     return (details or "").strip() or code.name
 
 
+def refuse(context: grpc.aio.ServicerContext, code: grpc.StatusCode, details: str | None) -> None:
+    """Ends the call being served with ``code`` once its handler returns (it must return None).
+
+    Rather than ``context.abort``: the exception abort raises keeps the request, through the
+    handler's frame, in a reference cycle until a full garbage collection, so that each refused
+    request of a few MB stayed in memory (100 refused 2 MB requests grew a router by 136 MiB).
+    """
+    context.set_code(code)
+    context.set_details(status_details(details, code))
+
+
 def grpc_errors(handler: Handler) -> Handler:
     """Decorates an async servicer method so that domain errors abort the RPC with their status.
 
@@ -109,8 +120,9 @@ def grpc_errors(handler: Handler) -> Handler:
         try:
             return await handler(self, request, context)
         except InferScaleError as error:
-            await context.abort(error.code, status_details(str(error), error.code))
+            refuse(context, error.code, str(error))
         except grpc.aio.AioRpcError as error:
-            await context.abort(error.code(), status_details(error.details(), error.code()))
+            refuse(context, error.code(), error.details())
+        return None
 
     return wrapper  # type: ignore[return-value]

@@ -44,10 +44,14 @@ class Refused(Exception):
 
 
 class AbortingContext:
-    """The part of grpc.aio.ServicerContext that grpc_errors uses."""
+    """The part of grpc.aio.ServicerContext that inferscale.errors.refuse uses, raising the refusal
+    once it is complete so that the test sees it."""
 
-    async def abort(self, code: grpc.StatusCode, details: str) -> None:
-        raise Refused(code, details)
+    def set_code(self, code: grpc.StatusCode) -> None:
+        self._code = code
+
+    def set_details(self, details: str) -> None:
+        raise Refused(self._code, details)
 
 
 def refusal(call) -> Refused:  # type: ignore[no-untyped-def]

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import grpc
 
-from inferscale.errors import FailedPrecondition, InvalidArgument, NotFound, grpc_errors
+from inferscale.errors import FailedPrecondition, InvalidArgument, NotFound, grpc_errors, refuse
 from inferscale.v1 import common_pb2, monitor_service_pb2, monitor_service_pb2_grpc
 from services.monitor.aggregates import Aggregates
 from services.monitor.policy import LearnedPolicy, ScoredStep, complete_requests, learn_thresholds
@@ -105,9 +105,11 @@ class MonitorService(monitor_service_pb2_grpc.MonitorServiceServicer):
     ) -> AsyncIterator[monitor_service_pb2.StreamEventsResponse]:
         async for request in requests:
             try:
-                yield monitor_service_pb2.StreamEventsResponse(recorded=self._record_batch(request))
+                recorded = self._record_batch(request)
             except InvalidArgument as error:
-                await context.abort(error.code, str(error))
+                refuse(context, error.code, str(error))
+                return
+            yield monitor_service_pb2.StreamEventsResponse(recorded=recorded)
 
     def _record_batch(
         self, request: monitor_service_pb2.RecordEventsRequest | monitor_service_pb2.StreamEventsRequest

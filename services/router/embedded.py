@@ -34,15 +34,21 @@ class InProcessContext:
     def __init__(self, timeout_seconds: float | None, metadata: Sequence[tuple[str, str]] = ()) -> None:
         self._deadline = time.monotonic() + timeout_seconds if timeout_seconds is not None else None
         self._metadata = tuple(metadata)
+        # What a handler refused the call with (inferscale.errors.refuse), raised once it returns.
+        self.code = grpc.StatusCode.OK
+        self.details = ""
+
+    def set_code(self, code: grpc.StatusCode) -> None:
+        self.code = code
+
+    def set_details(self, details: str) -> None:
+        self.details = details
 
     def time_remaining(self) -> float | None:
         return None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
 
     def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
         return self._metadata
-
-    async def abort(self, code: grpc.StatusCode, details: str = "") -> None:
-        raise rpc_error(code, details)
 
 
 class InProcessOrchestrator:
@@ -54,9 +60,13 @@ class InProcessOrchestrator:
     async def _call(self, handler: Callable[[Any, InProcessContext], Awaitable[Reply]], request: Any, timeout: float | None) -> Reply:
         try:
             async with asyncio.timeout(timeout):
-                return await handler(request, InProcessContext(timeout))
+                context = InProcessContext(timeout)
+                reply = await handler(request, context)
         except TimeoutError:
             raise rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
+        if context.code != grpc.StatusCode.OK:
+            raise rpc_error(context.code, context.details)
+        return reply
 
     async def Execute(  # noqa: N802 - the stub's method name
         self, request: orchestrator_service_pb2.ExecuteRequest, timeout: float | None = None

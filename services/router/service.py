@@ -33,6 +33,7 @@ from inferscale.v1 import (
 from services.router.planning import (
     DEFAULT_SEARCH_CALLS,
     DEFAULT_SKIP_COMPLEXITY,
+    MAX_REQUEST_ID_CHARS,
     answers_whole_plan,
     build_plan,
     produced_by_current_versions,
@@ -228,7 +229,9 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
         self, request: router_service_pb2.InferRequest, context: grpc.aio.ServicerContext
     ) -> router_service_pb2.InferResponse:
         started = time.perf_counter()
-        request_id = request.request_id or uuid.uuid4().hex
+        # An id past its bound is refused with the request (validate_request); its event and reply
+        # carry one of ours, which the monitor accepts, rather than the caller's.
+        request_id = request.request_id if 0 < len(request.request_id) <= MAX_REQUEST_ID_CHARS else uuid.uuid4().hex
         response = router_service_pb2.InferResponse(request_id=request_id, trace_id=telemetry.current_trace_id())
         trace.get_current_span().set_attribute(telemetry.ATTR_REQUEST_ID, request_id)
         status = grpc.StatusCode.UNKNOWN
