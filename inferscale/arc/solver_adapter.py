@@ -70,6 +70,9 @@ class SolverModel:
                 raise ValueError(f"the task's 'test' must hold the one input to solve, not {len(task.test)}")
         except ValueError as exc:  # UnicodeDecodeError and JSON errors are ValueErrors too
             raise Refused(f"{TASK}: {exc}") from None
+        except RecursionError:
+            # json.loads recurses once per level: a few thousand "[" exhaust the stack.
+            raise Refused(f"{TASK}: the JSON nests deeper than Python can read") from None
         candidates = self.solve([(p.input, p.output) for p in task.train], task.test[0].input)
         if not candidates:
             # No rule of this family applies: the test input itself, scored 0, is its answer.
