@@ -130,6 +130,15 @@ def test_invalidation_removes_one_model_versions_entries_at_every_level(small_ca
     ).hit
 
 
+def test_the_models_an_entry_names_count_in_the_level_bytes_on_every_backend(small_cache) -> None:
+    names = [(letter * 256, 1) for letter in "pqr"]
+    store(small_cache, L3, "named", b"v", 1.0, *names)
+    before = stats(small_cache)[L3].bytes
+    assert small_cache.Invalidate(cache_service_pb2.InvalidateRequest(model_name="p" * 256), timeout=5).removed == 1
+    freed = before - stats(small_cache)[L3].bytes
+    assert freed >= len("named") + len(b"v") + ENTRY_OVERHEAD_BYTES + 3 * 256
+
+
 @pytest.mark.parametrize(
     ("call", "code", "named"),
     [

@@ -150,3 +150,17 @@ def test_many_hits_on_few_entries_keep_the_eviction_heap_small_and_the_victims_i
         tracemalloc.stop()
     assert held_bytes < 256 * 1024
     assert [policy.victim() for _ in keys] == keys[::-1]
+
+
+def test_the_models_an_entry_names_count_against_the_byte_bound() -> None:
+    # Three long model names on a one-byte value: the names, not the value, are what the entry holds.
+    names = tuple((letter * 256, 1) for letter in "abc")
+    store = LevelStore(max_bytes=4096, default_ttl_seconds=60)
+    store.put("k", b"v", produced_by=names)
+    assert store.bytes_used - entry_size("k", b"v") >= 3 * 256
+    for index in range(400):
+        store.put(f"k{index}", b"v", produced_by=names)
+    assert store.entries * 3 * 256 <= store.bytes_used <= store.max_bytes
+    kept = store.entries
+    assert store.invalidate("a" * 256) == kept
+    assert store.entries == store.bytes_used == 0

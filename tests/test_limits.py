@@ -4,12 +4,14 @@ the work that grows with it, and a hostile request leaves the suite serving."""
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 from collections.abc import Callable
 
 import grpc
 import numpy as np
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 
 import inferscale.tensors as tensors
 import services.monitor.service as monitor_service
@@ -23,8 +25,11 @@ from inferscale.v1 import (
     orchestrator_service_pb2,
     router_service_pb2,
 )
+from services.cache.levels import LocalLevel
+from services.cache.semantic import SemanticLevel
 from services.cache.service import CacheService
 from services.monitor.aggregates import MAX_SCORED_REQUESTS, Aggregates, ScoredModelStep, ScoredRequest
+from services.monitor.metrics import AggregatesCollector
 from services.monitor.policy_book import PolicyBook
 from services.monitor.service import MonitorService
 from services.monitor.store import MonitorStore
@@ -140,12 +145,53 @@ def test_the_cache_refuses_an_oversized_embedding_before_the_semantic_level_sees
         assert refused.details == "embedding has 4097 values, more than the 4096 allowed"
 
 
+def cache_with_levels() -> tuple[CacheService, LocalLevel, SemanticLevel]:
+    l3 = LocalLevel(max_bytes=1 << 20, default_ttl_seconds=60)
+    l1 = SemanticLevel(max_bytes=1 << 20, default_ttl_seconds=60)
+    return CacheService({common_pb2.CACHE_LEVEL_L3_MODEL_OUTPUT: l3}, l1, default_semantic_threshold=0.9), l3, l1
+
+
+def made_by(*names: str) -> cache_service_pb2.CacheEntry:
+    return cache_service_pb2.CacheEntry(value=b"v", produced_by=[common_pb2.ModelRef(name=name, version=1) for name in names])
+
+
+def cache_store(service: CacheService, entry: cache_service_pb2.CacheEntry, semantic: bool):  # type: ignore[no-untyped-def]
+    if semantic:
+        return service.SemanticStore(
+            cache_service_pb2.SemanticStoreRequest(namespace="n", embedding=[1.0, 0.0], entry=entry), AbortingContext()
+        )
+    return service.Store(
+        cache_service_pb2.StoreRequest(level=common_pb2.CACHE_LEVEL_L3_MODEL_OUTPUT, key="k", entry=entry), AbortingContext()
+    )
+
+
+@pytest.mark.parametrize("semantic", [False, True], ids=["Store", "SemanticStore"])
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        (made_by(*[f"m{n}" for n in range(66)]), "entry.produced_by holds 66 models, more than the 65 allowed"),
+        (made_by("cheap", "m" * 257), "entry.produced_by[1].name has 257 characters, more than 256"),
+    ],
+)
+def test_the_cache_refuses_produced_by_past_its_bounds_naming_the_field(
+    entry: cache_service_pb2.CacheEntry, message: str, semantic: bool
+) -> None:
+    service, l3, l1 = cache_with_levels()
+    refused = refusal(cache_store(service, entry, semantic))
+    assert (refused.code, refused.details) == (grpc.StatusCode.INVALID_ARGUMENT, message)
+    assert (l3.store.entries, l1.entries) == (0, 0)
+    # At the bounds, it is kept, and its models count in the level's bytes.
+    asyncio.run(cache_store(service, made_by(*[f"{n:03}".ljust(256, "m") for n in range(65)]), semantic))
+    level_bytes = l1.bytes_used if semantic else l3.store.bytes_used
+    assert level_bytes > 65 * 256
+
+
 # --- the monitor (services/monitor/service.py) --------------------------------------------------
 
 
-def monitor(scored: int = 0) -> MonitorService:
+def monitor(scored: int = 0, aggregates: Aggregates | None = None) -> MonitorService:
     """A monitor whose learner has ``scored`` two-tier requests of task digits, as feedback would give it."""
-    aggregates = Aggregates()
+    aggregates = aggregates if aggregates is not None else Aggregates()
     for index in range(scored):
         right = index % 10 != 0
         cheap = ScoredModelStep("cheap", 1, 1, 0.95 if right else 0.9, right, 1.0)
@@ -215,6 +261,123 @@ def test_the_monitor_refuses_a_batch_past_a_bound_and_records_none_of_it(request
     assert (refused.code, refused.details) == (grpc.StatusCode.INVALID_ARGUMENT, message)
     stats = asyncio.run(service.GetStats(monitor_service_pb2.GetStatsRequest(), AbortingContext()))
     assert stats.events_recorded == 0
+
+
+def a_step(confidence: float = 0.5, latency_ms: float = 2.0, cost: float = 1.0) -> monitor_service_pb2.Event:
+    return monitor_service_pb2.Event(
+        step=monitor_service_pb2.StepEvent(
+            step=common_pb2.EscalationStep(
+                model=common_pb2.ModelRef(name="cheap", version=1),
+                tier=1,
+                answer=common_pb2.Answer(label="3", confidence=confidence),
+                latency_ms=latency_ms,
+                cost=cost,
+            )
+        )
+    )
+
+
+def a_request(**fields) -> monitor_service_pb2.Event:  # type: ignore[no-untyped-def]
+    return monitor_service_pb2.Event(request=monitor_service_pb2.RequestEvent(**{"strategy": common_pb2.STRATEGY_CASCADE, **fields}))
+
+
+def a_cache_report(replica: str = "cache-1", **counters) -> monitor_service_pb2.Event:  # type: ignore[no-untyped-def]
+    level = cache_service_pb2.LevelStats(**{"level": common_pb2.CACHE_LEVEL_L3_MODEL_OUTPUT, **counters})
+    return monitor_service_pb2.Event(cache_stats=monitor_service_pb2.CacheStatsEvent(replica=replica, levels=[level]))
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (a_step(confidence=math.nan), "events[1].step.step.answer.confidence nan is outside [0, 1]"),
+        (a_step(confidence=math.inf), "events[1].step.step.answer.confidence inf is outside [0, 1]"),
+        (a_step(confidence=-1e108), "events[1].step.step.answer.confidence -1e+108 is outside [0, 1]"),
+        (a_step(confidence=1.5), "events[1].step.step.answer.confidence 1.5 is outside [0, 1]"),
+        (a_step(latency_ms=-1.0), "events[1].step.step.latency_ms -1.0 is outside [0, 1e+12]"),
+        (a_step(cost=math.inf), "events[1].step.step.cost inf is outside [0, 1e+12]"),
+        (a_request(latency_ms=math.nan), "events[1].request.latency_ms nan is outside [0, 1e+12]"),
+        (a_request(total_cost=1e300), "events[1].request.total_cost 1e+300 is outside [0, 1e+12]"),
+        (a_request(strategy=99), "events[1].request.strategy 99 is not a Strategy value"),
+        (
+            a_request(answer=common_pb2.Answer(label="3", confidence=-0.5)),
+            "events[1].request.answer.confidence -0.5 is outside [0, 1]",
+        ),
+        (monitor_service_pb2.Event(cache=monitor_service_pb2.CacheEvent(level=99)), "events[1].cache.level 99 is not a CacheLevel value"),
+        (a_cache_report(bytes=2**63 - 1), "events[1].cache_stats.levels[0].bytes 9223372036854775807 is outside [0, 2**53]"),
+        (a_cache_report(entries=-1), "events[1].cache_stats.levels[0].entries -1 is outside [0, 2**53]"),
+        (a_cache_report(compute_saved=math.nan), "events[1].cache_stats.levels[0].compute_saved nan is outside [0, 2**53]"),
+        (a_cache_report(level=99), "events[1].cache_stats.levels[0].level 99 is not a CacheLevel value"),
+        (a_cache_report(replica="r" * 513), "events[1].cache_stats.replica has 513 characters, more than 512"),
+    ],
+)
+def test_the_monitor_refuses_a_batch_holding_a_value_it_cannot_add_up_and_records_none_of_it(
+    bad: monitor_service_pb2.Event, message: str
+) -> None:
+    service = monitor()
+    # A good event first: the batch is refused whole, not recorded up to the bad one.
+    refused = refusal(service.RecordEvents(events(a_step(), bad), AbortingContext()))
+    assert (refused.code, refused.details) == (grpc.StatusCode.INVALID_ARGUMENT, message)
+    stats = asyncio.run(service.GetStats(monitor_service_pb2.GetStatsRequest(), AbortingContext()))
+    assert (stats.events_recorded, len(stats.models), len(stats.strategies), len(stats.cache_levels)) == (0, 0, 0, 0)
+
+
+def test_the_event_stream_refuses_a_batch_holding_a_value_it_cannot_add_up() -> None:
+    service = monitor()
+
+    async def stream() -> list[monitor_service_pb2.StreamEventsResponse]:
+        async def batches():  # type: ignore[no-untyped-def]
+            yield monitor_service_pb2.StreamEventsRequest(events=[a_step(), a_step(confidence=math.nan)])
+
+        return [response async for response in service.StreamEvents(batches(), AbortingContext())]
+
+    refused = refusal(stream())
+    assert (refused.code, refused.details) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "events[1].step.step.answer.confidence nan is outside [0, 1]",
+    )
+    assert not asyncio.run(service.GetStats(monitor_service_pb2.GetStatsRequest(), AbortingContext())).models
+
+
+def test_the_monitor_refuses_a_dropped_count_past_its_bound() -> None:
+    refused = refusal(
+        monitor().RecordEvents(monitor_service_pb2.RecordEventsRequest(dropped_since_last_batch=2**63 - 1), AbortingContext())
+    )
+    assert (refused.code, refused.details) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "dropped_since_last_batch 9223372036854775807 is outside [0, 2**53]",
+    )
+
+
+def test_the_extremes_the_monitor_accepts_add_up_and_are_reported() -> None:
+    aggregates = Aggregates()
+    service = monitor(aggregates=aggregates)
+    most = monitor_service.MAX_EVENT_AMOUNT
+    count = monitor_service.MAX_EVENT_COUNT
+    batch = monitor_service_pb2.RecordEventsRequest(
+        events=[
+            a_step(confidence=0.0, latency_ms=0.0, cost=0.0),
+            a_step(confidence=1.0, latency_ms=most, cost=most),
+            *(a_request(strategy=strategy, latency_ms=most, total_cost=most) for strategy in common_pb2.Strategy.values()),
+            *(monitor_service_pb2.Event(cache=monitor_service_pb2.CacheEvent(level=level)) for level in common_pb2.CacheLevel.values()),
+            *(
+                a_cache_report(f"cache-{n}", **{counter: count for counter in monitor_service.LEVEL_COUNTERS})
+                for n in range(3)
+            ),
+        ],
+        dropped_since_last_batch=count,
+    )
+    for _ in range(2):
+        asyncio.run(service.RecordEvents(batch, AbortingContext()))
+    stats = asyncio.run(service.GetStats(monitor_service_pb2.GetStatsRequest(), AbortingContext()))
+    assert stats.events_dropped == 2 * count
+    (cheap,) = stats.models
+    assert list(cheap.answers_by_confidence_bin) == [2] + [0] * 8 + [2]
+    assert math.isfinite(cheap.total_cost) and math.isfinite(cheap.mean_latency_ms)
+    l3 = next(s for s in stats.cache_levels if s.level == common_pb2.CACHE_LEVEL_L3_MODEL_OUTPUT)
+    assert (l3.entries, l3.bytes, l3.compute_saved) == (3 * count, 3 * count, 3 * count)
+    registry = CollectorRegistry()
+    registry.register(AggregatesCollector(aggregates))
+    assert "inferscale_cache_bytes" in generate_latest(registry).decode()
 
 
 def test_the_monitor_refuses_feedback_and_policy_calls_past_their_bounds() -> None:

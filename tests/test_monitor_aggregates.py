@@ -6,7 +6,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from inferscale.v1 import common_pb2, monitor_service_pb2
+from inferscale.v1 import cache_service_pb2, common_pb2, monitor_service_pb2
 from services.monitor.aggregates import Aggregates
 from services.monitor.metrics import AggregatesCollector
 
@@ -167,3 +167,46 @@ def test_an_audit_of_a_semantic_hit_counts_as_an_audit_not_as_another_lookup() -
     )
     (stats,) = aggregates.to_proto().cache_levels
     assert (stats.hits, stats.misses, stats.audited, stats.false_hits) == (1, 1, 1, 1)
+
+
+def cache_report(replica: str, **counters: int) -> monitor_service_pb2.Event:
+    level = cache_service_pb2.LevelStats(level=common_pb2.CACHE_LEVEL_L3_MODEL_OUTPUT, **counters)
+    return monitor_service_pb2.Event(cache_stats=monitor_service_pb2.CacheStatsEvent(replica=replica, levels=[level]))
+
+
+def test_the_dropped_count_saturates_at_the_int64_bound_and_get_stats_still_answers() -> None:
+    aggregates = Aggregates()
+    for _ in range(2):
+        aggregates.record([], dropped=2**63 - 1)
+    assert aggregates.to_proto().events_dropped == 2**63 - 1
+
+
+def test_cache_occupancy_summed_over_replicas_saturates_at_the_int64_bound() -> None:
+    aggregates = Aggregates()
+    aggregates.record([cache_report(f"cache-{n}", entries=2**62, bytes=2**62, max_bytes=2**62, evictions=2**62) for n in range(3)])
+    (l3,) = aggregates.to_proto().cache_levels
+    assert (l3.entries, l3.bytes, l3.evictions) == (2**63 - 1,) * 3
+    assert aggregates.cache_occupancy(common_pb2.CACHE_LEVEL_L3_MODEL_OUTPUT).max_bytes == 2**63 - 1
+
+
+def test_the_cache_replicas_remembered_are_bounded_forgetting_the_least_recently_reported() -> None:
+    from services.monitor import aggregates as module
+
+    aggregates = Aggregates()
+    aggregates.record([cache_report(f"cache-{n}", entries=1) for n in range(module.MAX_CACHE_REPLICAS)])
+    # cache-0 reports again, so cache-1 is now the least recently reported: the next new replica pushes it out.
+    aggregates.record([cache_report("cache-0", entries=1), cache_report("new", entries=1)])
+    assert len(aggregates.cache_replicas) == module.MAX_CACHE_REPLICAS
+    assert "cache-0" in aggregates.cache_replicas and "new" in aggregates.cache_replicas
+    assert "cache-1" not in aggregates.cache_replicas
+    (l3,) = aggregates.to_proto().cache_levels
+    assert l3.entries == module.MAX_CACHE_REPLICAS
+
+
+def test_a_replicas_report_is_kept_as_a_copy_not_as_part_of_the_batch_it_came_in() -> None:
+    # A sub-message kept by reference holds its whole batch (up to a 64 MiB message) in memory.
+    aggregates = Aggregates()
+    report = cache_report("cache-1", bytes=100)
+    aggregates.record([report])
+    report.cache_stats.levels[0].bytes = 7
+    assert aggregates.cache_occupancy(common_pb2.CACHE_LEVEL_L3_MODEL_OUTPUT).bytes == 100

@@ -126,3 +126,19 @@ def test_a_bulk_load_is_searchable_and_counted_within_the_bound() -> None:
     assert level.lookup("bulk", near(vectors[123], 0.98), threshold=0.9).entry.value == b"123"
     with pytest.raises(EntryTooLarge):
         SemanticLevel(max_bytes=10_000, default_ttl_seconds=60).store_many("bulk", vectors, [b"v"] * 300)
+
+
+def test_the_models_an_entry_names_count_against_the_byte_bound() -> None:
+    names = tuple((letter * 256, 1) for letter in "abc")
+    level = SemanticLevel(max_bytes=1 << 20, default_ttl_seconds=60)
+    level.store("t", unit(), b"v")
+    unnamed = level.bytes_used
+    level.store("t", unit(), b"v", produced_by=names)
+    assert level.bytes_used - 2 * unnamed >= 3 * 256
+    level = SemanticLevel(max_bytes=20 * unnamed, default_ttl_seconds=60)
+    for _ in range(400):
+        level.store("t", unit(), b"v", produced_by=names)
+    assert level.entries * 3 * 256 <= level.bytes_used <= level.max_bytes
+    kept = level.entries
+    assert level.invalidate("a" * 256) == kept
+    assert level.entries == level.bytes_used == 0

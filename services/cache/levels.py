@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 
 from services.cache.eviction import MIN_COST
 from services.cache.semantic import SemanticLevel
-from services.cache.store import ENTRY_OVERHEAD_BYTES, EntryTooLarge, LevelStore, StoredEntry
+from services.cache.store import EntryTooLarge, LevelStore, StoredEntry, entry_size
 
 LOG = logging.getLogger(__name__)
 # The pause before a broken subscription to the broadcast invalidations is tried again.
@@ -231,7 +231,7 @@ class RedisLevel:
     async def put(
         self, key: str, value: bytes, *, produced_by: tuple[tuple[str, int], ...], compute_cost: float, ttl_seconds: float | None
     ) -> int:
-        size = len(key.encode()) + len(value) + ENTRY_OVERHEAD_BYTES
+        size = entry_size(key, value, produced_by)
         if size > self.max_bytes:
             raise EntryTooLarge(f"entry of {size} bytes exceeds the level's bound of {self.max_bytes} bytes")
         now = time.time()

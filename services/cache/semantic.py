@@ -27,6 +27,7 @@ from services.cache.store import (
     ExpiryQueue,
     LevelCounters,
     ModelIndex,
+    produced_by_bytes,
 )
 
 MAX_DIMENSIONS = 4096
@@ -150,7 +151,14 @@ class SemanticLevel(EntriesByModelAndExpiry):
         """Indexes an answer under its request's embedding; returns how many entries were evicted."""
         space = self._namespaces.get(namespace)
         vector = normalised(embedding, space.dimensions if space is not None else None)
-        size = len(namespace.encode()) + len(value) + vector.size * 4 + GRAPH_BYTES_PER_VECTOR + ENTRY_OVERHEAD_BYTES
+        size = (
+            len(namespace.encode())
+            + len(value)
+            + produced_by_bytes(produced_by)
+            + vector.size * 4
+            + GRAPH_BYTES_PER_VECTOR
+            + ENTRY_OVERHEAD_BYTES
+        )
         if size > self.max_bytes:
             raise EntryTooLarge(f"entry of {size} bytes exceeds the level's bound of {self.max_bytes} bytes")
         now = self.clock()

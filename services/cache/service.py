@@ -15,6 +15,7 @@ from opentelemetry import trace
 from inferscale import telemetry
 from inferscale.errors import InvalidArgument, ResourceExhausted, Unavailable, grpc_errors
 from inferscale.events import EventSender
+from inferscale.limits import MAX_PLAN_STEPS, MAX_SEARCH_CALLS
 from inferscale.v1 import cache_service_pb2, cache_service_pb2_grpc, common_pb2, monitor_service_pb2
 from services.cache.levels import BackendUnavailable, ExactLevel, InvalidationBroadcast, LevelSnapshot
 from services.cache.semantic import MAX_DIMENSIONS, InvalidEmbedding, SemanticLevel
@@ -22,6 +23,11 @@ from services.cache.store import EntryTooLarge, StoredEntry
 
 LOG = logging.getLogger(__name__)
 MAX_KEY_BYTES = 512
+# The most models one entry may name in produced_by: the router's final result names each call
+# that made its answer (an adaptive search's calls at most) and the complexity analysis.
+MAX_PRODUCED_BY = max(MAX_PLAN_STEPS, MAX_SEARCH_CALLS) + 1
+# The longest model name produced_by may hold; Triton's model names are far shorter.
+MAX_MODEL_NAME_CHARS = 256
 L1 = common_pb2.CACHE_LEVEL_L1_SEMANTIC
 EXACT_KEY_LEVELS = (
     common_pb2.CACHE_LEVEL_L2_INTERMEDIATE,
@@ -55,7 +61,13 @@ def _checked_entry(entry: cache_service_pb2.CacheEntry, ttl_seconds: int) -> tup
         raise InvalidArgument(f"ttl_seconds {ttl_seconds} must not be negative")
     if not (entry.compute_cost >= 0 and math.isfinite(entry.compute_cost)):
         raise InvalidArgument(f"entry.compute_cost {entry.compute_cost} must be a finite number >= 0")
+    if len(entry.produced_by) > MAX_PRODUCED_BY:
+        raise InvalidArgument(f"entry.produced_by holds {len(entry.produced_by)} models, more than the {MAX_PRODUCED_BY} allowed")
     for index, model in enumerate(entry.produced_by):
+        if len(model.name) > MAX_MODEL_NAME_CHARS:
+            raise InvalidArgument(
+                f"entry.produced_by[{index}].name has {len(model.name)} characters, more than {MAX_MODEL_NAME_CHARS}"
+            )
         if not model.name or any(ord(c) < 32 for c in model.name) or model.version < 0:
             raise InvalidArgument(f"entry.produced_by[{index}] needs a printable name and a version >= 0")
     return tuple((m.name, m.version) for m in entry.produced_by)

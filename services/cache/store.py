@@ -16,10 +16,23 @@ from services.cache.eviction import GdsfPolicy
 # Bookkeeping that each entry costs beyond its key and value, so that many tiny entries still
 # count against the bound.
 ENTRY_OVERHEAD_BYTES = 64
+# What each model an entry names in produced_by costs beyond its name's bytes: its version and its
+# place in the level's index of models.
+MODEL_REF_OVERHEAD_BYTES = 32
 
 
 class EntryTooLarge(ValueError):
     """An entry is larger than the level's whole byte bound."""
+
+
+def produced_by_bytes(produced_by: tuple[tuple[str, int], ...]) -> int:
+    """Bytes an entry's produced_by counts against the bound: each model's name and its overhead."""
+    return sum(len(name.encode()) + MODEL_REF_OVERHEAD_BYTES for name, _ in produced_by)
+
+
+def entry_size(key: str, value: bytes, produced_by: tuple[tuple[str, int], ...]) -> int:
+    """Bytes an exact-key entry counts against its level's bound, in memory or in Redis alike."""
+    return len(key.encode()) + len(value) + produced_by_bytes(produced_by) + ENTRY_OVERHEAD_BYTES
 
 
 @dataclass(frozen=True)
@@ -34,7 +47,7 @@ class StoredEntry:
 
     def size(self, key: str) -> int:
         """Bytes the entry counts against the bound."""
-        return len(key.encode()) + len(self.value) + ENTRY_OVERHEAD_BYTES
+        return entry_size(key, self.value, self.produced_by)
 
 
 @dataclass

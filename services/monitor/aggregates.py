@@ -24,6 +24,11 @@ MAX_REMEMBERED_STEPS = 128
 MAX_SCORED_PER_MODEL = 10_000
 # Scored requests kept for learning the routing policy.
 MAX_SCORED_REQUESTS = 20_000
+# Cache replicas whose latest report is kept; past it the replica that reported least recently
+# is forgotten (its occupancy leaves the sums, as a replica that stopped would).
+MAX_CACHE_REPLICAS = 1_024
+# The range of GetStats's int64 fields: a sum past it is reported at the bound, never refused.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 # Equal confidence bins of the reliability diagram.
 CONFIDENCE_BINS = 10
@@ -183,8 +188,9 @@ class Aggregates:
     strategies: dict[int, StrategyCounters] = field(default_factory=dict)
     models: dict[tuple[str, int], ModelCounters] = field(default_factory=dict)
     cache_levels: dict[int, CacheCounters] = field(default_factory=dict)
-    # Each cache replica's latest report of its levels: replica -> level -> statistics.
-    cache_replicas: dict[str, dict[int, cache_service_pb2.LevelStats]] = field(default_factory=dict)
+    # Each cache replica's latest report of its levels, least recently reported first:
+    # replica -> level -> statistics.
+    cache_replicas: OrderedDict[str, dict[int, cache_service_pb2.LevelStats]] = field(default_factory=OrderedDict)
     _remembered: OrderedDict[str, RememberedRequest] = field(default_factory=OrderedDict)
     # The scored requests, for the policy learner.
     scored_requests: deque[ScoredRequest] = field(default_factory=lambda: deque(maxlen=MAX_SCORED_REQUESTS))
@@ -232,7 +238,7 @@ class Aggregates:
 
     def record(self, events: Iterable[monitor_service_pb2.Event], dropped: int = 0) -> int:
         """Adds a batch of events and the sender's count of dropped ones; returns how many it recorded."""
-        self.events_dropped += max(dropped, 0)
+        self.events_dropped = _saturated(self.events_dropped + max(dropped, 0))
         recorded = 0
         for event in events:
             kind = event.WhichOneof("kind")
@@ -253,7 +259,7 @@ class Aggregates:
             elif kind == "cache":
                 self._record_cache(event.cache)
             elif kind == "cache_stats":
-                self.cache_replicas[event.cache_stats.replica] = {s.level: s for s in event.cache_stats.levels}
+                self._record_cache_stats(event.cache_stats)
             else:
                 continue
             recorded += 1
@@ -290,18 +296,29 @@ class Aggregates:
             counters.hits += int(cache.hit)
             counters.misses += int(not cache.hit)
 
+    def _record_cache_stats(self, report: monitor_service_pb2.CacheStatsEvent) -> None:
+        levels = {}
+        for s in report.levels:
+            # A copy: a sub-message of the batch would keep the whole batch in memory.
+            kept = levels[s.level] = cache_service_pb2.LevelStats()
+            kept.CopyFrom(s)
+        self.cache_replicas[report.replica] = levels
+        self.cache_replicas.move_to_end(report.replica)
+        if len(self.cache_replicas) > MAX_CACHE_REPLICAS:
+            self.cache_replicas.popitem(last=False)
+
     def cache_occupancy(self, level: int) -> cache_service_pb2.LevelStats:
-        """One level's entries, bytes, evictions and compute saved, summed over the replicas' latest reports."""
-        total = cache_service_pb2.LevelStats(level=level)
-        for levels in self.cache_replicas.values():
-            s = levels.get(level)
-            if s is not None:
-                total.entries += s.entries
-                total.bytes += s.bytes
-                total.max_bytes += s.max_bytes
-                total.evictions += s.evictions
-                total.compute_saved += s.compute_saved
-        return total
+        """One level's entries, bytes, evictions and compute saved, summed over the replicas' latest reports
+        (each sum saturated at the int64 bound)."""
+        reports = [levels[level] for levels in self.cache_replicas.values() if level in levels]
+        return cache_service_pb2.LevelStats(
+            level=level,
+            entries=_saturated(sum(s.entries for s in reports)),
+            bytes=_saturated(sum(s.bytes for s in reports)),
+            max_bytes=_saturated(sum(s.max_bytes for s in reports)),
+            evictions=_saturated(sum(s.evictions for s in reports)),
+            compute_saved=sum(s.compute_saved for s in reports),
+        )
 
     def cache_stats(self) -> list[monitor_service_pb2.CacheLevelStats]:
         """Every level that was looked up or reported, in level order."""
@@ -361,6 +378,11 @@ class Aggregates:
             cache_levels=self.cache_stats(),
             triton_models=[self.triton_models[key] for key in sorted(self.triton_models)],
         )
+
+
+def _saturated(count: int) -> int:
+    """``count`` within the range of an int64 proto field."""
+    return min(max(count, INT64_MIN), INT64_MAX)
 
 
 def _unzip(pairs: Iterable[tuple[float, bool]]) -> tuple[list[float], list[bool]]:

@@ -25,6 +25,18 @@ MAX_REQUEST_ID_CHARS = 256
 MAX_TASK_CHARS = 128
 # Learned policies kept, by (task, target): routers ask for the same few again on every refresh.
 MAX_LEARNED_POLICIES = 256
+# The largest count a batch may carry (dropped_since_last_batch, a cache level's counters and its
+# compute_saved): exact as a double, as Prometheus reads it; the sums of GetStats saturate.
+MAX_EVENT_COUNT = 2**53
+# The largest latency (milliseconds) or cost (relative units) an event may carry: far past any
+# real one, and small enough that no sum of them reaches infinity.
+MAX_EVENT_AMOUNT = 1e12
+# The longest cache replica identifier (host and process id) a cache_stats event may carry.
+MAX_REPLICA_CHARS = 512
+# The cache replica counters of a cache_stats event's levels.
+LEVEL_COUNTERS = ("hits", "misses", "entries", "bytes", "max_bytes", "evictions", "removals", "compute_saved")
+STRATEGIES = frozenset(common_pb2.Strategy.values())
+CACHE_LEVELS = frozenset(common_pb2.CacheLevel.values())
 POLICY_STATES = {
     SHADOW: monitor_service_pb2.POLICY_STATE_SHADOW,
     PUBLISHED: monitor_service_pb2.POLICY_STATE_PUBLISHED,
@@ -62,6 +74,70 @@ def _bound_chars(field: str, value: str, most: int) -> None:
     """Refuses a string field longer than ``most`` characters, naming it."""
     if len(value) > most:
         raise InvalidArgument(f"{field} has {len(value)} characters, more than {most}")
+
+
+def _bound_number(field: str, value: float, most: float, most_text: str) -> None:
+    """Refuses a number outside [0, ``most``], NaN included, naming it."""
+    if not 0 <= value <= most:
+        raise InvalidArgument(f"{field} {value} is outside [0, {most_text}]")
+
+
+def _bound_confidence(field: str, value: float) -> None:
+    _bound_number(field, value, 1.0, "1")
+
+
+def _bound_amount(field: str, value: float) -> None:
+    _bound_number(field, value, MAX_EVENT_AMOUNT, f"{MAX_EVENT_AMOUNT:g}")
+
+
+def _bound_count(field: str, value: float) -> None:
+    _bound_number(field, value, MAX_EVENT_COUNT, "2**53")
+
+
+def _known(field: str, value: int, known: frozenset[int], enum: str) -> None:
+    """Refuses an enum value that names none of the enum's members (the metrics name each one)."""
+    if value not in known:
+        raise InvalidArgument(f"{field} {value} is not a {enum} value")
+
+
+def check_event(index: int, event: monitor_service_pb2.Event) -> None:
+    """Refuses an event holding a number outside its documented range or an unknown enum value (the
+    aggregates add up and bin the numbers, the metrics name the enums), naming it as events[index].field."""
+    at = f"events[{index}]"
+    _bound_chars(f"{at}.request_id", event.request_id, MAX_REQUEST_ID_CHARS)
+    kind = event.WhichOneof("kind")
+    if kind == "request":
+        request = event.request
+        _bound_chars(f"{at}.request.task", request.task, MAX_TASK_CHARS)
+        _known(f"{at}.request.strategy", request.strategy, STRATEGIES, "Strategy")
+        _bound_amount(f"{at}.request.latency_ms", request.latency_ms)
+        _bound_amount(f"{at}.request.total_cost", request.total_cost)
+        _bound_confidence(f"{at}.request.answer.confidence", request.answer.confidence)
+    elif kind == "step":
+        step = event.step.step
+        _bound_confidence(f"{at}.step.step.answer.confidence", step.answer.confidence)
+        _bound_amount(f"{at}.step.step.latency_ms", step.latency_ms)
+        _bound_amount(f"{at}.step.step.cost", step.cost)
+    elif kind == "cache":
+        _known(f"{at}.cache.level", event.cache.level, CACHE_LEVELS, "CacheLevel")
+    elif kind == "cache_stats":
+        _bound_chars(f"{at}.cache_stats.replica", event.cache_stats.replica, MAX_REPLICA_CHARS)
+        for level_index, stats in enumerate(event.cache_stats.levels):
+            level_at = f"{at}.cache_stats.levels[{level_index}]"
+            _known(f"{level_at}.level", stats.level, CACHE_LEVELS, "CacheLevel")
+            for counter in LEVEL_COUNTERS:
+                _bound_count(f"{level_at}.{counter}", getattr(stats, counter))
+
+
+def check_batch(request: monitor_service_pb2.RecordEventsRequest | monitor_service_pb2.StreamEventsRequest) -> None:
+    """Refuses a batch past a bound or holding an event the aggregates could not add up, before any of it is recorded."""
+    if len(request.events) > MAX_EVENTS_PER_BATCH:
+        raise InvalidArgument(f"events holds {len(request.events)} events, more than the {MAX_EVENTS_PER_BATCH} allowed")
+    if request.dropped_since_last_batch < 0:
+        raise InvalidArgument(f"dropped_since_last_batch {request.dropped_since_last_batch} must not be negative")
+    _bound_count("dropped_since_last_batch", request.dropped_since_last_batch)
+    for index, event in enumerate(request.events):
+        check_event(index, event)
 
 
 def _learned_with_tiers(
@@ -114,13 +190,7 @@ class MonitorService(monitor_service_pb2_grpc.MonitorServiceServicer):
     def _record_batch(
         self, request: monitor_service_pb2.RecordEventsRequest | monitor_service_pb2.StreamEventsRequest
     ) -> int:
-        if len(request.events) > MAX_EVENTS_PER_BATCH:
-            raise InvalidArgument(f"events holds {len(request.events)} events, more than the {MAX_EVENTS_PER_BATCH} allowed")
-        if request.dropped_since_last_batch < 0:
-            raise InvalidArgument(f"dropped_since_last_batch {request.dropped_since_last_batch} must not be negative")
-        for index, event in enumerate(request.events):
-            _bound_chars(f"events[{index}].request_id", event.request_id, MAX_REQUEST_ID_CHARS)
-            _bound_chars(f"events[{index}].request.task", event.request.task, MAX_TASK_CHARS)
+        check_batch(request)
         return self._aggregates.record(request.events, request.dropped_since_last_batch)
 
     @grpc_errors
