@@ -85,3 +85,9 @@ def test_a_step_that_would_break_the_cost_ceiling_or_the_deadline_is_not_started
     assert "exceeds the 5.0 ms left" in stop_before(cost=1, spent=0, cost_ceiling=0, p95_ms=12.0, remaining_ms=5.0)
     assert stop_before(cost=1, spent=0, cost_ceiling=0, p95_ms=3.0, remaining_ms=5.0) == ""
     assert stop_before(cost=1, spent=0, cost_ceiling=0, p95_ms=None, remaining_ms=0.1) == ""
+
+
+@pytest.mark.parametrize("output", [[[0.2, 1.7]], [[-0.1, 0.9]], [[float("nan"), 0.5]]])
+def test_an_output_that_is_no_probability_is_refused_rather_than_read_as_a_confidence(output: list) -> None:
+    with pytest.raises(ValueError, match="outside \\[0, 1\\]"):
+        read_class_probabilities(np.array(output, np.float32))

@@ -43,8 +43,13 @@ def read_class_probabilities(probabilities: np.ndarray) -> ReadAnswer:
     rows = np.atleast_2d(probabilities)
     if rows.size == 0:
         raise ValueError("the model returned an empty probability tensor")
+    # NaN fails both comparisons. Logits or a broken model are not probabilities: their
+    # "confidence" would decide escalations and skew the monitor's calibration. The slack is
+    # float32 rounding of a softmax.
+    if not ((rows >= 0.0) & (rows <= 1.0 + 1e-5)).all():
+        raise ValueError("the model's output holds values outside [0, 1]: it is not a probability")
     winners = rows.argmax(axis=1)
-    confidence = float(rows.max(axis=1).min())
+    confidence = min(float(rows.max(axis=1).min()), 1.0)
     return ReadAnswer(label=",".join(str(int(c)) for c in winners), confidence=confidence)
 
 

@@ -34,6 +34,7 @@ from services.router.planning import (
     DEFAULT_SEARCH_CALLS,
     DEFAULT_SKIP_COMPLEXITY,
     MAX_REQUEST_ID_CHARS,
+    MAX_TASK_CHARS,
     answers_whole_plan,
     build_plan,
     produced_by_current_versions,
@@ -254,7 +255,8 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
                 monitor_service_pb2.Event(
                     request_id=request_id,
                     request=monitor_service_pb2.RequestEvent(
-                        task=request.task,
+                        # A task past its bound is refused with the request; its event names none.
+                        task=request.task if len(request.task) <= MAX_TASK_CHARS else "",
                         strategy=response.plan.strategy,
                         cache_level=response.cache_level,
                         latency_ms=(time.perf_counter() - started) * 1000,
