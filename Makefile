@@ -69,6 +69,7 @@ bench: setup
 	$(PY) -m benchmarks.cache_levels
 	$(PY) -m benchmarks.load_run
 	$(PY) -m benchmarks.arc
+	$(PY) -m benchmarks.fuzz
 
 clean:
 	rm -rf $(VENV) inferscale/v1 model_repository/*/1/weights.npz results .pytest_cache tools/buf/node_modules clients/node/node_modules
