@@ -7,11 +7,12 @@ import asyncio
 import grpc
 import pytest
 
+from inferscale.errors import refuse
 from inferscale.v1 import orchestrator_service_pb2
 from services.router.embedded import InProcessOrchestrator
 
 
-def test_an_in_process_call_keeps_the_deadline_and_turns_an_abort_into_the_rpc_error() -> None:
+def test_an_in_process_call_keeps_the_deadline_and_turns_a_refusal_into_the_rpc_error() -> None:
     remaining: list[float | None] = []
 
     class Servicer:
@@ -20,7 +21,7 @@ def test_an_in_process_call_keeps_the_deadline_and_turns_an_abort_into_the_rpc_e
             await asyncio.Event().wait()  # never answers: only the deadline ends the call
 
         async def ListModels(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "no")
+            refuse(context, grpc.StatusCode.PERMISSION_DENIED, "no")  # as grpc_errors does
 
     local = InProcessOrchestrator(Servicer())  # type: ignore[arg-type]
     with pytest.raises(grpc.aio.AioRpcError) as raised:
