@@ -73,6 +73,10 @@ class ClientTokens:
             raise SettingError(f"{path} names no client")
         return cls(clients)
 
+    def knows(self, token: str) -> bool:
+        """Whether ``token`` is one of the clients' tokens."""
+        return hashlib.sha256(token.encode()).digest() in self._clients_by_digest
+
     def authenticate(self, metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
         """Returns the calling client's id; raises Unauthenticated without a valid token."""
         token = bearer_token(metadata)
@@ -91,8 +95,13 @@ class ClientTokens:
 class Access(enum.Enum):
     """Who may make a call."""
 
-    # Anyone who reaches the port: health checks and reflection, which change nothing and run no model.
+    # Anyone who reaches the port: the health check, which changes nothing, runs no model and ends
+    # at once (orchestrators' probes and load balancers call it without credentials).
     OPEN = "open"
+    # Any caller this server knows (a client on the router, a service, an operator): the calls that
+    # can stay open for long, health watches and reflection, which would otherwise let anyone take
+    # up the calls a server serves at once.
+    CALLER = "caller"
     # The router's clients: a client token (INFERSCALE_CLIENT_TOKENS_FILE), unless client
     # authentication is switched off explicitly (INFERSCALE_CLIENT_AUTH=off).
     CLIENT = "client"
@@ -126,7 +135,15 @@ RPC_ACCESS: dict[str, Access] = {
     "/inferscale.v1.MonitorService/ProposeRoutingPolicy": Access.ADMIN,
     "/inferscale.v1.MonitorService/GetPublishedRoutingPolicy": Access.SERVICE,
 }
-OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerReflection/", "/grpc.reflection.v1.ServerReflection/")
+OPEN_METHODS = frozenset({"/grpc.health.v1.Health/Check"})
+CALLER_METHODS = frozenset(
+    {
+        "/grpc.health.v1.Health/Watch",
+        "/grpc.health.v1.Health/List",
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    }
+)
 
 SERVICE_TOKEN_VARIABLE = "INFERSCALE_SERVICE_TOKEN"
 ADMIN_TOKEN_VARIABLE = "INFERSCALE_ADMIN_TOKEN"
@@ -138,8 +155,10 @@ MIN_TOKEN_LENGTH = 16
 
 def access_of(method: str) -> Access | None:
     """Who may call ``method`` ("/package.Service/Method"); None for a method the suite does not know."""
-    if method.startswith(OPEN_SERVICES):
+    if method in OPEN_METHODS:
         return Access.OPEN
+    if method in CALLER_METHODS:
+        return Access.CALLER
     return RPC_ACCESS.get(method)
 
 
@@ -168,6 +187,8 @@ class Credentials:
     mutual_tls: bool
     # The router's clients; None while client authentication is off.
     clients: ClientTokens | None = None
+    # This server is the router, whose callers are clients.
+    serves_clients: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ, *, serves_clients: bool = False) -> Credentials:
@@ -200,7 +221,21 @@ class Credentials:
                         f"'<client id> <token>' lines, or set {CLIENT_AUTH_VARIABLE}=off to serve without client tokens"
                     )
                 clients = ClientTokens.from_file(tokens_file)
-        return cls(service_token=service_token, admin_token=admin_token, mutual_tls=mutual_tls, clients=clients)
+        shared = [token for token in (service_token, admin_token) if token]
+        if len(shared) == 2 and service_token == admin_token:
+            raise SettingError(f"{ADMIN_TOKEN_VARIABLE} equals {SERVICE_TOKEN_VARIABLE}: every service would be an operator")
+        if clients is not None and any(clients.knows(token) for token in shared):
+            raise SettingError(
+                f"a client token of {CLIENT_TOKENS_FILE_VARIABLE} equals the service or the admin token: "
+                "that client could call the suite's internal services"
+            )
+        return cls(
+            service_token=service_token,
+            admin_token=admin_token,
+            mutual_tls=mutual_tls,
+            clients=clients,
+            serves_clients=serves_clients,
+        )
 
     def check(self, access: Access, metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
         """Returns who calls (a client id, "service", "admin" or ""); raises unless they may make a call of ``access``."""
@@ -208,6 +243,13 @@ class Credentials:
             return ""
         if access is Access.CLIENT:
             return "" if self.clients is None else self.clients.authenticate(metadata)
+        if access is Access.CALLER and self.serves_clients:
+            if self.clients is None:
+                return ""  # client authentication is off: the router serves anyone
+            try:
+                return self.clients.authenticate(metadata)
+            except Unauthenticated:
+                pass  # a service's or an operator's token opens it too
         presented = bearer_token(metadata)
         if _matches(presented, self.admin_token):
             return "admin"
@@ -233,19 +275,16 @@ def process_credentials(*, serves_clients: bool = False) -> Credentials:
     return Credentials.from_env(serves_clients=serves_clients)
 
 
-def _refusal(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, details: str) -> grpc.RpcMethodHandler:
-    """A handler of the same kind as ``handler`` that refuses the call without reading its request."""
+def _refusal(code: grpc.StatusCode, details: str) -> grpc.RpcMethodHandler:
+    """A handler that refuses the call without reading its request."""
 
-    async def refused(request: object, context: grpc.aio.ServicerContext) -> None:
+    async def refused(requests: object, context: grpc.aio.ServicerContext) -> None:
         refuse(context, code, details)
 
-    if handler.request_streaming and handler.response_streaming:
-        return grpc.stream_stream_rpc_method_handler(refused)
-    if handler.request_streaming:
-        return grpc.stream_unary_rpc_method_handler(refused)
-    if handler.response_streaming:
-        return grpc.unary_stream_rpc_method_handler(refused)
-    return grpc.unary_unary_rpc_method_handler(refused)
+    # Served as a request stream whatever the method: gRPC reads a unary request whole before its
+    # handler runs, a stream's messages only when asked, so a refused caller's bytes are never
+    # read in (a 64 MiB Infer without a token costs no memory). The wire format is the same.
+    return grpc.stream_unary_rpc_method_handler(refused)
 
 
 # The client the call being served was authenticated as; "" without client authentication.
@@ -328,13 +367,11 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
         method = method.decode() if isinstance(method, bytes) else method
         access = access_of(method)
         if access is None:
-            return _refusal(handler, grpc.StatusCode.PERMISSION_DENIED, f"{method} is not open to any caller")
+            return _refusal(grpc.StatusCode.PERMISSION_DENIED, f"{method} is not open to any caller")
         try:
             caller = self._credentials.check(access, handler_call_details.invocation_metadata)
         except (Unauthenticated, PermissionDenied) as error:
-            return _refusal(handler, error.code, str(error))
-        if access is Access.OPEN:
-            return handler
+            return _refusal(error.code, str(error))
         return _parsed_in_the_handler(handler, caller if access is Access.CLIENT else "")
 
 

@@ -31,11 +31,39 @@ def test_every_rpc_of_every_service_has_an_access_rule_and_no_rule_names_a_missi
     }
 
 
-def test_probes_are_open_and_an_unknown_method_has_no_rule() -> None:
+def test_only_the_health_check_is_open_and_an_unknown_method_has_no_rule() -> None:
     assert access_of("/grpc.health.v1.Health/Check") is Access.OPEN
-    assert access_of("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo") is Access.OPEN
+    # Calls that can stay open for long need a credential: anyone could take up the calls served at once.
+    assert access_of("/grpc.health.v1.Health/Watch") is Access.CALLER
+    assert access_of("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo") is Access.CALLER
     assert access_of("/inferscale.v1.CacheService/Flush") is None
     assert access_of("/grpc.health.v1.HealthX/Check") is None
+    assert access_of("/grpc.health.v1.Health/Check/..") is None
+
+
+def test_watches_and_reflection_take_any_credential_the_server_knows(tmp_path: pathlib.Path) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text("client-a client-token-0123456789\n")
+    environ = {"INFERSCALE_SERVICE_TOKEN": SERVICE, "INFERSCALE_ADMIN_TOKEN": ADMIN, "INFERSCALE_CLIENT_TOKENS_FILE": str(tokens)}
+    router = Credentials.from_env(environ, serves_clients=True)
+    assert router.check(Access.CALLER, bearer_metadata("client-token-0123456789")) == "client-a"
+    assert router.check(Access.CALLER, bearer_metadata(SERVICE)) == "service"
+    with pytest.raises(Unauthenticated):
+        router.check(Access.CALLER, [])
+    # On an internal service a client's token is no credential.
+    with pytest.raises(Unauthenticated):
+        CREDENTIALS.check(Access.CALLER, bearer_metadata("client-token-0123456789"))
+    assert CREDENTIALS.check(Access.CALLER, bearer_metadata(SERVICE)) == "service"
+
+
+def test_a_token_given_to_two_roles_is_refused_at_start(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(SettingError, match="every service would be an operator"):
+        Credentials.from_env({"INFERSCALE_SERVICE_TOKEN": SERVICE, "INFERSCALE_ADMIN_TOKEN": SERVICE})
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"client-a {ADMIN}\n")
+    environ = {"INFERSCALE_SERVICE_TOKEN": SERVICE, "INFERSCALE_ADMIN_TOKEN": ADMIN, "INFERSCALE_CLIENT_TOKENS_FILE": str(tokens)}
+    with pytest.raises(SettingError, match="internal services"):
+        Credentials.from_env(environ, serves_clients=True)
 
 
 def test_the_service_token_opens_service_calls_and_the_admin_token_opens_everything() -> None:

@@ -91,7 +91,14 @@ def wait_for_stats(monitor, condition: Callable[[monitor_service_pb2.GetStatsRes
 @pytest.mark.parametrize("service", ["router", "orchestrator", "cache", "monitor"])
 def test_every_service_reports_serving_and_describes_itself_through_reflection(suite: Suite, service: str) -> None:
     full_name = f"inferscale.v1.{service.capitalize()}Service"
-    with grpc.insecure_channel(suite.address(service)) as channel:
+    # Reflection, which a caller can hold open, needs a credential the service knows.
+    with grpc.insecure_channel(suite.address(service)) as anonymous:
+        with pytest.raises(grpc.RpcError) as raised:
+            list(reflection_pb2_grpc.ServerReflectionStub(anonymous).ServerReflectionInfo(
+                iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
+            ))
+        assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    with suite.channel(service) as channel:
         status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=full_name), timeout=5)
         assert status.status == health_pb2.HealthCheckResponse.SERVING
         replies = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(

@@ -41,7 +41,7 @@ HOSTILE_SHAPE = [2**62] * 50_000
 
 
 class Refused(Exception):
-    """What a servicer's context.abort raised: the status a client would see."""
+    """How a servicer refused the call: the status a client would see."""
 
     def __init__(self, code: grpc.StatusCode, details: str) -> None:
         super().__init__(f"{code.name}: {details}")
@@ -427,6 +427,31 @@ def test_a_learning_whose_caller_gave_up_finishes_into_the_memo(learnings: Learn
     assert len(learnings.targets) == 1
 
 
+def test_learnings_queued_past_their_bound_are_refused_at_once(learnings: Learnings) -> None:
+    service = monitor(scored=50)
+    learning, released = threading.Event(), threading.Event()
+    wait = waits_for(released, "the learning was never released")
+    learnings.before = lambda: learning.set() or wait()
+    bound = monitor_service.MAX_LEARNINGS_IN_FLIGHT
+
+    async def scenario() -> Refused:
+        # One learning holds the worker; the bound's worth of other targets wait behind it.
+        waiting = [asyncio.create_task(service.GetRoutingPolicy(ask(0.5 + n / 100), AbortingContext())) for n in range(bound)]
+        await asyncio.to_thread(learning.wait, 30)
+        try:
+            await service.GetRoutingPolicy(ask(0.99), AbortingContext())
+        except Refused as refused:
+            return refused
+        finally:
+            released.set()
+            await asyncio.gather(*waiting)
+        raise AssertionError("a learning past the bound was queued")
+
+    refused = asyncio.run(scenario())
+    assert refused.code == grpc.StatusCode.RESOURCE_EXHAUSTED and "queued or running" in refused.details
+    assert 0.99 not in learnings.targets
+
+
 def step_event(name: str, tier: int, cost: float) -> monitor_service_pb2.Event:
     step = common_pb2.EscalationStep(
         model=common_pb2.ModelRef(name=name, version=1), tier=tier, answer=common_pb2.Answer(label="7", confidence=0.99), cost=cost
@@ -505,21 +530,22 @@ def test_the_router_asks_the_monitor_only_for_tasks_of_its_catalog() -> None:
     assert counting.asked == ["digits"]
 
 
-def test_the_routers_memo_of_learned_thresholds_is_bounded() -> None:
+def test_the_routers_memo_of_learned_thresholds_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Targets are kept to the hundredth, so one task has at most 101; a smaller bound shows it holds.
+    monkeypatch.setattr(router_service, "MAX_TARGET_POLICIES", 50)
     counting = CountingMonitor()
     policies = watcher(counting)
-    most = router_service.MAX_TARGET_POLICIES
 
     async def scenario() -> None:
-        for index in range(most + 10):
-            await policies.for_target("digits", index / (most + 10))
+        for index in range(60):
+            await policies.for_target("digits", index / 100)
+        await policies.for_target("digits", 0.591)  # the same hundredth as 0.59: remembered
         # The first target asked was forgotten, the latest is remembered.
         await policies.for_target("digits", 0.0)
-        await policies.for_target("digits", (most + 9) / (most + 10))
 
     asyncio.run(scenario())
-    assert len(counting.asked) == most + 11
-    assert len(policies._targets) == most  # noqa: SLF001 - the memo's size is the bound under test
+    assert len(counting.asked) == 61
+    assert len(policies._targets) == 50  # noqa: SLF001 - the memo's size is the bound under test
 
 
 # --- end to end, on the running suite ----------------------------------------------------------

@@ -43,7 +43,8 @@ def _level_name(level: int) -> str:
 def _checked_key(key: str, field: str) -> str:
     if not key:
         raise InvalidArgument(f"{field} must not be empty")
-    if len(key.encode()) > MAX_KEY_BYTES:
+    # Characters first: a key of millions of characters is refused before it is encoded.
+    if len(key) > MAX_KEY_BYTES or len(key.encode()) > MAX_KEY_BYTES:
         raise InvalidArgument(f"{field} is {len(key.encode())} bytes, more than the {MAX_KEY_BYTES} allowed")
     return key
 

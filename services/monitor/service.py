@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import grpc
 
-from inferscale.errors import FailedPrecondition, InvalidArgument, NotFound, grpc_errors, refuse
+from inferscale.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, grpc_errors, refuse
 from inferscale.v1 import common_pb2, monitor_service_pb2, monitor_service_pb2_grpc
 from services.monitor.aggregates import Aggregates
 from services.monitor.policy import LearnedPolicy, ScoredStep, complete_requests, learn_thresholds
@@ -25,6 +25,10 @@ MAX_REQUEST_ID_CHARS = 256
 MAX_TASK_CHARS = 128
 # Learned policies kept, by (task, target): routers ask for the same few again on every refresh.
 MAX_LEARNED_POLICIES = 256
+# Learnings queued or running at once, by (task, target). Past it a new (task, target) is refused
+# at once with RESOURCE_EXHAUSTED rather than queued: clients choose targets, and an unbounded
+# queue of learnings would make every router wait past its deadline.
+MAX_LEARNINGS_IN_FLIGHT = 16
 # The largest count a batch may carry (dropped_since_last_batch, a cache level's counters and its
 # compute_saved): exact as a double, as Prometheus reads it; the sums of GetStats saturate.
 MAX_EVENT_COUNT = 2**53
@@ -233,6 +237,10 @@ class MonitorService(monitor_service_pb2_grpc.MonitorServiceServicer):
             self._learned.move_to_end(key)
             return known[1], known[2]
         running = self._in_flight.get(key)
+        if running is None and len(self._in_flight) >= MAX_LEARNINGS_IN_FLIGHT:
+            raise ResourceExhausted(
+                f"{len(self._in_flight)} policy learnings are queued or running, the most allowed; ask again later"
+            )
         if running is None:
             running = self._in_flight[key] = asyncio.create_task(self._learn_in_background(key))
             # Its outcome is read here even when every caller has gone, so that none goes unretrieved.

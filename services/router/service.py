@@ -105,6 +105,9 @@ class ModelCatalog:
         return next((m for m in self._models if m.model.name == name and m.ready and not m.problem), None)
 
 
+# Semantic-hit audits running at once (INFERSCALE_SEMANTIC_AUDIT_RATE).
+MAX_AUDITS_IN_FLIGHT = 16
+
 # The (task, accuracy target) pairs whose learned thresholds a router remembers; the least recently
 # asked go first.
 MAX_TARGET_POLICIES = 1024
@@ -134,7 +137,9 @@ class PolicyWatcher:
         """The thresholds the monitor learns for ``task`` at accuracy ``target``, cached for a refresh
         interval; None while it has no feedback to learn them from, or cannot be reached, and for a
         task the catalog does not route."""
-        key = (task, round(target, 4))
+        # Targets a hundredth apart share one learning: a client cannot make the monitor learn
+        # thousands of policies by varying the target.
+        key = (task, round(target, 2))
         cached = self._targets.get(key)
         if cached is not None and cached[0] > time.monotonic():
             self._targets.move_to_end(key)
@@ -426,7 +431,10 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
         )
         if executed is None:
             return None
-        if self._semantic_audit_rate and self._sample() < self._semantic_audit_rate:
+        # Audits run the whole plan outside the calls the router serves at once: past a bound, a
+        # sampled hit goes unaudited rather than pile up work no client waits for.
+        auditing = len(self._audits) < MAX_AUDITS_IN_FLIGHT
+        if auditing and self._semantic_audit_rate and self._sample() < self._semantic_audit_rate:
             task = asyncio.create_task(self._audit(executed.answer.label, request_id, plan, list(request.inputs)))
             self._audits.add(task)
             task.add_done_callback(self._audits.discard)
@@ -536,6 +544,9 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
         self._cache.store(cache_service_pb2.StoreRequest(level=L4, key=key, entry=self._entry(executed)))
 
     async def close(self) -> None:
-        """Waits a moment for the cache stores still in flight (see CacheClient.close)."""
+        """Stops the audits under way and waits a moment for the cache stores still in flight (see CacheClient.close)."""
+        for audit in list(self._audits):
+            audit.cancel()
+        await asyncio.gather(*self._audits, return_exceptions=True)
         if self._cache is not None:
             await self._cache.close()
