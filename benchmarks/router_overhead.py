@@ -185,13 +185,25 @@ def processes_of(target: Suite | BareProxy, triton: Suite, services: bool) -> di
     return roles
 
 
-def cpu_seconds(roles: dict[str, list[psutil.Process]]) -> dict[str, float]:
-    """User plus system CPU time each role's processes have spent so far."""
+def cpu_seconds(roles: dict[str, list[psutil.Process]]) -> dict[tuple[str, int], float]:
+    """User plus system CPU time each role's processes have spent so far, by (role, pid).
+
+    Triton may replace a model's stub process while a row runs (a repository poll that reloads
+    the model): a process gone by the time it is read has no entry, and cpu_spent counts only
+    the processes read at both ends.
+    """
     spent = {}
     for role, processes in roles.items():
-        times = [process.cpu_times() for process in processes]
-        spent[role] = sum(t.user + t.system for t in times)
+        for process in processes:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = process.cpu_times()
+                spent[role, process.pid] = times.user + times.system
     return spent
+
+
+def cpu_spent(role: str, before: dict[tuple[str, int], float], after: dict[tuple[str, int], float]) -> float:
+    """The CPU seconds ``role``'s processes spent between two readings of cpu_seconds."""
+    return sum(after[key] - before[key] for key in after.keys() & before.keys() if key[0] == role)
 
 
 async def measure(call: Callable[[int], Awaitable[None]], requests: int, concurrency: int) -> tuple[np.ndarray, float]:
@@ -274,7 +286,7 @@ async def run(through: dict[str, Suite | BareProxy], triton: Suite, model: str, 
                     "p99": float(np.percentile(latencies, 99)),
                     "throughput": requests / wall,
                     "latencies": latencies,
-                    "cpu_us": {role: (after[role] - before[role]) / requests * 1e6 for role in roles},
+                    "cpu_us": {role: cpu_spent(role, before, after) / requests * 1e6 for role in roles},
                 }
             )
     for channel in channels.values():
