@@ -41,7 +41,7 @@ import tempfile
 import time
 import zlib
 from collections import Counter, defaultdict, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import grpc

@@ -18,7 +18,7 @@ from collections import deque
 
 import grpc
 
-from inferscale.rpc import open_channel
+from inferscale.rpc import open_channel, service_stub
 from inferscale.telemetry import current_trace_id
 from inferscale.v1 import monitor_service_pb2, monitor_service_pb2_grpc
 
@@ -81,7 +81,7 @@ class EventSender:
 
     async def _run(self) -> None:
         assert self._channel is not None
-        stub = monitor_service_pb2_grpc.MonitorServiceStub(self._channel)
+        stub = service_stub(monitor_service_pb2_grpc.MonitorServiceStub, self._channel)
         while not (self._closing and not self._buffer):
             if not self._buffer:
                 await self._wait_for_events()

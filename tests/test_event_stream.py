@@ -10,7 +10,7 @@ import grpc
 import pytest
 
 from inferscale.events import EventSender
-from inferscale.rpc import open_channel
+from inferscale.rpc import open_channel, service_stub
 from inferscale.v1 import common_pb2, monitor_service_pb2, monitor_service_pb2_grpc
 from services.monitor.config import MonitorConfig
 from services.monitor.server import Monitor, create_server
@@ -47,7 +47,7 @@ async def stats(port: int) -> monitor_service_pb2.GetStatsResponse:
     async with open_channel(f"127.0.0.1:{port}") as channel:
         # Waits for the connection rather than fail at once: a monitor started again on the same
         # port is reached once gRPC's reconnect backoff from the old one's loss has passed.
-        return await monitor_service_pb2_grpc.MonitorServiceStub(channel).GetStats(
+        return await service_stub(monitor_service_pb2_grpc.MonitorServiceStub, channel).GetStats(
             monitor_service_pb2.GetStatsRequest(), timeout=30, wait_for_ready=True
         )
 
@@ -135,7 +135,7 @@ def test_a_malformed_batch_ends_the_stream_with_invalid_argument_and_the_monitor
         monitor = await start_monitor()
         port = monitor.running.port
         async with open_channel(f"127.0.0.1:{port}") as channel:
-            stub = monitor_service_pb2_grpc.MonitorServiceStub(channel)
+            stub = service_stub(monitor_service_pb2_grpc.MonitorServiceStub, channel)
             call = stub.StreamEvents(timeout=5)
             await call.write(monitor_service_pb2.StreamEventsRequest(events=[request_event()]))
             assert (await call.read()).recorded == 1

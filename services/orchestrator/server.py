@@ -12,7 +12,7 @@ import grpc
 from inferscale.auth import bearer_metadata, process_credentials
 from inferscale.errors import InferScaleError
 from inferscale.events import EventSender
-from inferscale.rpc import RunningServer, configure_logging, open_channel, serve_until_stopped, start_server
+from inferscale.rpc import RunningServer, configure_logging, open_channel, serve_until_stopped, service_stub, start_server
 from inferscale.telemetry import setup_telemetry
 from inferscale.v1 import cache_service_pb2, cache_service_pb2_grpc, orchestrator_service_pb2, orchestrator_service_pb2_grpc
 from services.orchestrator.config import OrchestratorConfig
@@ -87,7 +87,7 @@ async def build_orchestrator(config: OrchestratorConfig) -> Orchestrator:
     )
     triton.start()
     cache_channel = open_channel(config.cache_address) if config.cache_address else None
-    cache = cache_service_pb2_grpc.CacheServiceStub(cache_channel) if cache_channel else None
+    cache = service_stub(cache_service_pb2_grpc.CacheServiceStub, cache_channel) if cache_channel else None
     registry = TritonRegistry(
         triton, config.registry_refresh_seconds, on_retired=cache_invalidator(cache, config.admin_token)
     )

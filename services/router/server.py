@@ -9,7 +9,15 @@ import grpc
 
 from inferscale.auth import process_credentials
 from inferscale.events import EventSender
-from inferscale.rpc import RunningServer, configure_logging, open_channel, serve_until_stopped, start_server, stop_background
+from inferscale.rpc import (
+    RunningServer,
+    configure_logging,
+    open_channel,
+    serve_until_stopped,
+    service_stub,
+    start_server,
+    stop_background,
+)
 from inferscale.telemetry import setup_telemetry
 from inferscale.v1 import (
     cache_service_pb2_grpc,
@@ -64,12 +72,12 @@ async def create_server(config: RouterConfig) -> Router:
     else:
         orchestrator_channel = open_channel(config.orchestrator_address)
         channels.append(orchestrator_channel)
-        orchestrator = orchestrator_service_pb2_grpc.OrchestratorServiceStub(orchestrator_channel)
+        orchestrator = service_stub(orchestrator_service_pb2_grpc.OrchestratorServiceStub, orchestrator_channel)
     cache = None
     if config.cache_address:
         cache_channel = open_channel(config.cache_address)
         channels.append(cache_channel)
-        cache = cache_service_pb2_grpc.CacheServiceStub(cache_channel)
+        cache = service_stub(cache_service_pb2_grpc.CacheServiceStub, cache_channel)
     events = EventSender(config.monitor_address, "router")
     events.start()
     catalog = ModelCatalog(orchestrator, config.catalog_ttl_seconds)
@@ -77,7 +85,7 @@ async def create_server(config: RouterConfig) -> Router:
     if config.monitor_address:
         monitor_channel = open_channel(config.monitor_address)
         channels.append(monitor_channel)
-        monitor = monitor_service_pb2_grpc.MonitorServiceStub(monitor_channel)
+        monitor = service_stub(monitor_service_pb2_grpc.MonitorServiceStub, monitor_channel)
     policies = PolicyWatcher(monitor, catalog, config.policy_refresh_seconds)
     watcher = asyncio.create_task(policies.run())
     servicer = RouterService(
