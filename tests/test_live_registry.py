@@ -33,14 +33,11 @@ from inferscale.v1 import (
 from tests.conftest import MODEL_REPOSITORY, ensure_trained_models, private_repository, private_suite
 
 pytestmark = pytest.mark.integration
-ADMIN_TOKEN = "test-admin-token"
-ADMIN = (("authorization", f"Bearer {ADMIN_TOKEN}"),)
 FAST_FOLLOW = {
     "OTEL_TRACES_EXPORTER": "none",
     "INFERSCALE_REGISTRY_REFRESH_SECONDS": "0.5",
     "INFERSCALE_CATALOG_TTL_SECONDS": "0.2",
     "INFERSCALE_TRITON_HEALTH_SECONDS": "0.2",
-    "INFERSCALE_ADMIN_TOKEN": ADMIN_TOKEN,
     "INFERSCALE_SHUTDOWN_GRACE_SECONDS": "1",
 }
 IMAGES = load_split().x_holdout.astype(np.float32)
@@ -205,7 +202,7 @@ def test_load_and_unload_need_explicit_model_control(polled) -> None:
     with suite.channel("orchestrator") as channel:
         with pytest.raises(grpc.RpcError) as raised:
             orchestrator_service_pb2_grpc.OrchestratorServiceStub(channel).LoadModel(
-                orchestrator_service_pb2.LoadModelRequest(model_name="digits_linear"), timeout=30, metadata=ADMIN
+                orchestrator_service_pb2.LoadModelRequest(model_name="digits_linear"), timeout=30, metadata=suite.metadata("admin")
             )
     assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "explicit" in raised.value.details()
@@ -230,7 +227,7 @@ def test_admin_calls_are_refused_without_the_admin_token(explicit: Suite) -> Non
             with pytest.raises(grpc.RpcError) as raised:
                 orchestrator.UnloadModel(orchestrator_service_pb2.UnloadModelRequest(model_name="digits_mlp"), timeout=10, metadata=metadata)
             assert raised.value.code() == code
-            assert ADMIN_TOKEN not in raised.value.details()
+            assert explicit.credentials.admin_token not in raised.value.details()
     assert list_models(explicit)["digits_mlp"].ready
 
 
@@ -241,19 +238,19 @@ def test_unloading_a_model_takes_it_out_of_routing_and_loading_brings_it_back(ex
         cached = router.Infer(request(9, confidence_threshold=1.0), timeout=20)
         assert router.Infer(request(9, confidence_threshold=1.0), timeout=20).cache_level == common_pb2.CACHE_LEVEL_L4_FINAL_RESULT
         assert "digits_mlp" in [s.model.name for s in cached.steps]
-        unloaded = orchestrator.UnloadModel(orchestrator_service_pb2.UnloadModelRequest(model_name="digits_mlp"), timeout=60, metadata=ADMIN)
+        unloaded = orchestrator.UnloadModel(orchestrator_service_pb2.UnloadModelRequest(model_name="digits_mlp"), timeout=60, metadata=explicit.metadata("admin"))
         assert unloaded.cache_entries_removed >= 1
         assert not list_models(explicit)["digits_mlp"].ready
         response = eventually(lambda: answered_without(router, "digits_mlp", 9), what="plans without digits_mlp")
         assert response.cache_level == common_pb2.CACHE_LEVEL_UNSPECIFIED
-        loaded = orchestrator.LoadModel(orchestrator_service_pb2.LoadModelRequest(model_name="digits_mlp"), timeout=120, metadata=ADMIN)
+        loaded = orchestrator.LoadModel(orchestrator_service_pb2.LoadModelRequest(model_name="digits_mlp"), timeout=120, metadata=explicit.metadata("admin"))
         assert loaded.model.ready and not loaded.model.problem
         eventually(
             lambda: "digits_mlp" in [s.model.name for s in router.Infer(request(10, confidence_threshold=1.0, skip_cache=True), timeout=20).steps],
             what="plans with digits_mlp again",
         )
         with pytest.raises(grpc.RpcError) as raised:
-            orchestrator.UnloadModel(orchestrator_service_pb2.UnloadModelRequest(model_name="no_such_model"), timeout=10, metadata=ADMIN)
+            orchestrator.UnloadModel(orchestrator_service_pb2.UnloadModelRequest(model_name="no_such_model"), timeout=10, metadata=explicit.metadata("admin"))
         assert raised.value.code() == grpc.StatusCode.NOT_FOUND
 
 
