@@ -116,7 +116,9 @@ class Access(enum.Enum):
 # and a test checks that every RPC of every service is listed.
 RPC_ACCESS: dict[str, Access] = {
     "/inferscale.v1.RouterService/Infer": Access.CLIENT,
+    "/inferscale.v1.RouterService/InferStream": Access.CLIENT,
     "/inferscale.v1.OrchestratorService/Execute": Access.SERVICE,
+    "/inferscale.v1.OrchestratorService/ExecuteStream": Access.SERVICE,
     "/inferscale.v1.OrchestratorService/Embed": Access.SERVICE,
     "/inferscale.v1.OrchestratorService/ListModels": Access.SERVICE,
     "/inferscale.v1.OrchestratorService/LoadModel": Access.ADMIN,
@@ -328,6 +330,22 @@ def _parsed_in_the_handler(handler: grpc.RpcMethodHandler, client: str) -> grpc.
             return await behaviour(request, context)
 
         return grpc.unary_unary_rpc_method_handler(unary, response_serializer=handler.response_serializer)
+    if handler.unary_stream is not None:
+        streaming_behaviour = handler.unary_stream
+
+        async def unary_stream(raw: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[object]:
+            try:
+                request = parse(raw)
+            except Exception:  # noqa: BLE001 - as above
+                refuse(context, grpc.StatusCode.INVALID_ARGUMENT, unparsable)
+                return
+            if client:
+                trace.get_current_span().set_attribute(ATTR_CLIENT_ID, client)
+                _CALLER.set(client)
+            async for reply in streaming_behaviour(request, context):
+                yield reply
+
+        return grpc.unary_stream_rpc_method_handler(unary_stream, response_serializer=handler.response_serializer)
     if handler.stream_stream is not None:
         stream_behaviour = handler.stream_stream
 

@@ -24,8 +24,12 @@ def test_every_rpc_of_every_service_has_an_access_rule_and_no_rule_names_a_missi
         for method in service.methods
     }
     assert served == set(RPC_ACCESS)
-    # Only the router's Infer is for clients; what changes what every caller gets is admin's.
-    assert [m for m, a in RPC_ACCESS.items() if a is Access.CLIENT] == ["/inferscale.v1.RouterService/Infer"]
+    # Only the router's Infer and its streamed twin are for clients; what changes what every
+    # caller gets is admin's.
+    assert [m for m, a in RPC_ACCESS.items() if a is Access.CLIENT] == [
+        "/inferscale.v1.RouterService/Infer",
+        "/inferscale.v1.RouterService/InferStream",
+    ]
     assert {m.rsplit("/", 1)[1] for m, a in RPC_ACCESS.items() if a is Access.ADMIN} == {
         "LoadModel", "UnloadModel", "Invalidate", "ProposeRoutingPolicy"
     }
