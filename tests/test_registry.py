@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from services.orchestrator.registry import ROLE_COMPLEXITY, ROLE_EMBEDDING, RegistrySnapshot, parse_model
 
 GOOD = {
@@ -99,3 +101,43 @@ def test_a_grid_answer_reads_its_confidence_from_the_declared_score_output() -> 
     assert not unscored.routable and "needs inferscale.score_output" in unscored.problem
     mismatched = parse_model("solver", 1, True, {**grid, "inferscale.confidence": "max_probability"})
     assert not mismatched.routable and "of answer kind 'grid' must be 'score_output'" in mismatched.problem
+
+
+def _text_parameters(**overrides: str) -> dict[str, str]:
+    parameters = {
+        "inferscale.task": "math",
+        "inferscale.tier": "1",
+        "inferscale.cost": "100",
+        "inferscale.answer_kind": "generated_text",
+        "inferscale.confidence": "token_probability",
+        "inferscale.output": "text_output",
+        "inferscale.cost_per_input_token": "1.5",
+        "inferscale.cost_per_output_token": "12",
+        "inferscale.answer_extraction": "last_number",
+        "inferscale.prompt_format": "chatml",
+    }
+    parameters.update(overrides)
+    return parameters
+
+
+def test_a_text_model_declares_its_token_costs_extraction_and_prompt_format() -> None:
+    model = parse_model("llm", 1, True, _text_parameters())
+    assert model.routable and model.generates_text
+    assert (model.cost_per_input_token, model.cost_per_output_token) == (1.5, 12.0)
+    assert (model.answer_extraction, model.prompt_format, model.agreement_samples) == ("last_number", "chatml", 3)
+
+
+@pytest.mark.parametrize(
+    ("override", "fault"),
+    [
+        ({"inferscale.cost_per_output_token": "-1"}, "cost_per_output_token"),
+        ({"inferscale.cost_per_input_token": "nan"}, "cost_per_input_token"),
+        ({"inferscale.answer_extraction": "regex"}, "answer_extraction"),
+        ({"inferscale.prompt_format": "llama3"}, "prompt_format"),
+        ({"inferscale.agreement_samples": "1"}, "agreement_samples"),
+        ({"inferscale.confidence": "max_probability"}, "token_probability"),
+    ],
+)
+def test_a_text_model_with_a_malformed_declaration_is_left_out_naming_the_fault(override: dict[str, str], fault: str) -> None:
+    model = parse_model("llm", 1, True, _text_parameters(**override))
+    assert not model.routable and fault in model.problem

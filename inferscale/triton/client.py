@@ -8,13 +8,14 @@ that makes Triton's own spans join the caller's trace.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import grpc
 from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 
 from inferscale.errors import DeadlineExceeded, InferScaleError, InvalidArgument, ModelFailed, NotFound, PermissionDenied, Unavailable
+from inferscale.models.llm import MODEL_FAULT_PREFIX
 from inferscale.rpc import open_channel
 from inferscale.v1 import common_pb2
 
@@ -49,6 +50,24 @@ RESTRICTED = "is restricted, expecting header"
 # How Triton's python backend reports a model whose stub process died: it fails that call and
 # starts a new stub, so the next call succeeds (measured on Triton 2.51 after killing a stub).
 STUB_UNHEALTHY = "is not healthy"
+
+
+# ModelStreamInfer's request and response parameters for a decoupled model's last response.
+EMPTY_FINAL_RESPONSE = "triton_enable_empty_final_response"
+FINAL_RESPONSE = "triton_final_response"
+
+
+def _stream_error(message: str, what: str) -> InferScaleError:
+    """A model's error on a stream arrives as a message without a status code: the model refused
+    the request (its input is at fault) unless it says it failed itself."""
+    message = message.strip()
+    if STUB_UNHEALTHY in message:
+        return ModelRestarting(f"Triton {what} failed: {message}")
+    if "unknown model" in message or "is not found" in message:
+        return NotFound(f"Triton {what}: {message}")
+    if message.startswith(MODEL_FAULT_PREFIX):
+        return ModelFailed(f"Triton {what} failed: {message}")
+    return InvalidArgument(f"Triton {what}: {message}")
 
 
 class ModelRestarting(ModelFailed):
@@ -123,6 +142,55 @@ class TritonClient:
             for output, raw in zip(reply.outputs, reply.raw_output_contents, strict=True)
         ]
         return InferResult(outputs=outputs, model_version=int(reply.model_version or 0))
+
+    async def stream_infer(
+        self,
+        model_name: str,
+        model_version: int,
+        inputs: Sequence[common_pb2.InferTensor],
+        *,
+        timeout_seconds: float,
+    ) -> AsyncIterator[InferResult]:
+        """Runs one request on a decoupled model over ModelStreamInfer; yields each response as it comes.
+
+        Ends after the response that carries Triton's final flag. Leaving the iteration early
+        (a cancelled caller, an expired deadline) cancels the gRPC call, and Triton cancels the
+        request: a generating model stops at its next token.
+        """
+        request = service_pb2.ModelInferRequest(
+            model_name=model_name,
+            model_version=str(model_version) if model_version else "",
+            inputs=[
+                service_pb2.ModelInferRequest.InferInputTensor(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
+                for tensor in inputs
+            ],
+            raw_input_contents=[tensor.raw_contents for tensor in inputs],
+        )
+        # A model may end with a final flag alone, without outputs; Triton relays it only when asked.
+        request.parameters[EMPTY_FINAL_RESPONSE].bool_param = True
+        call = self._stub.ModelStreamInfer(iter([request]), timeout=timeout_seconds)
+        what = f"streamed inference on {model_name}"
+        try:
+            async for reply in call:
+                if reply.error_message:
+                    raise _stream_error(reply.error_message, what)
+                response = reply.infer_response
+                final = response.parameters[FINAL_RESPONSE].bool_param if FINAL_RESPONSE in response.parameters else False
+                if response.outputs or not final:
+                    yield InferResult(
+                        outputs=[
+                            common_pb2.InferTensor(name=output.name, datatype=output.datatype, shape=output.shape, raw_contents=raw)
+                            for output, raw in zip(response.outputs, response.raw_output_contents, strict=True)
+                        ],
+                        model_version=int(response.model_version or 0),
+                    )
+                if final:
+                    return
+        except grpc.aio.AioRpcError as error:
+            raise _translate(error, what) from error
+        finally:
+            call.cancel()
+        raise ModelFailed(f"Triton {what} ended without a final response")
 
     async def repository_index(self, *, timeout_seconds: float = 5.0) -> list[RepositoryEntry]:
         """Returns every model of the repository with its state (READY, UNAVAILABLE, LOADING…)."""

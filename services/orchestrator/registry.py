@@ -6,6 +6,7 @@ keeps a snapshot; reading Triton is the caller's business.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -46,10 +47,32 @@ REQUIRED_PARAMETERS = (PARAM_TASK, PARAM_TIER, PARAM_COST, PARAM_ANSWER_KIND, PA
 # names in inferscale.score_output (FP32 [1] in [0, 1]).
 CLASS_PROBABILITIES = "class_probabilities"
 GRID = "grid"
-CONFIDENCE_OF = {CLASS_PROBABILITIES: "max_probability", GRID: "score_output"}
-ANSWER_KINDS = frozenset(CONFIDENCE_OF)
-CONFIDENCE_METHODS = frozenset(CONFIDENCE_OF.values())
+# Generated text (a model of Triton's vLLM-backend contract, decoupled): its confidence is the
+# answer's token probabilities, the agreement of several samples on the extracted answer, or a
+# verifier model's score (docs/generative.md).
+GENERATED_TEXT = "generated_text"
+TOKEN_PROBABILITY = "token_probability"
+AGREEMENT = "agreement"
+VERIFIER = "verifier"
+CONFIDENCES_OF = {
+    CLASS_PROBABILITIES: ("max_probability",),
+    GRID: ("score_output",),
+    GENERATED_TEXT: (TOKEN_PROBABILITY, AGREEMENT, VERIFIER),
+}
+ANSWER_KINDS = frozenset(CONFIDENCES_OF)
 PARAM_SCORE_OUTPUT = "inferscale.score_output"
+# Generated text: the compute units of a prompt token and of a generated token, how the final
+# answer is extracted from the text, how chat turns are rendered into text_input, and how many
+# samples an "agreement" confidence draws.
+PARAM_COST_PER_INPUT_TOKEN = "inferscale.cost_per_input_token"
+PARAM_COST_PER_OUTPUT_TOKEN = "inferscale.cost_per_output_token"
+PARAM_ANSWER_EXTRACTION = "inferscale.answer_extraction"
+PARAM_PROMPT_FORMAT = "inferscale.prompt_format"
+PARAM_AGREEMENT_SAMPLES = "inferscale.agreement_samples"
+ANSWER_EXTRACTIONS = ("last_number", "first_line", "whole_text")
+PROMPT_FORMATS = ("chatml", "plain")
+DEFAULT_AGREEMENT_SAMPLES = 3
+MAX_AGREEMENT_SAMPLES = 16
 
 
 @dataclass(frozen=True)
@@ -76,8 +99,19 @@ class RegisteredModel:
     semantic_input: str = ""
     embedding_model: str = ""
     semantic_threshold: float = 0.0
+    # Generated text only (answer kind GENERATED_TEXT).
+    cost_per_input_token: float = 0.0
+    cost_per_output_token: float = 0.0
+    answer_extraction: str = ""
+    prompt_format: str = ""
+    agreement_samples: int = 0
     role: str = ""
     problem: str = ""
+
+    @property
+    def generates_text(self) -> bool:
+        """Whether the model generates text (Triton's vLLM-backend contract, reached by streaming)."""
+        return self.answer_kind == GENERATED_TEXT
 
     @property
     def routable(self) -> bool:
@@ -149,11 +183,18 @@ def parse_model(name: str, version: int, ready: bool, parameters: Mapping[str, s
         problem = f"{PARAM_COST} must be positive, got {cost}"
     elif parameters[PARAM_ANSWER_KIND] not in ANSWER_KINDS:
         problem = f"{PARAM_ANSWER_KIND} {parameters[PARAM_ANSWER_KIND]!r} is not one of {sorted(ANSWER_KINDS)}"
-    elif parameters[PARAM_CONFIDENCE] != CONFIDENCE_OF[parameters[PARAM_ANSWER_KIND]]:
+    elif parameters[PARAM_CONFIDENCE] not in CONFIDENCES_OF[parameters[PARAM_ANSWER_KIND]]:
         kind = parameters[PARAM_ANSWER_KIND]
-        problem = f"{PARAM_CONFIDENCE} of answer kind {kind!r} must be {CONFIDENCE_OF[kind]!r}, not {parameters[PARAM_CONFIDENCE]!r}"
+        allowed = " or ".join(repr(method) for method in CONFIDENCES_OF[kind])
+        problem = f"{PARAM_CONFIDENCE} of answer kind {kind!r} must be {allowed}, not {parameters[PARAM_CONFIDENCE]!r}"
     elif parameters[PARAM_ANSWER_KIND] == GRID and not parameters.get(PARAM_SCORE_OUTPUT, "").strip():
         problem = f"answer kind 'grid' needs {PARAM_SCORE_OUTPUT}, the output holding the answer's score"
+    text = _TextSettings()
+    if parameters[PARAM_ANSWER_KIND] == GENERATED_TEXT:
+        try:
+            text = _parse_text_settings(parameters)
+        except ValueError as error:
+            problem = problem or str(error)
     semantic_threshold = 0.0
     if parameters.get(PARAM_SEMANTIC_THRESHOLD, "").strip():
         try:
@@ -187,8 +228,45 @@ def parse_model(name: str, version: int, ready: bool, parameters: Mapping[str, s
         semantic_input=parameters.get(PARAM_SEMANTIC_INPUT, "").strip(),
         embedding_model=parameters.get(PARAM_EMBEDDING_MODEL, "").strip(),
         semantic_threshold=max(semantic_threshold, 0.0),
+        cost_per_input_token=text.cost_per_input_token,
+        cost_per_output_token=text.cost_per_output_token,
+        answer_extraction=text.answer_extraction,
+        prompt_format=text.prompt_format,
+        agreement_samples=text.agreement_samples,
         problem=problem,
     )
+
+
+@dataclass(frozen=True)
+class _TextSettings:
+    cost_per_input_token: float = 0.0
+    cost_per_output_token: float = 0.0
+    answer_extraction: str = ""
+    prompt_format: str = ""
+    agreement_samples: int = 0
+
+
+def _parse_text_settings(parameters: Mapping[str, str]) -> _TextSettings:
+    """Reads a generated-text model's own parameters; ValueError names the one at fault."""
+    costs = []
+    for key in (PARAM_COST_PER_INPUT_TOKEN, PARAM_COST_PER_OUTPUT_TOKEN):
+        try:
+            value = float(parameters.get(key, ""))
+        except ValueError:
+            value = -1.0
+        if not (value >= 0 and math.isfinite(value)):
+            raise ValueError(f"{key} must be a number >= 0, got {parameters.get(key, '')!r}")
+        costs.append(value)
+    extraction = parameters.get(PARAM_ANSWER_EXTRACTION, "").strip()
+    if extraction not in ANSWER_EXTRACTIONS:
+        raise ValueError(f"{PARAM_ANSWER_EXTRACTION} must be one of {', '.join(ANSWER_EXTRACTIONS)}, got {extraction!r}")
+    prompt_format = parameters.get(PARAM_PROMPT_FORMAT, "").strip()
+    if prompt_format not in PROMPT_FORMATS:
+        raise ValueError(f"{PARAM_PROMPT_FORMAT} must be one of {', '.join(PROMPT_FORMATS)}, got {prompt_format!r}")
+    samples_text = parameters.get(PARAM_AGREEMENT_SAMPLES, "").strip() or str(DEFAULT_AGREEMENT_SAMPLES)
+    if not samples_text.isdigit() or not 2 <= int(samples_text) <= MAX_AGREEMENT_SAMPLES:
+        raise ValueError(f"{PARAM_AGREEMENT_SAMPLES} must be an integer in [2, {MAX_AGREEMENT_SAMPLES}], got {samples_text!r}")
+    return _TextSettings(costs[0], costs[1], extraction, prompt_format, int(samples_text))
 
 
 class RegistrySnapshot:

@@ -1,0 +1,319 @@
+"""Text generation on CPU with llama.cpp, behind the request contract of Triton's vLLM backend.
+
+This module knows nothing of Triton: :mod:`inferscale.models.llm_adapter` moves tensors between
+Triton and it. What it keeps of vLLM's semantics, so that a client cannot tell the two apart:
+
+- ``sampling_parameters`` is vLLM's JSON (``max_tokens`` 16 and ``temperature`` 1.0 by default,
+  ``top_k`` -1 for all tokens); a key this engine does not implement is refused by name rather
+  than ignored.
+- A token's log-probability is the model's own (log-softmax of the raw logits), before
+  temperature and truncation reshape the distribution: vLLM's ``raw_logprobs``.
+- ``logprobs`` N asks for the N most likely tokens at each position besides the sampled one.
+
+The weights come from registry packages pinned by version and checked here against their
+SHA-256 before llama.cpp reads them; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import importlib.util
+import json
+import math
+import os
+import pathlib
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# The sampling parameters this engine implements, with vLLM's defaults.
+DEFAULT_MAX_TOKENS = 16
+DEFAULT_TEMPERATURE = 1.0
+# More alternatives per position than this is refused: each costs a partial sort of the vocabulary.
+MAX_TOP_LOGPROBS = 20
+MAX_STOP_STRINGS = 16
+MAX_STOP_CHARS = 256
+# How a model's error message begins when the model failed itself, as opposed to a request it
+# refuses (Triton's stream carries an error as a message alone, without a status code).
+MODEL_FAULT_PREFIX = "model fault: "
+
+
+@dataclass(frozen=True)
+class SamplingParameters:
+    """One request's sampling parameters, read from vLLM's ``sampling_parameters`` JSON."""
+
+    max_tokens: int = DEFAULT_MAX_TOKENS
+    temperature: float = DEFAULT_TEMPERATURE
+    top_p: float = 1.0
+    # 0 keeps every token (vLLM's -1).
+    top_k: int = 0
+    min_p: float = 0.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    # None: no per-token log-probabilities; N >= 0: the sampled token's, and the N most likely.
+    logprobs: int | None = None
+
+    @classmethod
+    def from_json(cls, text: str) -> SamplingParameters:
+        """Parses and checks the JSON; ValueError names the key at fault."""
+        try:
+            raw = json.loads(text) if text.strip() else {}
+        except json.JSONDecodeError as error:
+            raise ValueError(f"sampling_parameters is not JSON: {error}") from None
+        if not isinstance(raw, dict):
+            raise ValueError("sampling_parameters must be a JSON object")
+        unknown = sorted(set(raw) - _READERS.keys())
+        if unknown:
+            raise ValueError(f"sampling_parameters: {', '.join(unknown)} not supported by this engine")
+        values = {}
+        for key, value in raw.items():
+            if value is None:
+                continue
+            try:
+                values[key] = _READERS[key](value)
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"sampling_parameters.{key}: {error}") from None
+        return cls(**values)
+
+
+def _integer(low: int, high: int) -> Callable[[object], int]:
+    def read(value: object) -> int:
+        # JSON numbers arrive as int or float; a bool is an int to Python but never meant as one.
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+            raise ValueError(f"{value!r} is not an integer")
+        if not low <= int(value) <= high:
+            raise ValueError(f"{int(value)} is outside [{low}, {high}]")
+        return int(value)
+
+    return read
+
+
+def _number(low: float, high: float) -> Callable[[object], float]:
+    def read(value: object) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{value!r} is not a finite number")
+        if not low <= value <= high:
+            raise ValueError(f"{value} is outside [{low}, {high}]")
+        return float(value)
+
+    return read
+
+
+def _stop(value: object) -> tuple[str, ...]:
+    stops = [value] if isinstance(value, str) else value
+    if not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops):
+        raise ValueError("must be a non-empty string or a list of them")
+    if len(stops) > MAX_STOP_STRINGS or any(len(s) > MAX_STOP_CHARS for s in stops):
+        raise ValueError(f"at most {MAX_STOP_STRINGS} strings of at most {MAX_STOP_CHARS} characters")
+    return tuple(stops)
+
+
+def _top_k(value: object) -> int:
+    k = _integer(-1, 1 << 20)(value)
+    return 0 if k == -1 else k
+
+
+_READERS: dict[str, Callable[[object], object]] = {
+    "max_tokens": _integer(1, 1 << 20),
+    "temperature": _number(0.0, 100.0),
+    "top_p": _number(0.0, 1.0),
+    "top_k": _top_k,
+    "min_p": _number(0.0, 1.0),
+    "seed": _integer(0, 2**32 - 1),
+    "stop": _stop,
+    "logprobs": _integer(0, MAX_TOP_LOGPROBS),
+}
+
+
+@dataclass
+class TokenStep:
+    """One generated token: its id, the text it completes and its log-probability."""
+
+    token_id: int
+    # The text this token completes; "" while a multi-byte character is still incomplete.
+    text: str
+    logprob: float
+    # 1 for the most likely token at its position.
+    rank: int = 1
+    # The most likely tokens at this position, (id, log-probability, text), when asked for.
+    top: list[tuple[int, float, str]] = field(default_factory=list)
+
+
+@dataclass
+class Generation:
+    """What a whole generation produced, filled in as it runs."""
+
+    input_tokens: int
+    tokens: list[TokenStep] = field(default_factory=list)
+    # "stop" (end of sequence or a stop string), "length" (max_tokens), "cancelled", or None while it runs.
+    finish_reason: str | None = None
+
+    @property
+    def cumulative_logprob(self) -> float:
+        """The sum of the generated tokens' log-probabilities."""
+        return float(sum(step.logprob for step in self.tokens))
+
+
+def verified_file(path: pathlib.Path, sha256: str) -> pathlib.Path:
+    """Returns ``path`` once its SHA-256 is the pinned one; ValueError otherwise."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while chunk := stream.read(1 << 22):
+            digest.update(chunk)
+    if digest.hexdigest() != sha256:
+        raise ValueError(f"{path} has SHA-256 {digest.hexdigest()}, expected {sha256}: not the pinned file")
+    return path
+
+
+def package_file(relative: str) -> pathlib.Path:
+    """The file ``package/inner/path`` of an installed package, found without importing the package."""
+    package, _, inner = relative.partition("/")
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"package {package} is not installed (make setup installs it from requirements-models.txt)")
+    return pathlib.Path(next(iter(spec.submodule_search_locations))) / inner
+
+
+def weights_file(parts: Sequence[str], sha256: str, cache_dir: pathlib.Path) -> pathlib.Path:
+    """The GGUF file the packaged ``parts`` make when joined in order, checked against ``sha256``.
+
+    One part is used where it lies. Several (a file split across packages to fit a registry's size
+    limit) are joined once into ``cache_dir``, written under a temporary name and renamed when
+    whole, so that a crash or a second process never leaves or reads half a file.
+    """
+    files = [package_file(part) for part in parts]
+    if len(files) == 1:
+        return verified_file(files[0], sha256)
+    joined = cache_dir / f"{sha256}.gguf"
+    if joined.exists():
+        # Named by its hash and moved into place only once that hash was checked: hashing half a
+        # gigabyte again on every load of every Triton would be spent for nothing.
+        return joined
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=cache_dir, suffix=".part", delete=False) as out:
+        try:
+            for file in files:
+                with file.open("rb") as part:
+                    while chunk := part.read(1 << 22):
+                        out.write(chunk)
+            out.close()
+            verified_file(pathlib.Path(out.name), sha256)
+            os.replace(out.name, joined)
+        except BaseException:
+            pathlib.Path(out.name).unlink(missing_ok=True)
+            raise
+    return joined
+
+
+def default_cache_dir() -> pathlib.Path:
+    """Where joined weights are kept: ``INFERSCALE_MODEL_CACHE``, else ``~/.cache/inferscale/gguf``."""
+    configured = os.environ.get("INFERSCALE_MODEL_CACHE", "").strip()
+    return pathlib.Path(configured) if configured else pathlib.Path.home() / ".cache" / "inferscale" / "gguf"
+
+
+class LlamaGenerator:
+    """One GGUF model loaded in llama.cpp, generating one request at a time."""
+
+    def __init__(self, model_path: pathlib.Path, *, context_tokens: int, threads: int) -> None:
+        from llama_cpp import Llama  # imported here: the module's pure parts need no llama.cpp
+
+        self._llama = Llama(
+            model_path=str(model_path), n_ctx=context_tokens, n_threads=threads, n_threads_batch=threads, verbose=False
+        )
+        self.context_tokens = context_tokens
+
+    def tokenize(self, prompt: str) -> list[int]:
+        """The prompt's tokens; the chat format's special markers (``<|im_start|>``) are parsed as such."""
+        return self._llama.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+
+    def generate(self, prompt_tokens: list[int], params: SamplingParameters, cancelled: Callable[[], bool]) -> Iterator[TokenStep]:
+        """Yields each generated token; sets nothing itself: see :func:`run_generation`.
+
+        Ends at the end-of-generation token, after ``max_tokens``, or when ``cancelled()`` turns true.
+        """
+        from llama_cpp import LogitsProcessorList, llama_vocab_is_eog
+
+        llama = self._llama
+        log_probabilities: list[np.ndarray] = []
+
+        def remember(_: np.ndarray, scores: np.ndarray) -> np.ndarray:
+            # The raw distribution, before temperature and truncation, as vLLM reports it.
+            shifted = scores - scores.max()
+            log_probabilities[:] = [shifted - np.log(np.exp(shifted).sum())]
+            return scores
+
+        llama.set_seed(params.seed if params.seed is not None else int.from_bytes(os.urandom(4), "little"))
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        previous: list[int] = list(prompt_tokens)
+        for count, token in enumerate(
+            llama.generate(
+                prompt_tokens,
+                temp=params.temperature,
+                top_p=params.top_p,
+                top_k=params.top_k,
+                min_p=params.min_p,
+                repeat_penalty=1.0,
+                logits_processor=LogitsProcessorList([remember]),
+            )
+        ):
+            if llama_vocab_is_eog(llama._model.vocab, token) or cancelled():  # noqa: SLF001 - as Llama.create_completion tests it
+                return
+            distribution = log_probabilities[0]
+            piece = llama.detokenize([token], prev_tokens=previous)
+            previous.append(token)
+            top = []
+            if params.logprobs:
+                best = np.argpartition(-distribution, params.logprobs)[: params.logprobs]
+                best = best[np.argsort(-distribution[best])]
+                top = [(int(t), float(distribution[t]), self._text(int(t))) for t in best]
+            rank = int((distribution > distribution[token]).sum()) + 1
+            yield TokenStep(int(token), decoder.decode(piece), float(distribution[token]), rank, top)
+            if count + 1 >= params.max_tokens:
+                return
+
+    def _text(self, token: int) -> str:
+        return self._llama.detokenize([token]).decode("utf-8", errors="replace")
+
+
+def run_generation(
+    generator: LlamaGenerator,
+    prompt: str,
+    params: SamplingParameters,
+    cancelled: Callable[[], bool],
+) -> Iterator[tuple[Generation, list[TokenStep]]]:
+    """Runs one generation and yields, after each token, the generation so far and its new tokens.
+
+    The last item comes with ``finish_reason`` set and no new tokens. A stop string ends the text
+    before it, as vLLM does. ValueError: the prompt and ``max_tokens`` do not fit the context.
+    """
+    prompt_tokens = generator.tokenize(prompt)
+    if len(prompt_tokens) + params.max_tokens > generator.context_tokens:
+        raise ValueError(
+            f"the prompt's {len(prompt_tokens)} tokens and max_tokens {params.max_tokens} exceed "
+            f"the model's context of {generator.context_tokens} tokens"
+        )
+    generation = Generation(input_tokens=len(prompt_tokens))
+    text = ""
+    reason = "length"
+    for step in generator.generate(prompt_tokens, params, cancelled):
+        text += step.text
+        stop_at = min((i for i in (text.find(s) for s in params.stop) if i >= 0), default=-1)
+        if stop_at >= 0:
+            # The stop string and what follows it are not part of the answer.
+            step.text = step.text[: max(0, len(step.text) - (len(text) - stop_at))]
+            generation.tokens.append(step)
+            yield generation, [step]
+            reason = "stop"
+            break
+        generation.tokens.append(step)
+        yield generation, [step]
+    else:
+        if cancelled():
+            reason = "cancelled"
+        elif len(generation.tokens) < params.max_tokens:
+            reason = "stop"
+    generation.finish_reason = reason
+    yield generation, []

@@ -1,0 +1,93 @@
+"""How sure a text answer is: its tokens' probabilities, the agreement of samples, or a verifier's score."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from services.orchestrator.text.contract import Token
+from services.orchestrator.text.extraction import answer_span
+
+
+def token_probability(tokens: Sequence[Token], method: str) -> float:
+    """The geometric mean of the probabilities of the tokens that spell the extracted answer.
+
+    The answer's own tokens, rather than the whole text's: a model can be fluent about a
+    derivation and unsure of the number it ends on, and that number is what is scored. A text
+    with no answer to extract scores 0.
+    """
+    text = "".join(token.text for token in tokens)
+    span = answer_span(text, method)
+    if span is None:
+        return 0.0
+    start, end = span
+    position = 0
+    inside = []
+    for token in tokens:
+        token_end = position + len(token.text)
+        if token_end > start and position < end:
+            inside.append(token.logprob)
+        position = token_end
+    if not inside:
+        return 0.0
+    return math.exp(sum(inside) / len(inside))
+
+
+# The verifier's answer tokens that mean yes and no, as tokenizers split them.
+_YES = ("yes", " yes")
+_NO = ("no", " no")
+
+
+def verifier_score(first_token_top: dict[str, float]) -> float:
+    """P(yes) / (P(yes) + P(no)) from the most likely first tokens of a verifier's reply; 0 with neither."""
+    yes = sum(math.exp(lp) for token, lp in first_token_top.items() if token.lower() in _YES)
+    no = sum(math.exp(lp) for token, lp in first_token_top.items() if token.lower() in _NO)
+    if yes + no == 0:
+        return 0.0
+    return yes / (yes + no)
+
+
+@dataclass
+class Vote:
+    """Self-consistency's tally: how many samples reached each extracted answer.
+
+    A sample with no answer to extract counts as a sample but votes for nothing.
+    """
+
+    counts: Counter[str] = field(default_factory=Counter)
+    samples: int = 0
+
+    def add(self, label: str) -> None:
+        """Counts one sample's extracted answer."""
+        self.samples += 1
+        if label:
+            self.counts[label] += 1
+
+    def leader(self) -> tuple[str, int]:
+        """The answer most samples reached (the first to get there among equals) and its votes."""
+        if not self.counts:
+            return "", 0
+        best = max(self.counts.values())
+        label = next(label for label, count in self.counts.items() if count == best)
+        return label, best
+
+    def share(self) -> float:
+        """The leader's share of all samples: self-consistency's confidence."""
+        return self.leader()[1] / self.samples if self.samples else 0.0
+
+    def settled(self, max_samples: int, threshold: float, min_samples: int = 3) -> str:
+        """Why sampling may stop now, or "" to go on.
+
+        Stops when no other answer can overtake the leader with the samples left, or when at
+        least ``min_samples`` were drawn and the leader's share reaches ``threshold``.
+        """
+        label, votes = self.leader()
+        runner_up = max((c for other, c in self.counts.items() if other != label), default=0)
+        left = max_samples - self.samples
+        if votes and votes > runner_up + left:
+            return f"answer {label!r} leads {votes} to {runner_up} with {left} samples left: no other answer can win"
+        if self.samples >= min_samples and self.share() >= threshold:
+            return f"answer {label!r} holds {votes} of {self.samples} samples, share {self.share():.2f} >= {threshold:.2f}"
+        return ""
