@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services.orchestrator.search import REFINE, SAMPLE, AdaptiveSearch, SearchMember
+from services.orchestrator.adaptive_search import REFINE, SAMPLE, AdaptiveSearch, SearchMember
 
 SAMPLER = SearchMember(samples=True, refines=False, cost=1.0)
 FIXED = SearchMember(samples=False, refines=False, cost=1.0)

@@ -1,0 +1,341 @@
+"""The one way a strategy runs a step of a plan: call the model, trace the step, report and record it.
+
+Every strategy goes through a ``StepRunner`` for what all of them share: a step starts with
+``StepRunner.step`` (its span) and ends in the response with ``StepRunner.record``, whatever the
+strategy, so that what watches steps (the monitor's events, the spans) is fed in one place.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+from opentelemetry import trace
+
+from inferscale import telemetry
+from inferscale.errors import InvalidArgument, ModelFailed, Unavailable
+from inferscale.events import EventSender
+from inferscale.tensors import bytes_elements, from_numpy, to_numpy
+from inferscale.triton.client import InferResult
+from inferscale.v1 import common_pb2, monitor_service_pb2, orchestrator_service_pb2
+from services.orchestrator.escalation import (
+    LEFT_ROUTING,
+    ReadAnswer,
+    read_class_probabilities,
+    read_grids,
+    stop_before,
+)
+from services.orchestrator.latency import RecentSteps
+from services.orchestrator.model_cache import L3, ModelOutputCache, model_output_key
+from services.orchestrator.registry import GRID, ROLE_COMPLEXITY, RegisteredModel
+from services.orchestrator.registry_source import TritonRegistry
+from services.orchestrator.triton_pool import TritonPool
+
+TRACER = trace.get_tracer("inferscale.orchestrator")
+# Steps that never called their model: the monitor hears only of steps that ran or tried to.
+NOT_RUN = frozenset({common_pb2.DECISION_SKIPPED, common_pb2.DECISION_STOPPED})
+
+
+class Deadline(Protocol):
+    """What has a deadline: a gRPC call's context, or an execution of a plan."""
+
+    def time_remaining(self) -> float | None:
+        """Seconds left before the deadline; None when there is none."""
+
+
+@dataclass
+class Execution:
+    """One Execute call as its strategy runs it: the request, the response it builds, the time it has."""
+
+    request: orchestrator_service_pb2.ExecuteRequest
+    response: orchestrator_service_pb2.ExecuteResponse
+    # The caller's deadline as the gRPC context reads it: seconds left, or None without one.
+    time_remaining: Callable[[], float | None]
+
+    @property
+    def plan(self) -> common_pb2.Plan:
+        """The plan the request asks to run."""
+        return self.request.plan
+
+
+@dataclass(frozen=True)
+class ModelCall:
+    """What one call of a model gave: its result, the answer read from it, its latency, who served it."""
+
+    model: RegisteredModel
+    result: InferResult
+    answer: ReadAnswer
+    latency_ms: float
+    # The cache level that answered instead of Triton; CACHE_LEVEL_UNSPECIFIED when Triton ran.
+    served_by: int
+
+    @property
+    def output(self) -> common_pb2.InferTensor:
+        """The output the model's config declares as its answer (present: reading the answer needed it)."""
+        return next(t for t in self.result.outputs if t.name == self.model.output_name)
+
+
+def not_run(index: int, step: common_pb2.PlanStep, decision: int, reason: str) -> common_pb2.EscalationStep:
+    """Reports a step whose model gave no answer: skipped, stopped or failed, and why."""
+    return common_pb2.EscalationStep(
+        index=index, model=step.model, tier=step.tier, threshold=step.accept_threshold, decision=decision, reason=reason
+    )
+
+
+def skipped(index: int, step: common_pb2.PlanStep) -> common_pb2.EscalationStep:
+    """Reports a step whose model left routing after the plan was made."""
+    return not_run(index, step, common_pb2.DECISION_SKIPPED, f"model {step.model.name} {LEFT_ROUTING}")
+
+
+def ran(
+    index: int, step: common_pb2.PlanStep, call: ModelCall, decision: int, reason: str
+) -> common_pb2.EscalationStep:
+    """Reports a step that ran: the version that answered, the answer, the decision and its cost (0 from a cache)."""
+    model, answer = call.model, call.answer
+    return common_pb2.EscalationStep(
+        index=index,
+        model=common_pb2.ModelRef(name=model.name, version=call.result.model_version),
+        tier=model.tier,
+        answer=common_pb2.Answer(label=answer.label, confidence=answer.confidence),
+        alternatives=[common_pb2.Answer(label=label, confidence=conf) for label, conf in answer.alternatives],
+        threshold=step.accept_threshold,
+        decision=decision,
+        reason=reason,
+        latency_ms=call.latency_ms,
+        cost=0.0 if call.served_by else model.cost,
+        cache_level=call.served_by,
+    )
+
+
+def annotate(span: trace.Span, step: common_pb2.EscalationStep) -> None:
+    """Writes what a step concluded onto its span, before the span ends."""
+    span.set_attributes(
+        {
+            telemetry.ATTR_MODEL_VERSION: step.model.version,
+            telemetry.ATTR_CONFIDENCE: step.answer.confidence,
+            telemetry.ATTR_DECISION: common_pb2.Decision.Name(step.decision),
+            telemetry.ATTR_REASON: step.reason,
+            telemetry.ATTR_COST: step.cost,
+            telemetry.ATTR_CACHE_LEVEL: common_pb2.CacheLevel.Name(step.cache_level),
+        }
+    )
+
+
+class StepRunner:
+    """Runs, traces and records the steps of every plan; built once, shared by every request."""
+
+    def __init__(
+        self,
+        registry: TritonRegistry,
+        triton: TritonPool,
+        events: EventSender,
+        model_cache: ModelOutputCache,
+        *,
+        default_timeout_seconds: float,
+        min_gain_per_cost: float,
+    ) -> None:
+        self._registry = registry
+        self._triton = triton
+        self._events = events
+        self._model_cache = model_cache
+        self._default_timeout = default_timeout_seconds
+        # The least expected gain in accuracy per unit of cost that makes a cascade escalate.
+        self.min_gain_per_cost = min_gain_per_cost
+        # Latency and confidence of each model's recent Triton calls: deadlines and expected gains.
+        self.recent = RecentSteps()
+
+    def timeout(self, deadline: Deadline, share: float = 1.0) -> float:
+        """The seconds a call may take: ``share`` of the time left before the deadline, else the default."""
+        remaining = deadline.time_remaining()
+        return remaining * share if remaining is not None else self._default_timeout
+
+    def stop_reason(self, execution: Execution, model: RegisteredModel) -> str:
+        """Why the model's call must not start (the cost ceiling, the deadline left), or ""."""
+        remaining = execution.time_remaining()
+        return stop_before(
+            cost=model.cost,
+            spent=execution.response.total_cost,
+            cost_ceiling=execution.plan.cost_ceiling,
+            p95_ms=self.recent.p95_ms(model.name),
+            remaining_ms=remaining * 1000 if remaining is not None else None,
+        )
+
+    @contextmanager
+    def step(
+        self, execution: Execution, index: int, step: common_pb2.PlanStep, model: RegisteredModel
+    ) -> Iterator[trace.Span]:
+        """Opens the span of a step that calls ``model``; ``record`` (or ``annotate``) closes its account."""
+        plan = execution.plan
+        with TRACER.start_as_current_span(
+            "inferscale.escalation_step",
+            attributes={
+                telemetry.ATTR_STRATEGY: common_pb2.Strategy.Name(plan.strategy),
+                telemetry.ATTR_TASK: plan.task,
+                telemetry.ATTR_STEP_INDEX: index,
+                telemetry.ATTR_TIER: model.tier,
+                telemetry.ATTR_MODEL: model.name,
+                telemetry.ATTR_THRESHOLD: step.accept_threshold,
+                telemetry.ATTR_CACHE_LEVEL: common_pb2.CacheLevel.Name(common_pb2.CACHE_LEVEL_UNSPECIFIED),
+            },
+        ) as span:
+            yield span
+
+    def record(
+        self, execution: Execution, step: common_pb2.EscalationStep, span: trace.Span | None = None
+    ) -> None:
+        """Adds a decided step to the response, its cost to the total, and, if it ran, to the monitor's events.
+
+        ``span``, the step's own, is annotated with the decision first; a step recorded after its
+        span ended (an ensemble's members, recorded in plan order) was annotated in it.
+        """
+        if span is not None:
+            annotate(span, step)
+        execution.response.steps.append(step)
+        execution.response.total_cost += step.cost
+        if step.decision not in NOT_RUN:
+            self._events.emit(
+                monitor_service_pb2.Event(
+                    request_id=execution.request.request_id,
+                    step=monitor_service_pb2.StepEvent(
+                        task=execution.plan.task, strategy=execution.plan.strategy, step=step
+                    ),
+                )
+            )
+
+    def record_skipped(self, execution: Execution, models: list[RegisteredModel | None]) -> None:
+        """Records every step whose model left routing after the plan was made."""
+        for index, model in enumerate(models):
+            if model is None:
+                self.record(execution, skipped(index, execution.plan.steps[index]))
+
+    async def call(
+        self,
+        execution: Execution,
+        model: RegisteredModel,
+        timeout_seconds: float,
+        prior: common_pb2.InferTensor | None = None,
+        seed: int | None = None,
+    ) -> ModelCall:
+        """Runs one model on the request's inputs and reads its answer.
+
+        ``prior``, an earlier step's output, goes to a refining model through its refinement
+        input, bytes unchanged. ``seed`` goes to a sampling model through its sampling input, for a
+        fresh sample. A model costly enough is first looked up in the cache's per-model level (L3),
+        keyed by its registry version and the exact inputs (the seed included).
+        """
+        request = execution.request
+        inputs = list(request.inputs)
+        if prior is not None and model.refinement_input:
+            inputs.append(
+                common_pb2.InferTensor(
+                    name=model.refinement_input,
+                    datatype=prior.datatype,
+                    shape=prior.shape,
+                    raw_contents=prior.raw_contents,
+                )
+            )
+        if seed is not None and model.sampling_input:
+            inputs.append(from_numpy(model.sampling_input, np.array([seed], dtype=np.int64)))
+        started = time.perf_counter()
+        served_by = common_pb2.CACHE_LEVEL_UNSPECIFIED
+        result = None
+        key = None
+        if not request.skip_cache and self._model_cache.worth_caching(model.cost, L3):
+            key = model_output_key(L3, model.name, model.version, inputs)
+            ref = common_pb2.ModelRef(name=model.name, version=model.version)
+            cached = await self._model_cache.lookup(L3, key, request.request_id, ref)
+            if cached is not None:
+                result = InferResult(list(cached.outputs), cached.model.version)
+                served_by = L3
+        if result is None:
+            # Triton's latest ready version answers: a plan built from a registry a moment old
+            # must not fail on a version that has just been replaced. The step reports the version
+            # that really ran, and only an output of the registry's version is cached under it.
+            triton_started = time.perf_counter()
+            result = await self._triton.infer(model.name, 0, inputs, timeout_seconds=timeout_seconds)
+            triton_ms = (time.perf_counter() - triton_started) * 1000
+            if key is not None and result.model_version == model.version:
+                produced = common_pb2.ModelRef(name=model.name, version=result.model_version)
+                entry = orchestrator_service_pb2.CachedModelOutput(model=produced, outputs=result.outputs)
+                self._model_cache.store(L3, key, entry, model.cost)
+        latency_ms = (time.perf_counter() - started) * 1000
+        answer = _read_answer(model, result)
+        if served_by == common_pb2.CACHE_LEVEL_UNSPECIFIED:
+            # Only Triton's own latency predicts whether the next call fits the deadline.
+            self.recent.observe(model.name, triton_ms, answer.confidence)
+        return ModelCall(model, result, answer, latency_ms, served_by)
+
+    async def analyze(self, execution: Execution) -> float | None:
+        """Runs the plan's complexity model on the request and records it as a step (index -1).
+
+        Returns the score in [0, 1], or None when the model is missing or fails: the plan then
+        runs without it (a cascade as if unanalysed; an expert plan with its most capable expert).
+        """
+        plan = execution.plan
+        name = plan.complexity_model
+        model = self._registry.snapshot.get(name)
+        analysis = common_pb2.EscalationStep(index=-1, model=common_pb2.ModelRef(name=name))
+        with TRACER.start_as_current_span(
+            "inferscale.complexity_analysis",
+            attributes={telemetry.ATTR_TASK: plan.task, telemetry.ATTR_MODEL: name},
+        ) as span:
+            if model is None or not model.serves_as(ROLE_COMPLEXITY):
+                analysis.decision = common_pb2.DECISION_FAILED
+                analysis.reason = f"complexity model {name!r} is not a ready model with inferscale.role complexity"
+            else:
+                started = time.perf_counter()
+                try:
+                    result = await self._triton.infer(
+                        model.name, 0, list(execution.request.inputs), timeout_seconds=self.timeout(execution)
+                    )
+                    output = next((t for t in result.outputs if t.name == model.output_name), None)
+                    if output is None:
+                        raise ModelFailed(f"model {name} returned no output named {model.output_name!r}")
+                    values = to_numpy(output).reshape(-1)
+                    if values.size < 1 or not np.isfinite(values).all():
+                        raise ModelFailed(f"model {name}'s output {model.output_name!r} holds no finite score")
+                    score = float(np.clip(values.max(), 0.0, 1.0))
+                    analysis.model.version = result.model_version
+                    analysis.answer.CopyFrom(common_pb2.Answer(confidence=score))  # no label: not an answer to score
+                    analysis.decision = common_pb2.DECISION_ANALYZED
+                    analysis.reason = f"complexity {score:.3f}"
+                    analysis.cost = model.cost
+                except (ModelFailed, Unavailable) as error:
+                    analysis.decision = common_pb2.DECISION_FAILED
+                    analysis.reason = f"complexity model {name} failed: {error}"
+                analysis.latency_ms = (time.perf_counter() - started) * 1000
+            span.set_attributes(
+                {
+                    telemetry.ATTR_DECISION: common_pb2.Decision.Name(analysis.decision),
+                    telemetry.ATTR_REASON: analysis.reason,
+                    telemetry.ATTR_COST: analysis.cost,
+                    telemetry.ATTR_COMPLEXITY: analysis.answer.confidence,
+                }
+            )
+        self.record(execution, analysis)
+        return analysis.answer.confidence if analysis.decision == common_pb2.DECISION_ANALYZED else None
+
+
+def _read_answer(model: RegisteredModel, result: InferResult) -> ReadAnswer:
+    """Reads the answer from the outputs the model's config declares; ModelFailed when they cannot be read."""
+    output = next((t for t in result.outputs if t.name == model.output_name), None)
+    if output is None:
+        raise ModelFailed(
+            f"model {model.name} returned no output named {model.output_name!r}, "
+            "which its config's inferscale.output declares"
+        )
+    try:
+        if model.answer_kind == GRID:
+            score = next((t for t in result.outputs if t.name == model.score_output), None)
+            if score is None:
+                raise ValueError(
+                    f"no score output named {model.score_output!r}, which inferscale.score_output declares"
+                )
+            return read_grids(bytes_elements(output, model.output_name), to_numpy(score))
+        return read_class_probabilities(to_numpy(output))
+    except (ValueError, InvalidArgument, IndexError) as error:
+        raise ModelFailed(f"model {model.name}'s output {model.output_name!r} cannot be read: {error}") from None

@@ -1,0 +1,86 @@
+"""Checks an ExecuteRequest before any of it runs, and finds each plan step's model in the registry.
+
+No gRPC: bad input raises the domain errors of ``inferscale.errors``, each naming the field.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection
+
+from inferscale.errors import InvalidArgument, NotFound
+from inferscale.limits import MAX_INPUT_TENSORS, MAX_PLAN_STEPS, MAX_SEARCH_CALLS
+from inferscale.tensors import validate_tensor
+from inferscale.v1 import common_pb2, orchestrator_service_pb2
+from services.orchestrator.registry import RegisteredModel, RegistrySnapshot
+
+# The longest request id: the router's 128 characters and the suffix of a verification or an audit.
+MAX_REQUEST_ID_CHARS = 256
+
+
+def validate(
+    request: orchestrator_service_pb2.ExecuteRequest, registry: RegistrySnapshot, strategies: Collection[int]
+) -> list[RegisteredModel | None]:
+    """Checks the request; returns each step's model, or None for a step whose model left routing.
+
+    ``strategies`` are the plan strategies the orchestrator runs.
+    """
+    plan = request.plan
+    # Counts and lengths first, read without reading what they count: they bound every check after them.
+    if len(request.request_id) > MAX_REQUEST_ID_CHARS:
+        raise InvalidArgument(f"request_id has {len(request.request_id)} characters, more than {MAX_REQUEST_ID_CHARS}")
+    if len(plan.steps) > MAX_PLAN_STEPS:
+        raise InvalidArgument(f"plan.steps holds {len(plan.steps)} steps, more than the {MAX_PLAN_STEPS} allowed")
+    if len(request.inputs) > MAX_INPUT_TENSORS:
+        raise InvalidArgument(f"inputs holds {len(request.inputs)} tensors, more than the {MAX_INPUT_TENSORS} allowed")
+    if not plan.steps:
+        raise InvalidArgument("plan.steps must hold at least one step")
+    if plan.strategy == common_pb2.STRATEGY_SINGLE and len(plan.steps) != 1:
+        raise InvalidArgument(f"plan.steps of a STRATEGY_SINGLE plan must hold one step, not {len(plan.steps)}")
+    if plan.strategy not in strategies:
+        raise InvalidArgument(f"plan.strategy {plan.strategy} is not a strategy the orchestrator runs")
+    if plan.strategy == common_pb2.STRATEGY_SEARCH and not 1 <= plan.max_calls <= MAX_SEARCH_CALLS:
+        raise InvalidArgument(
+            f"plan.max_calls {plan.max_calls} of a STRATEGY_SEARCH plan is outside [1, {MAX_SEARCH_CALLS}]"
+        )
+    if plan.strategy != common_pb2.STRATEGY_SEARCH and plan.max_calls:
+        raise InvalidArgument("plan.max_calls may be set only with strategy STRATEGY_SEARCH")
+    if plan.strategy == common_pb2.STRATEGY_EXPERT and not plan.complexity_model:
+        raise InvalidArgument("plan.complexity_model is required with strategy STRATEGY_EXPERT")
+    if not 0.0 <= plan.skip_complexity <= 1.0:
+        raise InvalidArgument(f"plan.skip_complexity {plan.skip_complexity} is outside [0, 1]")
+    if plan.aggregation not in common_pb2.Aggregation.values():
+        raise InvalidArgument(f"plan.aggregation {plan.aggregation} is not a known Aggregation value")
+    if not (plan.cost_ceiling >= 0 and math.isfinite(plan.cost_ceiling)):
+        raise InvalidArgument(f"plan.cost_ceiling {plan.cost_ceiling} must be a finite number >= 0")
+    if not 0.0 <= plan.complexity <= 1.0:
+        raise InvalidArgument(f"plan.complexity {plan.complexity} is outside [0, 1]")
+    if not request.inputs:
+        raise InvalidArgument("inputs must hold at least one tensor")
+    for index, tensor in enumerate(request.inputs):
+        validate_tensor(tensor, f"inputs[{index}]")
+    models: list[RegisteredModel | None] = []
+    problems = []
+    for index, step in enumerate(plan.steps):
+        if not 0.0 <= step.accept_threshold <= 1.0:
+            raise InvalidArgument(f"plan.steps[{index}].accept_threshold {step.accept_threshold} is outside [0, 1]")
+        if not 0.0 <= step.escalate_threshold <= step.accept_threshold:
+            raise InvalidArgument(
+                f"plan.steps[{index}].escalate_threshold {step.escalate_threshold} is outside [0, accept_threshold]"
+            )
+        if not (step.weight >= 0 and math.isfinite(step.weight)):
+            raise InvalidArgument(f"plan.steps[{index}].weight {step.weight} must be a finite number >= 0")
+        model = registry.get(step.model.name)
+        if model is None or not model.routable:
+            # The plan may be a moment older than the registry: a model removed or unloaded
+            # since is skipped rather than failing the request.
+            problems.append(
+                f"plan.steps[{index}].model {step.model.name!r} "
+                + ("is not in the registry" if model is None else f"cannot be routed to: {model.problem}")
+            )
+            models.append(None)
+        else:
+            models.append(model)
+    if all(model is None for model in models):
+        raise NotFound("; ".join(problems))
+    return models
