@@ -109,6 +109,16 @@ class RegisteredModel:
     problem: str = ""
 
     @property
+    def samples(self) -> bool:
+        """Whether the model answers a fresh sample when given a seed: one with a sampling input, or any text model."""
+        return bool(self.sampling_input) or self.generates_text
+
+    @property
+    def refines(self) -> bool:
+        """Whether the model can refine an earlier answer: one with a refinement input, or any text model."""
+        return bool(self.refinement_input) or self.generates_text
+
+    @property
     def generates_text(self) -> bool:
         """Whether the model generates text (Triton's vLLM-backend contract, reached by streaming)."""
         return self.answer_kind == GENERATED_TEXT

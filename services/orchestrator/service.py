@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+
 import grpc
 
 from inferscale import telemetry
@@ -12,6 +15,7 @@ from inferscale.errors import (
     ModelFailed,
     NotFound,
     grpc_errors,
+    refuse,
 )
 from inferscale.events import EventSender
 from inferscale.tensors import to_numpy, validate_tensor
@@ -45,7 +49,24 @@ def _model_info(model: RegisteredModel) -> common_pb2.ModelInfo:
         semantic_threshold=model.semantic_threshold,
         ready=model.ready,
         problem=model.problem,
+        cost_per_input_token=model.cost_per_input_token,
+        cost_per_output_token=model.cost_per_output_token,
+        answer_extraction=model.answer_extraction,
+        prompt_format=model.prompt_format,
+        role=model.role,
     )
+
+
+def _attach_tokens(execution: Execution) -> None:
+    """Gives a text answer its tokens: those of the step the strategy chose, else of the accepted step."""
+    response = execution.response
+    position = execution.answer_position
+    if position is None:
+        position = next((i for i, s in enumerate(response.steps) if s.decision == common_pb2.DECISION_ACCEPT), None)
+    text = execution.texts.get(position) if position is not None else None
+    if text is not None:
+        response.answer.text = text.generated.text
+        response.answer.tokens.extend(text.tokens(position))
 
 
 class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServicer):
@@ -127,12 +148,49 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
     async def Execute(
         self, request: orchestrator_service_pb2.ExecuteRequest, context: grpc.aio.ServicerContext
     ) -> orchestrator_service_pb2.ExecuteResponse:
+        return await self._execute(Execution(request, orchestrator_service_pb2.ExecuteResponse(), context.time_remaining))
+
+    async def ExecuteStream(
+        self, request: orchestrator_service_pb2.ExecuteStreamRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[orchestrator_service_pb2.ExecuteStreamResponse]:
+        """Runs the plan as Execute does, passing on each step's start, tokens and decision as they happen."""
+        events: asyncio.Queue[orchestrator_service_pb2.ExecuteStreamResponse | None] = asyncio.Queue()
+        execution = Execution(
+            request.request, orchestrator_service_pb2.ExecuteResponse(), context.time_remaining, sink=events.put_nowait
+        )
+
+        async def run() -> orchestrator_service_pb2.ExecuteResponse:
+            try:
+                return await self._execute(execution)
+            finally:
+                events.put_nowait(None)
+
+        running = asyncio.create_task(run())
+        try:
+            while (event := await events.get()) is not None:
+                yield event
+            response = await running
+        except InferScaleError as error:
+            refuse(context, error.code, str(error))
+            return
+        except grpc.aio.AioRpcError as error:
+            refuse(context, error.code(), error.details())
+            return
+        finally:
+            # A client that went away cancels the plan, and with it the generation on Triton.
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+        yield orchestrator_service_pb2.ExecuteStreamResponse(response=response)
+
+    async def _execute(self, execution: Execution) -> orchestrator_service_pb2.ExecuteResponse:
+        request = execution.request
         models = validate(request, self._registry.snapshot, STRATEGIES.keys())
-        execution = Execution(request, orchestrator_service_pb2.ExecuteResponse(), context.time_remaining)
         response = await STRATEGIES[request.plan.strategy](self._runner, execution, models)
         if any(model is not None and model.answer_kind == GRID for model in models):
             # Grids are scored with several attempts: the next best distinct answers go along.
             response.alternatives.extend(alternatives(request.plan, response.answer.label, response.steps))
+        if execution.texts:
+            _attach_tokens(execution)
         return response
 
     @grpc_errors

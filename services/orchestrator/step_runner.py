@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -19,7 +19,7 @@ from opentelemetry import trace
 from inferscale import telemetry
 from inferscale.errors import InvalidArgument, ModelFailed, Unavailable
 from inferscale.events import EventSender
-from inferscale.tensors import bytes_elements, from_numpy, to_numpy
+from inferscale.tensors import bytes_elements, bytes_tensor, from_numpy, to_numpy
 from inferscale.triton.client import InferResult
 from inferscale.v1 import common_pb2, monitor_service_pb2, orchestrator_service_pb2
 from services.orchestrator.escalation import (
@@ -31,8 +31,11 @@ from services.orchestrator.escalation import (
 )
 from services.orchestrator.latency import RecentSteps
 from services.orchestrator.model_cache import L3, ModelOutputCache, model_output_key
-from services.orchestrator.registry import GRID, ROLE_COMPLEXITY, RegisteredModel
+from services.orchestrator.registry import GRID, ROLE_COMPLEXITY, VERIFIER, RegisteredModel
 from services.orchestrator.registry_source import TritonRegistry
+from services.orchestrator.text.contract import Sampling, Token
+from services.orchestrator.text.prompts import Turn, answer_turns, refinement_turns
+from services.orchestrator.text_calls import TextAnswer, TextCaller
 from services.orchestrator.triton_pool import TritonPool
 
 TRACER = trace.get_tracer("inferscale.orchestrator")
@@ -55,6 +58,13 @@ class Execution:
     response: orchestrator_service_pb2.ExecuteResponse
     # The caller's deadline as the gRPC context reads it: seconds left, or None without one.
     time_remaining: Callable[[], float | None]
+    # ExecuteStream's: where each step's start, tokens and decision go as they happen.
+    sink: Callable[[orchestrator_service_pb2.ExecuteStreamResponse], None] | None = None
+    # The text steps' generations, by their position among the response's steps.
+    texts: dict[int, TextAnswer] = field(default_factory=dict)
+    # The position of the step whose text is the answer, when the strategy chose it otherwise
+    # than by accepting a step (a vote, a verifier).
+    answer_position: int | None = None
 
     @property
     def plan(self) -> common_pb2.Plan:
@@ -72,6 +82,8 @@ class ModelCall:
     latency_ms: float
     # The cache level that answered instead of Triton; CACHE_LEVEL_UNSPECIFIED when Triton ran.
     served_by: int
+    # A text model's generation, its cost in tokens, and how its confidence was read.
+    text: TextAnswer | None = None
 
     @property
     def output(self) -> common_pb2.InferTensor:
@@ -96,19 +108,37 @@ def ran(
 ) -> common_pb2.EscalationStep:
     """Reports a step that ran: the version that answered, the answer, the decision and its cost (0 from a cache)."""
     model, answer = call.model, call.answer
+    cost = model.cost if call.text is None else call.text.cost
+    usage = None
+    if call.text is not None:
+        generated = call.text.generated
+        usage = common_pb2.TokenUsage(input_tokens=generated.input_tokens, output_tokens=generated.output_tokens)
+        reason = f"{call.text.why}; {reason}"
     return common_pb2.EscalationStep(
         index=index,
         model=common_pb2.ModelRef(name=model.name, version=call.result.model_version),
         tier=model.tier,
-        answer=common_pb2.Answer(label=answer.label, confidence=answer.confidence),
+        answer=common_pb2.Answer(
+            label=answer.label, confidence=answer.confidence, text=call.text.generated.text if call.text else ""
+        ),
+        usage=usage,
         alternatives=[common_pb2.Answer(label=label, confidence=conf) for label, conf in answer.alternatives],
         threshold=step.accept_threshold,
         decision=decision,
         reason=reason,
         latency_ms=call.latency_ms,
-        cost=0.0 if call.served_by else model.cost,
+        cost=0.0 if call.served_by else cost,
         cache_level=call.served_by,
     )
+
+
+def text_output(execution: Execution) -> list[common_pb2.InferTensor]:
+    """The chosen text step's generation as its model's output tensor; none when no text was chosen."""
+    position = execution.answer_position
+    text = execution.texts.get(position) if position is not None else None
+    if text is None:
+        return []
+    return [bytes_tensor(text.model.output_name, [text.generated.text])]
 
 
 def annotate(span: trace.Span, step: common_pb2.EscalationStep) -> None:
@@ -147,6 +177,7 @@ class StepRunner:
         self.min_gain_per_cost = min_gain_per_cost
         # Latency and confidence of each model's recent Triton calls: deadlines and expected gains.
         self.recent = RecentSteps()
+        self.text = TextCaller(triton, model_cache, self.recent)
 
     def timeout(self, deadline: Deadline, share: float = 1.0) -> float:
         """The seconds a call may take: ``share`` of the time left before the deadline, else the default."""
@@ -166,10 +197,30 @@ class StepRunner:
 
     @contextmanager
     def step(
-        self, execution: Execution, index: int, step: common_pb2.PlanStep, model: RegisteredModel
+        self,
+        execution: Execution,
+        index: int,
+        step: common_pb2.PlanStep,
+        model: RegisteredModel,
+        action: int = common_pb2.SEARCH_ACTION_UNSPECIFIED,
     ) -> Iterator[trace.Span]:
-        """Opens the span of a step that calls ``model``; ``record`` (or ``annotate``) closes its account."""
+        """Opens the span of a step that calls ``model``; ``record`` (or ``annotate``) closes its account.
+
+        A streamed execution hears that the step starts, at the position it will take.
+        """
         plan = execution.plan
+        if execution.sink is not None:
+            execution.sink(
+                orchestrator_service_pb2.ExecuteStreamResponse(
+                    step_started=common_pb2.StepStarted(
+                        index=index,
+                        position=len(execution.response.steps),
+                        model=common_pb2.ModelRef(name=model.name, version=model.version),
+                        tier=model.tier,
+                        search_action=action,
+                    )
+                )
+            )
         with TRACER.start_as_current_span(
             "inferscale.escalation_step",
             attributes={
@@ -196,6 +247,8 @@ class StepRunner:
             annotate(span, step)
         execution.response.steps.append(step)
         execution.response.total_cost += step.cost
+        if execution.sink is not None:
+            execution.sink(orchestrator_service_pb2.ExecuteStreamResponse(step_finished=step))
         if step.decision not in NOT_RUN:
             self._events.emit(
                 monitor_service_pb2.Event(
@@ -228,6 +281,8 @@ class StepRunner:
         keyed by its registry version and the exact inputs (the seed included).
         """
         request = execution.request
+        if model.generates_text:
+            return await self._call_text(execution, model, timeout_seconds, prior, seed)
         inputs = list(request.inputs)
         if prior is not None and model.refinement_input:
             inputs.append(
@@ -268,6 +323,83 @@ class StepRunner:
             # Only Triton's own latency predicts whether the next call fits the deadline.
             self.recent.observe(model.name, triton_ms, answer.confidence)
         return ModelCall(model, result, answer, latency_ms, served_by)
+
+    def tokens_sink(self, execution: Execution, model_name: str) -> Callable[[list[Token]], None] | None:
+        """Where a text step's tokens go as they are generated: the stream, at the step's coming position."""
+        if execution.sink is None:
+            return None
+        sink, position = execution.sink, len(execution.response.steps)
+
+        def send(tokens: list[Token]) -> None:
+            sink(
+                orchestrator_service_pb2.ExecuteStreamResponse(
+                    tokens=common_pb2.TokenDelta(
+                        position=position,
+                        tokens=[
+                            common_pb2.GeneratedToken(text=t.text, logprob=t.logprob, step=position, model=model_name)
+                            for t in tokens
+                        ],
+                    )
+                )
+            )
+
+        return send
+
+    def verifier(self, execution: Execution) -> RegisteredModel:
+        """The plan's verifier model; InvalidArgument when it names none that generates text."""
+        name = execution.plan.verifier_model
+        model = self._registry.snapshot.get(name) if name else None
+        if model is None or not model.ready or model.problem or not model.generates_text:
+            raise InvalidArgument(f"plan.verifier_model {name!r} is not a ready model that generates text")
+        return model
+
+    async def _call_text(
+        self,
+        execution: Execution,
+        model: RegisteredModel,
+        timeout_seconds: float,
+        prior: common_pb2.InferTensor | None,
+        seed: int | None,
+    ) -> ModelCall:
+        """A text step: the request's turns (with a draft to refine when ``prior`` holds one), sampled
+        with ``seed`` when given, else as the request's sampling says; a "verifier" confidence is the
+        plan's verifier's score, its cost counted in the step's."""
+        request = execution.request
+        context = [Turn(m.role, m.content) for m in request.text.context]
+        if prior is not None:
+            draft = b"".join(bytes_elements(prior, "prior")).decode("utf-8", errors="replace")
+            turns = refinement_turns(context, request.text.prompt, draft)
+        else:
+            turns = answer_turns(context, request.text.prompt)
+        limits = request.text.sampling
+        temperature = limits.temperature if limits.HasField("temperature") else 0.0
+        sampling = Sampling(limits.max_tokens, temperature, seed if temperature > 0 else None)
+        position = len(execution.response.steps)
+        text = await self.text.answer(
+            model,
+            turns,
+            sampling,
+            request_id=request.request_id,
+            position=position,
+            skip_cache=request.skip_cache,
+            timeout_seconds=timeout_seconds,
+            on_tokens=self.tokens_sink(execution, model.name),
+        )
+        if model.confidence_method == VERIFIER:
+            verdict = await self.text.verify(
+                self.verifier(execution),
+                request.text.prompt,
+                text.generated.text,
+                request_id=request.request_id,
+                skip_cache=request.skip_cache,
+                timeout_seconds=self.timeout(execution),
+            )
+            text.confidence, text.why = verdict.confidence, f"{verdict.why} by {verdict.model.name}"
+            text.cost += verdict.cost
+        execution.texts[position] = text
+        result = InferResult([bytes_tensor(model.output_name, [text.generated.text])], text.model_version)
+        answer = ReadAnswer(text.label, text.confidence)
+        return ModelCall(model, result, answer, text.latency_ms, text.served_by, text)
 
     async def analyze(self, execution: Execution) -> float | None:
         """Runs the plan's complexity model on the request and records it as a step (index -1).

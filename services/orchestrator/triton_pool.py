@@ -10,9 +10,10 @@ the registry may be read from any healthy one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from tritonclient.grpc import model_config_pb2
@@ -127,6 +128,52 @@ class TritonPool:
         except ModelRestarting as error:
             await self._revive(model_name, str(error))
             return await attempt()
+
+    async def stream_infer(
+        self, model_name: str, model_version: int, inputs: Sequence[common_pb2.InferTensor], *, timeout_seconds: float
+    ) -> AsyncIterator[InferResult]:
+        """Streams one request to a decoupled model on the least busy healthy replica; yields each response.
+
+        A replica that fails before its first response is failed over, as :meth:`infer` does; once
+        a response has been passed on, a failure ends the stream, since running the request again
+        elsewhere would repeat what the caller has already seen. Closing the iteration cancels the
+        request on Triton.
+        """
+        deadline = time.monotonic() + timeout_seconds
+        tried: set[str] = set()
+        errors: list[str] = []
+        revived = False
+        while True:
+            endpoint = choose(self.endpoints, frozenset(tried))
+            remaining = deadline - time.monotonic()
+            if endpoint is None or remaining <= 0:
+                detail = "; ".join(errors) or "no endpoint is left to try"
+                raise Unavailable(f"no Triton endpoint could serve streamed inference on {model_name}: {detail}")
+            tried.add(endpoint.url)
+            endpoint.outstanding += 1
+            endpoint.served += 1
+            answered = False
+            try:
+                stream = self._clients[endpoint.url].stream_infer(model_name, model_version, inputs, timeout_seconds=remaining)
+                async with contextlib.aclosing(stream):
+                    async for result in stream:
+                        answered = True
+                        yield result
+                return
+            except ModelRestarting as error:
+                if answered or revived:
+                    raise
+                revived = True
+                tried.discard(endpoint.url)
+                await self._revive(model_name, str(error))
+            except Unavailable as error:
+                if answered:
+                    raise
+                endpoint.mark_failed(str(error))
+                errors.append(f"{endpoint.url}: {error}")
+                LOG.warning("Triton %s failed streamed inference on %s; trying another endpoint: %s", endpoint.url, model_name, error)
+            finally:
+                endpoint.outstanding -= 1
 
     async def _revive(self, model_name: str, why: str) -> None:
         """Reloads a dead model on every replica, once for all the calls that found it dead."""

@@ -9,13 +9,56 @@ import math
 from collections.abc import Collection
 
 from inferscale.errors import InvalidArgument, NotFound
-from inferscale.limits import MAX_INPUT_TENSORS, MAX_PLAN_STEPS, MAX_SEARCH_CALLS
+from inferscale.limits import (
+    MAX_CONTEXT_TURNS,
+    MAX_GENERATED_TOKENS,
+    MAX_INPUT_TENSORS,
+    MAX_PLAN_STEPS,
+    MAX_PROMPT_CHARS,
+    MAX_SEARCH_CALLS,
+    MAX_TEMPERATURE,
+    MAX_TEXT_CHARS,
+)
 from inferscale.tensors import validate_tensor
 from inferscale.v1 import common_pb2, orchestrator_service_pb2
 from services.orchestrator.registry import RegisteredModel, RegistrySnapshot
 
 # The longest request id: the router's 128 characters and the suffix of a verification or an audit.
 MAX_REQUEST_ID_CHARS = 256
+
+
+# Strategies whose plan says how many model calls they may make.
+CALL_BUDGETED = frozenset(
+    {common_pb2.STRATEGY_SEARCH, common_pb2.STRATEGY_SELF_CONSISTENCY, common_pb2.STRATEGY_BEST_OF_N}
+)
+# Strategies that vote on or verify generated text.
+TEXT_ONLY = frozenset({common_pb2.STRATEGY_SELF_CONSISTENCY, common_pb2.STRATEGY_BEST_OF_N})
+ROLES = ("system", "user", "assistant")
+
+
+def validate_text(request: orchestrator_service_pb2.ExecuteRequest) -> None:
+    """Checks a text request's prompt and limits, counts first (docs/limits.md)."""
+    text = request.text
+    if request.inputs:
+        raise InvalidArgument("a text request carries no inputs: set text or inputs, not both")
+    if len(text.context) > MAX_CONTEXT_TURNS:
+        raise InvalidArgument(f"text.context holds {len(text.context)} turns, more than the {MAX_CONTEXT_TURNS} allowed")
+    if not text.prompt:
+        raise InvalidArgument("text.prompt must hold the message the models answer")
+    if len(text.prompt) > MAX_PROMPT_CHARS:
+        raise InvalidArgument(f"text.prompt has {len(text.prompt)} characters, more than {MAX_PROMPT_CHARS}")
+    total = len(text.prompt)
+    for index, turn in enumerate(text.context):
+        if turn.role not in ROLES:
+            raise InvalidArgument(f"text.context[{index}].role {turn.role[:32]!r} is not one of {', '.join(ROLES)}")
+        total += len(turn.content)
+        if total > MAX_TEXT_CHARS:
+            raise InvalidArgument(f"text.prompt and text.context hold more than {MAX_TEXT_CHARS} characters")
+    sampling = text.sampling
+    if not 1 <= sampling.max_tokens <= MAX_GENERATED_TOKENS:
+        raise InvalidArgument(f"text.sampling.max_tokens {sampling.max_tokens} is outside [1, {MAX_GENERATED_TOKENS}]")
+    if sampling.HasField("temperature") and not 0.0 <= sampling.temperature <= MAX_TEMPERATURE:
+        raise InvalidArgument(f"text.sampling.temperature {sampling.temperature} is outside [0, {MAX_TEMPERATURE}]")
 
 
 def validate(
@@ -39,12 +82,16 @@ def validate(
         raise InvalidArgument(f"plan.steps of a STRATEGY_SINGLE plan must hold one step, not {len(plan.steps)}")
     if plan.strategy not in strategies:
         raise InvalidArgument(f"plan.strategy {plan.strategy} is not a strategy the orchestrator runs")
-    if plan.strategy == common_pb2.STRATEGY_SEARCH and not 1 <= plan.max_calls <= MAX_SEARCH_CALLS:
+    if plan.strategy in CALL_BUDGETED and not 1 <= plan.max_calls <= MAX_SEARCH_CALLS:
         raise InvalidArgument(
-            f"plan.max_calls {plan.max_calls} of a STRATEGY_SEARCH plan is outside [1, {MAX_SEARCH_CALLS}]"
+            f"plan.max_calls {plan.max_calls} of a {common_pb2.Strategy.Name(plan.strategy)} plan is outside [1, {MAX_SEARCH_CALLS}]"
         )
-    if plan.strategy != common_pb2.STRATEGY_SEARCH and plan.max_calls:
-        raise InvalidArgument("plan.max_calls may be set only with strategy STRATEGY_SEARCH")
+    if plan.strategy not in CALL_BUDGETED and plan.max_calls:
+        raise InvalidArgument(
+            "plan.max_calls may be set only with strategy STRATEGY_SEARCH, STRATEGY_SELF_CONSISTENCY or STRATEGY_BEST_OF_N"
+        )
+    if plan.strategy == common_pb2.STRATEGY_BEST_OF_N and not plan.verifier_model:
+        raise InvalidArgument("plan.verifier_model is required with strategy STRATEGY_BEST_OF_N")
     if plan.strategy == common_pb2.STRATEGY_EXPERT and not plan.complexity_model:
         raise InvalidArgument("plan.complexity_model is required with strategy STRATEGY_EXPERT")
     if not 0.0 <= plan.skip_complexity <= 1.0:
@@ -55,8 +102,13 @@ def validate(
         raise InvalidArgument(f"plan.cost_ceiling {plan.cost_ceiling} must be a finite number >= 0")
     if not 0.0 <= plan.complexity <= 1.0:
         raise InvalidArgument(f"plan.complexity {plan.complexity} is outside [0, 1]")
-    if not request.inputs:
-        raise InvalidArgument("inputs must hold at least one tensor")
+    text = request.HasField("text")
+    if text:
+        validate_text(request)
+    elif not request.inputs:
+        raise InvalidArgument("inputs must hold at least one tensor (or text, for a task whose models generate text)")
+    elif plan.strategy in TEXT_ONLY:
+        raise InvalidArgument(f"{common_pb2.Strategy.Name(plan.strategy)} needs a text request: set text, not inputs")
     for index, tensor in enumerate(request.inputs):
         validate_tensor(tensor, f"inputs[{index}]")
     models: list[RegisteredModel | None] = []
@@ -71,6 +123,11 @@ def validate(
         if not (step.weight >= 0 and math.isfinite(step.weight)):
             raise InvalidArgument(f"plan.steps[{index}].weight {step.weight} must be a finite number >= 0")
         model = registry.get(step.model.name)
+        if model is not None and model.routable and model.generates_text != text:
+            raise InvalidArgument(
+                f"plan.steps[{index}].model {model.name!r} "
+                + ("generates text: the request needs text, not inputs" if model.generates_text else "does not generate text: the request needs inputs")
+            )
         if model is None or not model.routable:
             # The plan may be a moment older than the registry: a model removed or unloaded
             # since is skipped rather than failing the request.

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from inferscale.v1 import common_pb2, orchestrator_service_pb2
 from services.orchestrator.registry import RegisteredModel
 from services.orchestrator.step_runner import Execution, StepRunner
-from services.orchestrator.strategies import cascade, ensemble, expert, search
+from services.orchestrator.strategies import best_of_n, cascade, ensemble, expert, search, self_consistency
 
 Strategy = Callable[
     [StepRunner, Execution, list[RegisteredModel | None]], Awaitable[orchestrator_service_pb2.ExecuteResponse]
@@ -24,4 +24,6 @@ STRATEGIES: dict[int, Strategy] = {
     common_pb2.STRATEGY_ENSEMBLE: ensemble.run,
     common_pb2.STRATEGY_EXPERT: expert.run,
     common_pb2.STRATEGY_SEARCH: search.run,
+    common_pb2.STRATEGY_SELF_CONSISTENCY: self_consistency.run,
+    common_pb2.STRATEGY_BEST_OF_N: best_of_n.run,
 }

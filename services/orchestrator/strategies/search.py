@@ -32,9 +32,11 @@ async def run(
     # be reproduced.
     rng = np.random.default_rng(int.from_bytes(hashlib.sha256(request.request_id.encode()).digest()[:8], "big"))
     search = AdaptiveSearch(
-        [SearchMember(bool(m.sampling_input), bool(m.refinement_input), m.cost) for _, m in members], rng
+        [SearchMember(m.samples, m.refines, m.cost) for _, m in members], rng
     )
     outputs: dict[int, tuple[list[common_pb2.InferTensor], common_pb2.InferTensor]] = {}
+    # Each answer's position among the response's steps: a text answer's tokens are that step's.
+    positions: dict[int, int] = {}
     last_error: Exception | None = None
     for _ in range(plan.max_calls):
         budget_left = plan.cost_ceiling - response.total_cost if plan.cost_ceiling else None
@@ -54,8 +56,8 @@ async def run(
                 break
         refined = search.to_refine(arm.member) if arm.action == REFINE else None
         # A sampling model's first answer is its plain one; later samples get fresh seeds.
-        seed = int(rng.integers(2**62)) if arm.action == SAMPLE and model.sampling_input and arm.calls else None
-        with runner.step(execution, index, step, model) as span:
+        seed = int(rng.integers(2**32)) if arm.action == SAMPLE and model.samples and arm.calls else None
+        with runner.step(execution, index, step, model, action) as span:
             span.set_attribute(telemetry.ATTR_SEARCH_ACTION, common_pb2.SearchAction.Name(action))
             try:
                 call = await runner.call(
@@ -71,6 +73,7 @@ async def run(
             answer = call.answer
             candidate = search.observe(arm, answer.label, answer.confidence, refined)
             outputs[candidate.call] = (list(call.result.outputs), call.output)
+            positions[candidate.call] = len(response.steps)
             done = answer.confidence >= step.accept_threshold
             what = f"refines answer {refined.call}" if refined else f"sample {arm.calls} of {model.name}"
             reason = (
@@ -100,6 +103,7 @@ async def run(
         response.answer.CopyFrom(common_pb2.Answer(label=chosen.label, confidence=confidence))
     labels, scores = search.label_weights()
     response.outputs.extend(outputs[chosen.call][0])
+    execution.answer_position = positions[chosen.call]
     response.uncertainty.CopyFrom(
         common_pb2.Uncertainty(
             vote_entropy=vote_entropy(labels, scores),
