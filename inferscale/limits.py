@@ -13,3 +13,15 @@ MAX_PLAN_STEPS = 32
 MAX_SEARCH_CALLS = 64
 # The most tensors one request may carry: more than any model of the repository takes.
 MAX_INPUT_TENSORS = 32
+
+# A text task's prompt (TextPrompt), bounded before any model renders, embeds or reads it.
+# The prompt's characters: its UTF-8 (at most 4 bytes each) fits one text of the embedding model.
+MAX_PROMPT_CHARS = 16384
+# The turns before the prompt (TextPrompt.context).
+MAX_CONTEXT_TURNS = 32
+# The prompt and every turn's content together, in characters: what one generation reads.
+MAX_TEXT_CHARS = 65536
+# The most tokens one generation may produce (SamplingLimits.max_tokens).
+MAX_GENERATED_TOKENS = 2048
+# The highest sampling temperature (SamplingLimits.temperature); 0 is greedy decoding.
+MAX_TEMPERATURE = 2.0
