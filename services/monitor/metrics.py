@@ -52,6 +52,11 @@ class AggregatesCollector(Collector):
         labels = ["model", "version", "tier"]
         steps = CounterMetricFamily("inferscale_steps", "Plan steps a model ran, by decision.", labels=[*labels, "decision"])
         step_cost = CounterMetricFamily("inferscale_step_compute_cost", "Compute the steps cost, relative units.", labels=labels)
+        tokens = CounterMetricFamily(
+            "inferscale_model_tokens",
+            "Tokens a text model read (input) and generated (output) in the steps Triton ran.",
+            labels=[*labels, "direction"],
+        )
         confidence = GaugeMetricFamily("inferscale_step_mean_confidence", "Mean confidence of a model's answers.", labels=labels)
         step_latency = HistogramMetricFamily("inferscale_step_latency_seconds", "Step latency, Triton call included.", labels=labels)
         accuracy = GaugeMetricFamily(
@@ -65,12 +70,15 @@ class AggregatesCollector(Collector):
             steps.add_metric([*key, "DECISION_ACCEPT"], c.accepted)
             steps.add_metric([*key, "DECISION_ESCALATE"], c.escalated)
             step_cost.add_metric(key, c.cost)
+            if c.input_tokens or c.output_tokens:
+                tokens.add_metric([*key, "input"], c.input_tokens)
+                tokens.add_metric([*key, "output"], c.output_tokens)
             confidence.add_metric(key, c.confidence_sum / c.steps if c.steps else 0.0)
             step_latency.add_metric(key, _buckets(c.latency), c.latency.total)
             if c.scored:
                 accuracy.add_metric(key, c.accuracy)
                 calibration_error.add_metric(key, c.calibration_error())
-        yield from (steps, step_cost, confidence, step_latency, accuracy, calibration_error)
+        yield from (steps, step_cost, tokens, confidence, step_latency, accuracy, calibration_error)
         lookups = CounterMetricFamily("inferscale_cache_lookups", "Cache lookups, by level and result.", labels=["level", "result"])
         audits = CounterMetricFamily(
             "inferscale_cache_audits", "Cache hits also recomputed to check them, by level and outcome.", labels=["level", "result"]

@@ -30,7 +30,7 @@ MAX_LEARNED_POLICIES = 256
 # queue of learnings would make every router wait past its deadline.
 MAX_LEARNINGS_IN_FLIGHT = 16
 # The largest count a batch may carry (dropped_since_last_batch, a cache level's counters and its
-# compute_saved): exact as a double, as Prometheus reads it; the sums of GetStats saturate.
+# compute_saved, a step's tokens): exact as a double, as Prometheus reads it; the sums of GetStats saturate.
 MAX_EVENT_COUNT = 2**53
 # The largest latency (milliseconds) or cost (relative units) an event may carry: far past any
 # real one, and small enough that no sum of them reaches infinity.
@@ -122,6 +122,8 @@ def check_event(index: int, event: monitor_service_pb2.Event) -> None:
         _bound_confidence(f"{at}.step.step.answer.confidence", step.answer.confidence)
         _bound_amount(f"{at}.step.step.latency_ms", step.latency_ms)
         _bound_amount(f"{at}.step.step.cost", step.cost)
+        _bound_count(f"{at}.step.step.usage.input_tokens", step.usage.input_tokens)
+        _bound_count(f"{at}.step.step.usage.output_tokens", step.usage.output_tokens)
     elif kind == "cache":
         _known(f"{at}.cache.level", event.cache.level, CACHE_LEVELS, "CacheLevel")
     elif kind == "cache_stats":
