@@ -64,7 +64,7 @@ class SamplingParameters:
         except json.JSONDecodeError as error:
             raise ValueError(f"sampling_parameters is not JSON: {error}") from None
         if not isinstance(raw, dict):
-            raise ValueError("sampling_parameters must be a JSON object")
+            raise ValueError("sampling_parameters must be a JSON object")  # noqa: TRY004 - a malformed request, refused as one
         unknown = sorted(set(raw) - _READERS.keys())
         if unknown:
             raise ValueError(f"sampling_parameters: {', '.join(unknown)} not supported by this engine")
@@ -259,7 +259,7 @@ class LlamaGenerator:
                 logits_processor=LogitsProcessorList([remember]),
             )
         ):
-            if llama_vocab_is_eog(llama._model.vocab, token) or cancelled():  # noqa: SLF001 - as Llama.create_completion tests it
+            if llama_vocab_is_eog(llama._model.vocab, token) or cancelled():
                 return
             distribution = log_probabilities[0]
             piece = llama.detokenize([token], prev_tokens=previous)

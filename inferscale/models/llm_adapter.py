@@ -130,7 +130,6 @@ class TritonPythonModel:
                 self._fail(sender, str(error))
             except Exception as error:  # noqa: BLE001 - every request must end, whatever broke
                 self._fail(sender, f"{MODEL_FAULT_PREFIX}{type(error).__name__}: {error}")
-        return None
 
     def _fail(self, sender, message: str) -> None:  # type: ignore[no-untyped-def]
         self.generations["error"].increment(1)

@@ -14,7 +14,15 @@ from dataclasses import dataclass
 import grpc
 from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 
-from inferscale.errors import DeadlineExceeded, InferScaleError, InvalidArgument, ModelFailed, NotFound, PermissionDenied, Unavailable
+from inferscale.errors import (
+    DeadlineExceeded,
+    InferScaleError,
+    InvalidArgument,
+    ModelFailed,
+    NotFound,
+    PermissionDenied,
+    Unavailable,
+)
 from inferscale.models.llm import MODEL_FAULT_PREFIX
 from inferscale.rpc import open_channel
 from inferscale.v1 import common_pb2

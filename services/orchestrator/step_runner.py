@@ -35,7 +35,7 @@ from services.orchestrator.registry import GRID, ROLE_COMPLEXITY, VERIFIER, Regi
 from services.orchestrator.registry_source import TritonRegistry
 from services.orchestrator.text.contract import Sampling, Token
 from services.orchestrator.text.prompts import Turn, answer_turns, refinement_turns
-from services.orchestrator.text_calls import TextAnswer, TextCaller
+from services.orchestrator.text_calls import TextAnswer, TextCaller, sample_seed
 from services.orchestrator.triton_pool import TritonPool
 
 TRACER = trace.get_tracer("inferscale.orchestrator")
@@ -373,8 +373,12 @@ class StepRunner:
             turns = answer_turns(context, request.text.prompt)
         limits = request.text.sampling
         temperature = limits.temperature if limits.HasField("temperature") else 0.0
-        sampling = Sampling(limits.max_tokens, temperature, seed if temperature > 0 else None)
         position = len(execution.response.steps)
+        if temperature > 0 and seed is None:
+            # A sample is keyed by its seed in the per-model cache: without one, a later request's
+            # fresh sample would be served this one's.
+            seed = sample_seed(request.request_id, position)
+        sampling = Sampling(limits.max_tokens, temperature, seed if temperature > 0 else None)
         text = await self.text.answer(
             model,
             turns,

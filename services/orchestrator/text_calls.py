@@ -16,16 +16,23 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from inferscale.errors import ModelFailed
 import numpy as np
 
+from inferscale.errors import ModelFailed
 from inferscale.tensors import bytes_tensor, from_numpy
 from inferscale.v1 import common_pb2, orchestrator_service_pb2
 from services.orchestrator.latency import RecentSteps
 from services.orchestrator.model_cache import L3, ModelOutputCache, model_output_key
 from services.orchestrator.registry import AGREEMENT, RegisteredModel
 from services.orchestrator.text.confidence import Vote, token_probability, verifier_score
-from services.orchestrator.text.contract import Generated, MalformedResponse, Sampling, Token, absorb, request_tensors
+from services.orchestrator.text.contract import (
+    Generated,
+    MalformedResponse,
+    Sampling,
+    Token,
+    absorb,
+    request_tensors,
+)
 from services.orchestrator.text.extraction import extract_answer
 from services.orchestrator.text.prompts import Turn, render, verifier_turns
 from services.orchestrator.triton_pool import TritonPool

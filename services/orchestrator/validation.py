@@ -9,19 +9,11 @@ import math
 from collections.abc import Collection
 
 from inferscale.errors import InvalidArgument, NotFound
-from inferscale.limits import (
-    MAX_CONTEXT_TURNS,
-    MAX_GENERATED_TOKENS,
-    MAX_INPUT_TENSORS,
-    MAX_PLAN_STEPS,
-    MAX_PROMPT_CHARS,
-    MAX_SEARCH_CALLS,
-    MAX_TEMPERATURE,
-    MAX_TEXT_CHARS,
-)
+from inferscale.limits import MAX_INPUT_TENSORS, MAX_PLAN_STEPS, MAX_SEARCH_CALLS
 from inferscale.tensors import validate_tensor
 from inferscale.v1 import common_pb2, orchestrator_service_pb2
 from services.orchestrator.registry import RegisteredModel, RegistrySnapshot
+from services.orchestrator.text.bounds import validate_text
 
 # The longest request id: the router's 128 characters and the suffix of a verification or an audit.
 MAX_REQUEST_ID_CHARS = 256
@@ -33,34 +25,6 @@ CALL_BUDGETED = frozenset(
 )
 # Strategies that vote on or verify generated text.
 TEXT_ONLY = frozenset({common_pb2.STRATEGY_SELF_CONSISTENCY, common_pb2.STRATEGY_BEST_OF_N})
-ROLES = ("system", "user", "assistant")
-
-
-def validate_text(request: orchestrator_service_pb2.ExecuteRequest) -> None:
-    """Checks a text request's prompt and limits, counts first (docs/limits.md)."""
-    text = request.text
-    if request.inputs:
-        raise InvalidArgument("a text request carries no inputs: set text or inputs, not both")
-    if len(text.context) > MAX_CONTEXT_TURNS:
-        raise InvalidArgument(f"text.context holds {len(text.context)} turns, more than the {MAX_CONTEXT_TURNS} allowed")
-    if not text.prompt:
-        raise InvalidArgument("text.prompt must hold the message the models answer")
-    if len(text.prompt) > MAX_PROMPT_CHARS:
-        raise InvalidArgument(f"text.prompt has {len(text.prompt)} characters, more than {MAX_PROMPT_CHARS}")
-    total = len(text.prompt)
-    for index, turn in enumerate(text.context):
-        if turn.role not in ROLES:
-            raise InvalidArgument(f"text.context[{index}].role {turn.role[:32]!r} is not one of {', '.join(ROLES)}")
-        total += len(turn.content)
-        if total > MAX_TEXT_CHARS:
-            raise InvalidArgument(f"text.prompt and text.context hold more than {MAX_TEXT_CHARS} characters")
-    sampling = text.sampling
-    if not 1 <= sampling.max_tokens <= MAX_GENERATED_TOKENS:
-        raise InvalidArgument(f"text.sampling.max_tokens {sampling.max_tokens} is outside [1, {MAX_GENERATED_TOKENS}]")
-    if sampling.HasField("temperature") and not 0.0 <= sampling.temperature <= MAX_TEMPERATURE:
-        raise InvalidArgument(f"text.sampling.temperature {sampling.temperature} is outside [0, {MAX_TEMPERATURE}]")
-
-
 def validate(
     request: orchestrator_service_pb2.ExecuteRequest, registry: RegistrySnapshot, strategies: Collection[int]
 ) -> list[RegisteredModel | None]:
@@ -104,7 +68,9 @@ def validate(
         raise InvalidArgument(f"plan.complexity {plan.complexity} is outside [0, 1]")
     text = request.HasField("text")
     if text:
-        validate_text(request)
+        if request.inputs:
+            raise InvalidArgument("a text request carries no inputs: set text or inputs, not both")
+        validate_text(request.text, least_tokens=1)
     elif not request.inputs:
         raise InvalidArgument("inputs must hold at least one tensor (or text, for a task whose models generate text)")
     elif plan.strategy in TEXT_ONLY:

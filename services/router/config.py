@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from inferscale.limits import MAX_GENERATED_TOKENS, MAX_SEARCH_CALLS, MAX_TEMPERATURE
 from inferscale.settings import (
     DEFAULT_CACHE_PORT,
     DEFAULT_MONITOR_PORT,
@@ -16,8 +17,8 @@ from inferscale.settings import (
     env_str,
     env_switch,
 )
-from inferscale.limits import MAX_SEARCH_CALLS
 from services.router.planning import DEFAULT_SEARCH_CALLS, DEFAULT_SKIP_COMPLEXITY
+from services.router.text_task import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, TextDefaults
 
 
 def _search_max_calls() -> int:
@@ -25,6 +26,19 @@ def _search_max_calls() -> int:
     if calls > MAX_SEARCH_CALLS:
         raise SettingError(f"INFERSCALE_SEARCH_MAX_CALLS={calls} exceeds the most a search may make, {MAX_SEARCH_CALLS}")
     return calls
+
+
+def _text_defaults() -> TextDefaults:
+    max_tokens = env_int("INFERSCALE_TEXT_MAX_TOKENS", DEFAULT_MAX_TOKENS, minimum=1)
+    if max_tokens > MAX_GENERATED_TOKENS:
+        raise SettingError(
+            f"INFERSCALE_TEXT_MAX_TOKENS={max_tokens} exceeds the most a generation may produce, {MAX_GENERATED_TOKENS}"
+        )
+    return TextDefaults(
+        max_tokens=max_tokens,
+        temperature=env_float("INFERSCALE_TEXT_TEMPERATURE", DEFAULT_TEMPERATURE, low=0.0, high=MAX_TEMPERATURE),
+        verifier_model=env_str("INFERSCALE_TEXT_VERIFIER_MODEL", ""),
+    )
 
 
 def _non_finite_policy() -> str:
@@ -86,6 +100,11 @@ class RouterConfig:
     # INFERSCALE_SKIP_COMPLEXITY: the complexity score at which a cascade that analyses complexity
     # skips its cheapest tier; 0 never skips.
     skip_complexity: float
+    # Text tasks: INFERSCALE_TEXT_MAX_TOKENS (256, at most 2048), the most tokens of a generation
+    # whose request sets max_tokens 0; INFERSCALE_TEXT_TEMPERATURE (0.7, in [0, 2]), the temperature
+    # of the sampling strategies when the request sets none; INFERSCALE_TEXT_VERIFIER_MODEL (""),
+    # the verifier of best-of-N and verifier-confidence cascades, "" for the task's highest tier.
+    text: TextDefaults
 
     @classmethod
     def from_env(cls) -> RouterConfig:
@@ -109,6 +128,7 @@ class RouterConfig:
             exploration_rate=env_float("INFERSCALE_EXPLORATION_RATE", 0.0, low=0.0, high=1.0),
             search_max_calls=_search_max_calls(),
             skip_complexity=env_float("INFERSCALE_SKIP_COMPLEXITY", DEFAULT_SKIP_COMPLEXITY, low=0.0, high=1.0),
+            text=_text_defaults(),
             max_in_flight=env_int("INFERSCALE_ROUTER_MAX_IN_FLIGHT", 256, minimum=1),
             finite_inputs=_non_finite_policy() == "reject",
             shutdown_grace_seconds=env_float("INFERSCALE_SHUTDOWN_GRACE_SECONDS", 5.0, low=0, high=600),

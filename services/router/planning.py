@@ -10,11 +10,14 @@ import math
 from collections.abc import Iterable, Sequence
 
 from inferscale.errors import FailedPrecondition, InvalidArgument, NotFound
+from inferscale.limits import MAX_INPUT_TENSORS, MAX_PLAN_STEPS, MAX_SEARCH_CALLS
 from inferscale.tensors import require_finite, tensors_digest_parts, validate_tensor
 from inferscale.v1 import common_pb2, router_service_pb2
-from inferscale.limits import MAX_INPUT_TENSORS, MAX_PLAN_STEPS, MAX_SEARCH_CALLS
 from services.orchestrator.escalation import LEFT_ROUTING
+from services.orchestrator.registry import GENERATED_TEXT, VERIFIER
+from services.orchestrator.text.bounds import validate_text
 from services.router.semantic import validate_embedding
+from services.router.text_task import TEXT_STRATEGIES, check_answer_kind
 
 MAX_REQUEST_ID_CHARS = 128
 MAX_TASK_CHARS = 128
@@ -22,18 +25,27 @@ MAX_TASK_CHARS = 128
 DEFAULT_SEARCH_CALLS = 8
 # The complexity score at which an analysed cascade skips its cheapest tier.
 DEFAULT_SKIP_COMPLEXITY = 0.25
+# The strategies whose plans carry a number of calls (Plan.max_calls).
+CALL_BUDGETED = frozenset({common_pb2.STRATEGY_SEARCH, *TEXT_STRATEGIES})
+# The strategies that may name their model: the one that runs, or the one that samples.
+MODEL_NAMED = frozenset({common_pb2.STRATEGY_SINGLE, common_pb2.STRATEGY_SELF_CONSISTENCY})
 
 
 def validate_request(request: router_service_pb2.InferRequest, *, finite_inputs: bool = True) -> None:
     """Raises InvalidArgument naming the first field that is malformed; with ``finite_inputs``, NaN and
-    infinity in floating-point inputs count as malformed."""
+    infinity in floating-point inputs count as malformed. A request carries a prompt (``text``, for
+    a task that generates text) or input tensors, never both."""
     if len(request.request_id) > MAX_REQUEST_ID_CHARS:
         raise InvalidArgument(f"request_id has {len(request.request_id)} characters, more than {MAX_REQUEST_ID_CHARS}")
     if not request.task:
         raise InvalidArgument("task must name the task whose models answer, for example 'digits'")
     if len(request.task) > MAX_TASK_CHARS:
         raise InvalidArgument(f"task has {len(request.task)} characters, more than {MAX_TASK_CHARS}")
-    if not request.inputs:
+    if request.HasField("text"):
+        if request.inputs:
+            raise InvalidArgument("text and inputs are exclusive: a text task takes its prompt in text, others take inputs")
+        validate_text(request.text)
+    elif not request.inputs:
         raise InvalidArgument("inputs must hold at least one tensor")
     _bound_entries("inputs", len(request.inputs), MAX_INPUT_TENSORS)
     _bound_entries("tier_thresholds", len(request.tier_thresholds), MAX_PLAN_STEPS)
@@ -44,8 +56,8 @@ def validate_request(request: router_service_pb2.InferRequest, *, finite_inputs:
             require_finite(tensor, f"inputs[{index}]")
     if request.strategy not in common_pb2.Strategy.values():
         raise InvalidArgument(f"strategy {request.strategy} is not a known Strategy value")
-    if request.model_name and request.strategy != common_pb2.STRATEGY_SINGLE:
-        raise InvalidArgument("model_name may be set only with strategy STRATEGY_SINGLE")
+    if request.model_name and request.strategy not in MODEL_NAMED:
+        raise InvalidArgument("model_name may be set only with strategy STRATEGY_SINGLE or STRATEGY_SELF_CONSISTENCY")
     if request.strategy == common_pb2.STRATEGY_SINGLE and not request.model_name:
         raise InvalidArgument("model_name is required with strategy STRATEGY_SINGLE")
     threshold = request.confidence_threshold
@@ -73,8 +85,10 @@ def validate_request(request: router_service_pb2.InferRequest, *, finite_inputs:
             raise InvalidArgument(f"{field}.escalate_threshold {tier.escalate_threshold} is outside [0, accept_threshold]")
     if not 0 <= request.max_calls <= MAX_SEARCH_CALLS:
         raise InvalidArgument(f"max_calls {request.max_calls} is outside [0, {MAX_SEARCH_CALLS}] (0 means the default)")
-    if request.max_calls and request.strategy != common_pb2.STRATEGY_SEARCH:
-        raise InvalidArgument("max_calls may be set only with strategy STRATEGY_SEARCH")
+    if request.max_calls and request.strategy not in CALL_BUDGETED:
+        raise InvalidArgument(
+            "max_calls may be set only with strategy STRATEGY_SEARCH, STRATEGY_SELF_CONSISTENCY or STRATEGY_BEST_OF_N"
+        )
     if request.analyze_complexity and request.strategy not in (common_pb2.STRATEGY_UNSPECIFIED, common_pb2.STRATEGY_CASCADE):
         raise InvalidArgument("analyze_complexity may be set only with a cascade (STRATEGY_EXPERT always analyses)")
     target = request.target_accuracy
@@ -93,6 +107,20 @@ def validate_request(request: router_service_pb2.InferRequest, *, finite_inputs:
         _claim_tier(field, member.tier, weighted_tiers)
         if not (member.weight > 0 and math.isfinite(member.weight)):
             raise InvalidArgument(f"{field}.weight {member.weight} must be a finite number > 0")
+
+
+def _named_model(request: router_service_pb2.InferRequest, models: Sequence[common_pb2.ModelInfo]) -> common_pb2.ModelInfo:
+    """The task's model that ``model_name`` names; NotFound, listing the task's models, when there is none."""
+    named = next((m for m in models if m.model.name == request.model_name), None)
+    if named is None:
+        names = ", ".join(m.model.name for m in models)
+        raise NotFound(f"model_name {request.model_name!r} is not a routable model of task {request.task!r} ({names})")
+    return named
+
+
+def _strongest(models: Sequence[common_pb2.ModelInfo]) -> common_pb2.ModelInfo:
+    """The highest-tier model, the costlier of a tier's (then by name, so that the choice is stable)."""
+    return max(models, key=lambda m: (m.tier, m.cost, m.model.name))
 
 
 def _bound_entries(field: str, count: int, most: int) -> None:
@@ -116,6 +144,7 @@ def build_plan(
     *,
     default_max_calls: int = DEFAULT_SEARCH_CALLS,
     skip_complexity: float = DEFAULT_SKIP_COMPLEXITY,
+    verifier_model: str = "",
 ) -> common_pb2.Plan:
     """Builds the plan for a validated request from the task's routable models, cheapest tier first.
 
@@ -126,9 +155,15 @@ def build_plan(
     call every model, up to ``max_calls`` times in all (the request's, else ``default_max_calls``).
     Complexity analysis (a cascade that asks for it, and every expert plan) puts the task's
     complexity model in the plan; a cascade then skips its cheapest tier at ``skip_complexity``.
+
+    Text tasks: self-consistency samples one model (``model_name``'s, else the highest tier) and
+    best-of-N spreads its generations over every text model, each up to ``max_calls`` calls in
+    all, as a search; best-of-N, and a plan with a step whose confidence is a verifier's, are
+    judged by ``verifier_model``, by default the task's highest-tier text model.
     """
     if not models:
         raise NotFound(f"task {request.task!r} has no routable model in the registry")
+    check_answer_kind(request, models)
     threshold = request.confidence_threshold or default_threshold
     if request.escalate_threshold:
         escalate = request.escalate_threshold
@@ -136,12 +171,14 @@ def build_plan(
         escalate = threshold
     else:
         escalate = min(default_escalate_threshold, threshold)
+    texts = [m for m in models if m.answer_kind == GENERATED_TEXT]
     if request.strategy == common_pb2.STRATEGY_SINGLE:
-        chosen = [m for m in models if m.model.name == request.model_name]
-        if not chosen:
-            names = ", ".join(m.model.name for m in models)
-            raise NotFound(f"model_name {request.model_name!r} is not a routable model of task {request.task!r} ({names})")
+        chosen = [_named_model(request, models)]
         strategy = common_pb2.STRATEGY_SINGLE
+    elif request.strategy == common_pb2.STRATEGY_SELF_CONSISTENCY:
+        # Every sample from one model: the named one, else the strongest, whose votes count most.
+        chosen = [_named_model(request, models) if request.model_name else _strongest(texts)]
+        strategy = common_pb2.STRATEGY_SELF_CONSISTENCY
     else:
         chosen = sorted(models, key=lambda m: (m.tier, m.cost, m.model.name))
         strategy = request.strategy or common_pb2.STRATEGY_CASCADE
@@ -155,6 +192,8 @@ def build_plan(
             chosen = [m for m in chosen if m.expert_high > 0]
             if not chosen:
                 raise NotFound(f"task {request.task!r} has no model that declares inferscale.expert_complexity")
+        if strategy == common_pb2.STRATEGY_BEST_OF_N:
+            chosen = [m for m in chosen if m.answer_kind == GENERATED_TEXT]
     if len(chosen) > MAX_PLAN_STEPS:
         raise FailedPrecondition(
             f"task {request.task!r} has {len(chosen)} routable models, more than the {MAX_PLAN_STEPS} a plan may hold; "
@@ -188,12 +227,16 @@ def build_plan(
         # A search's score-weighted vote would let one solver's repeated near misses outweigh
         # another's exact reproduction of the training pairs: grids go by best score here too.
         aggregation = common_pb2.AGGREGATION_BEST_SCORE
+    verifier = ""
+    if strategy == common_pb2.STRATEGY_BEST_OF_N or any(m.confidence_method == VERIFIER for m in chosen):
+        verifier = verifier_model or _strongest(texts).model.name
     return common_pb2.Plan(
         strategy=strategy,
         task=request.task,
         cost_ceiling=ceiling,
         aggregation=aggregation,
-        max_calls=(request.max_calls or default_max_calls) if strategy == common_pb2.STRATEGY_SEARCH else 0,
+        max_calls=(request.max_calls or default_max_calls) if strategy in CALL_BUDGETED else 0,
+        verifier_model=verifier,
         complexity_model=complexity_model,
         skip_complexity=skip_complexity if complexity_model and strategy == common_pb2.STRATEGY_CASCADE else 0.0,
         steps=[
@@ -211,18 +254,24 @@ def build_plan(
 
 
 def result_key(
-    plan: common_pb2.Plan, inputs: Sequence[common_pb2.InferTensor], analyser: common_pb2.ModelRef | None = None
+    plan: common_pb2.Plan,
+    inputs: Sequence[common_pb2.InferTensor],
+    judges: Sequence[common_pb2.ModelRef] = (),
+    text: common_pb2.TextPrompt | None = None,
 ) -> str:
-    """Returns the final-result cache key: a SHA-256 of the plan (models, versions, thresholds) and the inputs.
+    """Returns the final-result cache key: a SHA-256 of the plan (models, versions, thresholds) and
+    what the models read, the inputs or the prompt (its turns and sampling limits, as resolved).
 
     The plan names each model's version, so a new version gives new keys and an old answer is
-    never served for it. It names its complexity model only by name: ``analyser``, that model's
-    current version, is hashed too, since a new complexity model may route the request elsewhere.
+    never served for it. It names its complexity model and its verifier only by name: ``judges``,
+    those models' current versions, are hashed too, since a new one may decide otherwise.
     """
     digest = hashlib.sha256(b"inferscale.v1.final_result|")
     digest.update(plan.SerializeToString(deterministic=True))
-    if analyser is not None:
-        digest.update(b"|analysed by|" + analyser.SerializeToString(deterministic=True))
+    for judge in judges:
+        digest.update(b"|judged by|" + judge.SerializeToString(deterministic=True))
+    if text is not None:
+        digest.update(b"|text|" + text.SerializeToString(deterministic=True))
     for part in tensors_digest_parts(inputs):
         digest.update(part)
     return digest.hexdigest()

@@ -13,10 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from inferscale.errors import InvalidArgument
-from inferscale.tensors import to_numpy
+from inferscale.tensors import bytes_tensor, to_numpy
 from inferscale.v1 import common_pb2, router_service_pb2
 
 MAX_EMBEDDING_DIMENSIONS = 4096
+# The input of a text embedding model (inferscale.role "embedding", as model_repository/text_embedding
+# declares it): BYTES [N], one UTF-8 text per item.
+EMBEDDED_TEXT_INPUT = "TEXT"
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,8 @@ def embedding_source(
     """Returns where the request's embedding comes from, or None when its task has no semantic cache.
 
     The caller's own embedding wins; otherwise the input the task's models declare, embedded by
-    their embedding model or, without one, read as its FP32 values.
+    their embedding model or, without one, read as its FP32 values. A text task's models read the
+    prompt with its turns rendered around it; the prompt alone is embedded, as the user's question.
     """
     declaring = next((m for m in models if m.semantic_input), None)
     threshold = declaring.semantic_threshold if declaring is not None else 0.0
@@ -57,6 +61,11 @@ def embedding_source(
         return EmbeddingSource(vector=np.asarray(request.embedding, dtype=np.float32), threshold=threshold, from_caller=True)
     if declaring is None:
         return None
+    if request.HasField("text"):
+        if not declaring.embedding_model:
+            return None  # a prompt has no FP32 values to compare
+        prompt = bytes_tensor(EMBEDDED_TEXT_INPUT, [request.text.prompt])
+        return EmbeddingSource(embedding_model=declaring.embedding_model, tensor=prompt, threshold=threshold)
     tensor = next((t for t in request.inputs if t.name == declaring.semantic_input), None)
     if tensor is None:
         return None
@@ -73,16 +82,23 @@ def embedding_source(
     return EmbeddingSource(vector=vector, threshold=threshold)
 
 
-def semantic_namespace(plan: common_pb2.Plan, dimensions: int, caller: str = "") -> str:
+def semantic_namespace(
+    plan: common_pb2.Plan, dimensions: int, caller: str = "", text: common_pb2.TextPrompt | None = None
+) -> str:
     """The L1 namespace of a plan and an embedding length: the task, a digest of the plan and the length.
 
     A neighbour is only served for the same task and plan (strategy, models, versions,
     thresholds), never across model versions, and only compared with embeddings of its length.
     Embeddings a caller sent itself live in that caller's own namespace (``caller``): one that
     pairs "turn on the lights" with the embedding of "turn off the lights" misleads only itself.
+    For a text task only the prompt is embedded: its turns and sampling limits (``text``) go into
+    the digest, so a neighbour is a similar question asked under the same instructions and limits.
     """
-    digest = hashlib.sha256(plan.SerializeToString(deterministic=True)).hexdigest()[:32]
-    namespace = f"{plan.task}|{digest}|{dimensions}"
+    digest = hashlib.sha256(plan.SerializeToString(deterministic=True))
+    if text is not None:
+        setting = common_pb2.TextPrompt(context=text.context, sampling=text.sampling)
+        digest.update(b"|text setting|" + setting.SerializeToString(deterministic=True))
+    namespace = f"{plan.task}|{digest.hexdigest()[:32]}|{dimensions}"
     if caller:
         namespace += "|caller:" + hashlib.sha256(caller.encode()).hexdigest()[:16]
     return namespace

@@ -104,10 +104,12 @@ async def create_server(config: RouterConfig) -> Router:
         search_max_calls=config.search_max_calls,
         skip_complexity=config.skip_complexity,
         finite_inputs=config.finite_inputs,
+        text_defaults=config.text,
     )
 
-    # The router's port is the public one: it serves Infer alone. An embedded orchestrator's own
-    # RPCs (Execute, which would bypass client tokens, and the admin ones) are served nowhere.
+    # The router's port is the public one: it serves Infer and InferStream alone. An embedded
+    # orchestrator's own RPCs (Execute and ExecuteStream, which would bypass client tokens, and the
+    # admin ones) are served nowhere.
     running = await start_server(
         config.listen,
         [SERVICE_NAME],

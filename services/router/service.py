@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import aclosing
+from typing import Any, Protocol
 
 import grpc
 from opentelemetry import trace
@@ -17,7 +19,7 @@ from opentelemetry import trace
 from inferscale import telemetry
 from inferscale.auth import current_caller
 from inferscale.cache_client import CacheClient
-from inferscale.errors import InferScaleError, grpc_errors
+from inferscale.errors import InferScaleError, Unavailable, grpc_errors, refuse
 from inferscale.events import EventSender
 from inferscale.steps import ANSWERED
 from inferscale.v1 import (
@@ -43,6 +45,12 @@ from services.router.planning import (
 )
 from services.router.policy import PublishedPolicy, TargetPolicy, with_policy
 from services.router.semantic import embedding_source, semantic_namespace
+from services.router.text_task import (
+    DEFAULT_TEXT_SETTINGS,
+    TextDefaults,
+    answer_is_sampled,
+    resolved_text,
+)
 
 LOG = logging.getLogger(__name__)
 L1 = common_pb2.CACHE_LEVEL_L1_SEMANTIC
@@ -52,6 +60,15 @@ L4 = common_pb2.CACHE_LEVEL_L4_FINAL_RESULT
 MADE_THE_ANSWER = ANSWERED | {common_pb2.DECISION_ANALYZED}
 
 
+class ExecuteStreamCall(Protocol):
+    """A streamed Execute as grpc.aio's call object is used: iterated for its events; ``cancel``
+    ends it early, cancelling the orchestrator's work (a generation on Triton)."""
+
+    def __aiter__(self) -> AsyncIterator[orchestrator_service_pb2.ExecuteStreamResponse]: ...
+
+    def cancel(self) -> bool: ...
+
+
 class OrchestratorClient(Protocol):
     """The orchestrator calls the router makes: the orchestrator's gRPC stub, or
     ``services.router.embedded.InProcessOrchestrator`` when it runs in the router's process."""
@@ -59,6 +76,10 @@ class OrchestratorClient(Protocol):
     def Execute(  # noqa: N802 - the RPC's name
         self, request: orchestrator_service_pb2.ExecuteRequest, timeout: float | None = None
     ) -> Awaitable[orchestrator_service_pb2.ExecuteResponse]: ...
+
+    def ExecuteStream(  # noqa: N802
+        self, request: orchestrator_service_pb2.ExecuteStreamRequest, timeout: float | None = None
+    ) -> ExecuteStreamCall: ...
 
     def Embed(  # noqa: N802
         self, request: orchestrator_service_pb2.EmbedRequest, timeout: float | None = None
@@ -190,6 +211,57 @@ class PolicyWatcher:
             await asyncio.sleep(self._refresh)
 
 
+def grpc_stream_errors(
+    handler: Callable[[Any, Any, grpc.aio.ServicerContext], AsyncGenerator[Any, None]],
+) -> Callable[[Any, Any, grpc.aio.ServicerContext], AsyncGenerator[Any, None]]:
+    """``inferscale.errors.grpc_errors`` for a handler that streams its replies: a domain error, or a
+    peer's gRPC error, ends the stream with its status after the replies already sent."""
+
+    @functools.wraps(handler)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> AsyncGenerator[Any, None]:
+        try:
+            async with aclosing(handler(self, request, context)) as replies:
+                async for reply in replies:
+                    yield reply
+        except InferScaleError as error:
+            refuse(context, error.code, str(error))
+        except grpc.aio.AioRpcError as error:
+            refuse(context, error.code(), error.details())
+
+    return wrapper
+
+
+def execute_request(
+    request_id: str,
+    plan: common_pb2.Plan,
+    inputs: Sequence[common_pb2.InferTensor],
+    text: common_pb2.TextPrompt | None,
+    *,
+    skip_cache: bool = False,
+) -> orchestrator_service_pb2.ExecuteRequest:
+    """The orchestrator's request to run ``plan`` on ``inputs``, or on ``text`` for a text task (inputs then empty)."""
+    request = orchestrator_service_pb2.ExecuteRequest(request_id=request_id, plan=plan, inputs=inputs, skip_cache=skip_cache)
+    if text is not None:
+        request.text.CopyFrom(text)
+    return request
+
+
+def rerun(
+    work: orchestrator_service_pb2.ExecuteRequest, request_id: str, plan: common_pb2.Plan
+) -> orchestrator_service_pb2.ExecuteRequest:
+    """What ``work`` reads, run by ``plan`` under an id of its own (a verification's, an audit's),
+    so that the monitor does not score it as part of the request."""
+    return execute_request(request_id, plan, work.inputs, work.text if work.HasField("text") else None)
+
+
+def relayed(event: orchestrator_service_pb2.ExecuteStreamResponse) -> router_service_pb2.InferStreamResponse:
+    """The client's copy of one of the orchestrator's events (the two streams name their events alike)."""
+    kind = event.WhichOneof("event")
+    relay = router_service_pb2.InferStreamResponse()
+    getattr(relay, kind).CopyFrom(getattr(event, kind))
+    return relay
+
+
 class RouterService(router_service_pb2_grpc.RouterServiceServicer):
     """InferScale's front door."""
 
@@ -211,6 +283,7 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
         search_max_calls: int = DEFAULT_SEARCH_CALLS,
         skip_complexity: float = DEFAULT_SKIP_COMPLEXITY,
         finite_inputs: bool = True,
+        text_defaults: TextDefaults = DEFAULT_TEXT_SETTINGS,
         sample: Callable[[], float] = random.random,
     ) -> None:
         self._orchestrator = orchestrator
@@ -226,6 +299,7 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
         self._search_max_calls = search_max_calls
         self._skip_complexity = skip_complexity
         self._finite_inputs = finite_inputs
+        self._text = text_defaults
         self._policies = policies
         self._sample = sample
         self._audits: set[asyncio.Task[None]] = set()
@@ -234,31 +308,62 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
     async def Infer(
         self, request: router_service_pb2.InferRequest, context: grpc.aio.ServicerContext
     ) -> router_service_pb2.InferResponse:
-        started = time.perf_counter()
+        response = self._response_to(request)
+        async for _ in self._reported(request, response, self._answer(request, response, context, streamed=False)):
+            pass  # unstreamed: the orchestrator's events are not asked for
+        return response
+
+    @grpc_stream_errors
+    async def InferStream(
+        self, request: router_service_pb2.InferStreamRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncGenerator[router_service_pb2.InferStreamResponse, None]:
+        response = self._response_to(request.request)
+        answering = self._answer(request.request, response, context, streamed=True)
+        # Closed at once when the client goes away, so that the orchestrator's call is cancelled then.
+        async with aclosing(self._reported(request.request, response, answering)) as events:
+            async for event in events:
+                yield relayed(event)
+        yield router_service_pb2.InferStreamResponse(response=response)
+
+    @staticmethod
+    def _response_to(request: router_service_pb2.InferRequest) -> router_service_pb2.InferResponse:
+        """The response to build: the request's id (or one of ours) and the trace's."""
         # An id past its bound is refused with the request (validate_request); its event and reply
         # carry one of ours, which the monitor accepts, rather than the caller's.
         request_id = request.request_id if 0 < len(request.request_id) <= MAX_REQUEST_ID_CHARS else uuid.uuid4().hex
-        response = router_service_pb2.InferResponse(request_id=request_id, trace_id=telemetry.current_trace_id())
         trace.get_current_span().set_attribute(telemetry.ATTR_REQUEST_ID, request_id)
+        return router_service_pb2.InferResponse(request_id=request_id, trace_id=telemetry.current_trace_id())
+
+    async def _reported(
+        self,
+        request: router_service_pb2.InferRequest,
+        response: router_service_pb2.InferResponse,
+        answering: AsyncGenerator[orchestrator_service_pb2.ExecuteStreamResponse, None],
+    ) -> AsyncGenerator[orchestrator_service_pb2.ExecuteStreamResponse, None]:
+        """Passes on the events of ``answering`` (``_answer`` at work on ``request``), then tells the
+        monitor how the request went, whatever the outcome, from what ``response`` holds by then."""
+        started = time.perf_counter()
         status = grpc.StatusCode.UNKNOWN
         try:
-            await self._answer(request, request_id, response, context)
+            async with aclosing(answering) as events:
+                async for event in events:
+                    yield event
             status = grpc.StatusCode.OK
-            return response
         except InferScaleError as error:
             status = error.code
             raise
         except grpc.aio.AioRpcError as error:
             status = error.code()
             raise
-        except asyncio.CancelledError:
-            # The client cancelled, or its deadline ended the call: not a fault of ours.
+        except (asyncio.CancelledError, GeneratorExit):
+            # The client cancelled (a stream it stopped reading ends at its last event), or its
+            # deadline ended the call: not a fault of ours.
             status = grpc.StatusCode.CANCELLED
             raise
         finally:
             self._events.emit(
                 monitor_service_pb2.Event(
-                    request_id=request_id,
+                    request_id=response.request_id,
                     request=monitor_service_pb2.RequestEvent(
                         # A task past its bound is refused with the request; its event names none.
                         task=request.task if len(request.task) <= MAX_TASK_CHARS else "",
@@ -275,10 +380,13 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
     async def _answer(
         self,
         request: router_service_pb2.InferRequest,
-        request_id: str,
         response: router_service_pb2.InferResponse,
         context: grpc.aio.ServicerContext,
-    ) -> None:
+        *,
+        streamed: bool,
+    ) -> AsyncGenerator[orchestrator_service_pb2.ExecuteStreamResponse, None]:
+        """Validation, planning, the caches and the plan's run; ``streamed``, the run's events as they come."""
+        request_id = response.request_id
         validate_request(request, finite_inputs=self._finite_inputs)
         models = await self._catalog.routable(request.task)
         explore = bool(self._exploration_rate) and self._sample() < self._exploration_rate
@@ -291,6 +399,7 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
             self._default_escalate_threshold,
             default_max_calls=self._search_max_calls,
             skip_complexity=self._skip_complexity,
+            verifier_model=self._text.verifier_model,
         )
         response.plan.CopyFrom(plan)
         span = trace.get_current_span()
@@ -301,11 +410,19 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
                 telemetry.ATTR_POLICY_VERSION: response.policy_version,
             }
         )
-        analyser = await self._catalog.ready(plan.complexity_model) if plan.complexity_model else None
-        key = result_key(plan, request.inputs, analyser.model if analyser is not None else None)
+        text = resolved_text(request.text, plan.strategy, self._text) if request.HasField("text") else None
+        # The models the plan names without a version, whose current versions decide with the steps.
+        judges = []
+        for name in (plan.complexity_model, plan.verifier_model):
+            judge = await self._catalog.ready(name) if name else None
+            if judge is not None:
+                judges.append(judge)
+        key = result_key(plan, request.inputs, [judge.model for judge in judges], text)
         # The model versions a stored answer may have been made with, as the registry has them now.
-        current = [*models, analyser] if analyser is not None else models
-        use_cache = self._cache is not None and not request.skip_cache
+        current = [*models, *judges]
+        # A cached sample must never stand in for the fresh one the request asks for.
+        sampled = text is not None and answer_is_sampled(plan, text, models)
+        use_cache = self._cache is not None and not request.skip_cache and not sampled
         if use_cache:
             cached = await self._lookup(key, request_id, current)
             if cached is not None:
@@ -316,10 +433,11 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
                 response.computed_cost = entry.compute_cost
                 span.set_attribute(telemetry.ATTR_CACHE_LEVEL, common_pb2.CacheLevel.Name(L4))
                 return
+        work = execute_request(request_id, plan, request.inputs, text, skip_cache=request.skip_cache)
         # Embedding the request for L1 is compute the request spends, whatever serves it.
-        semantic, embed_cost = await self._semantic_query(request, plan, models, context) if use_cache else (None, 0.0)
+        semantic, embed_cost = await self._semantic_query(request, plan, text, models, context) if use_cache else (None, 0.0)
         if semantic is not None:
-            served = await self._semantic_lookup(semantic, request, request_id, plan, current, context)
+            served = await self._semantic_lookup(semantic, work, current, context)
             if served is not None:
                 executed, reply, verify_cost = served
                 self._fill(response, executed)
@@ -334,7 +452,15 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
                     }
                 )
                 return
-        executed = await self._execute(request_id, plan, request.inputs, context, skip_cache=request.skip_cache)
+        if streamed:
+            async with aclosing(self._execute_streamed(work, context)) as events:
+                async for event in events:
+                    if event.HasField("response"):
+                        executed = event.response
+                    else:
+                        yield event
+        else:
+            executed = await self._execute(work, context)
         self._fill(response, executed)
         response.total_cost = embed_cost + executed.total_cost
         response.computed_cost = executed.total_cost
@@ -347,18 +473,29 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
                 self._semantic_store(semantic, executed)
 
     async def _execute(
-        self,
-        request_id: str,
-        plan: common_pb2.Plan,
-        inputs: Sequence[common_pb2.InferTensor],
-        context: grpc.aio.ServicerContext | None,
-        *,
-        skip_cache: bool = False,
+        self, work: orchestrator_service_pb2.ExecuteRequest, context: grpc.aio.ServicerContext | None
     ) -> orchestrator_service_pb2.ExecuteResponse:
-        return await self._orchestrator.Execute(
-            orchestrator_service_pb2.ExecuteRequest(request_id=request_id, plan=plan, inputs=inputs, skip_cache=skip_cache),
-            timeout=self._timeout(context),
+        return await self._orchestrator.Execute(work, timeout=self._timeout(context))
+
+    async def _execute_streamed(
+        self, work: orchestrator_service_pb2.ExecuteRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncGenerator[orchestrator_service_pb2.ExecuteStreamResponse, None]:
+        """The orchestrator's events for ``work`` as they come, the last one its response."""
+        call = self._orchestrator.ExecuteStream(
+            orchestrator_service_pb2.ExecuteStreamRequest(request=work), timeout=self._timeout(context)
         )
+        responded = False
+        try:
+            async for event in call:
+                responded = event.HasField("response")
+                yield event
+        except BaseException:
+            # Left early (the client cancelled or went away, or the call failed): the orchestrator's
+            # work, a generation on Triton, must not go on for no one.
+            call.cancel()
+            raise
+        if not responded:
+            raise Unavailable("the orchestrator ended its stream without a response")
 
     def _timeout(self, context: grpc.aio.ServicerContext | None) -> float:
         """What is left of the caller's deadline, or the configured request timeout when it set none."""
@@ -369,6 +506,7 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
         self,
         request: router_service_pb2.InferRequest,
         plan: common_pb2.Plan,
+        text: common_pb2.TextPrompt | None,
         models: list[common_pb2.ModelInfo],
         context: grpc.aio.ServicerContext,
     ) -> tuple[cache_service_pb2.SemanticLookupRequest | None, float]:
@@ -397,7 +535,7 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
         else:
             embedding = vector.tolist()
         query = cache_service_pb2.SemanticLookupRequest(
-            namespace=semantic_namespace(plan, len(embedding), caller if source.from_caller else ""),
+            namespace=semantic_namespace(plan, len(embedding), caller if source.from_caller else "", text),
             embedding=embedding,
             similarity_threshold=source.threshold,
         )
@@ -406,9 +544,7 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
     async def _semantic_lookup(
         self,
         query: cache_service_pb2.SemanticLookupRequest,
-        request: router_service_pb2.InferRequest,
-        request_id: str,
-        plan: common_pb2.Plan,
+        work: orchestrator_service_pb2.ExecuteRequest,
         models: list[common_pb2.ModelInfo],
         context: grpc.aio.ServicerContext,
     ) -> tuple[orchestrator_service_pb2.ExecuteResponse, cache_service_pb2.SemanticLookupResponse, float] | None:
@@ -420,13 +556,13 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
         executed = self._servable(reply, models, f"semantic cache entry in {query.namespace}")
         verify_cost = 0.0
         if executed is not None and self._semantic_verify:
-            verified, verify_cost = await self._verify(executed, request, request_id, plan, context)
+            verified, verify_cost = await self._verify(executed, work, context)
             if not verified:
                 trace.get_current_span().set_attribute(telemetry.ATTR_SEMANTIC_REJECTED, True)
                 executed = None
         self._events.emit(
             monitor_service_pb2.Event(
-                request_id=request_id, cache=monitor_service_pb2.CacheEvent(level=L1, hit=executed is not None)
+                request_id=work.request_id, cache=monitor_service_pb2.CacheEvent(level=L1, hit=executed is not None)
             )
         )
         if executed is None:
@@ -435,7 +571,7 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
         # sampled hit goes unaudited rather than pile up work no client waits for.
         auditing = len(self._audits) < MAX_AUDITS_IN_FLIGHT
         if auditing and self._semantic_audit_rate and self._sample() < self._semantic_audit_rate:
-            task = asyncio.create_task(self._audit(executed.answer.label, request_id, plan, list(request.inputs)))
+            task = asyncio.create_task(self._audit(executed.answer.label, work))
             self._audits.add(task)
             task.add_done_callback(self._audits.discard)
         return executed, reply, verify_cost
@@ -443,33 +579,28 @@ class RouterService(router_service_pb2_grpc.RouterServiceServicer):
     async def _verify(
         self,
         neighbour: orchestrator_service_pb2.ExecuteResponse,
-        request: router_service_pb2.InferRequest,
-        request_id: str,
-        plan: common_pb2.Plan,
+        work: orchestrator_service_pb2.ExecuteRequest,
         context: grpc.aio.ServicerContext,
     ) -> tuple[bool, float]:
         """Runs the plan's cheapest step on this request; the neighbour's answer stands only if that step agrees."""
-        cheapest = common_pb2.Plan(strategy=common_pb2.STRATEGY_SINGLE, task=plan.task, steps=[plan.steps[0]])
+        cheapest = common_pb2.Plan(strategy=common_pb2.STRATEGY_SINGLE, task=work.plan.task, steps=[work.plan.steps[0]])
         try:
-            # Its own id, as the audit's: the monitor must not score this step as part of the request.
-            checked = await self._execute(f"{request_id}:verify", cheapest, request.inputs, context)
+            checked = await self._execute(rerun(work, f"{work.request_id}:verify", cheapest), context)
         except grpc.aio.AioRpcError as error:
             LOG.warning("semantic verification failed, not serving the neighbour: %s", error.code().name)
             return False, 0.0
         return checked.answer.label == neighbour.answer.label, checked.total_cost
 
-    async def _audit(
-        self, served_label: str, request_id: str, plan: common_pb2.Plan, inputs: list[common_pb2.InferTensor]
-    ) -> None:
+    async def _audit(self, served_label: str, work: orchestrator_service_pb2.ExecuteRequest) -> None:
         """Runs the plan for a served semantic hit, off the request's path, and reports whether the answers differ."""
         try:
-            executed = await self._execute(f"{request_id}:audit", plan, inputs, None)
+            executed = await self._execute(rerun(work, f"{work.request_id}:audit", work.plan), None)
         except grpc.aio.AioRpcError as error:
-            LOG.warning("semantic cache audit of %s failed: %s", request_id, error.code().name)
+            LOG.warning("semantic cache audit of %s failed: %s", work.request_id, error.code().name)
             return
         self._events.emit(
             monitor_service_pb2.Event(
-                request_id=request_id,
+                request_id=work.request_id,
                 cache=monitor_service_pb2.CacheEvent(
                     level=L1, hit=True, audited=True, false_hit=executed.answer.label != served_label
                 ),

@@ -11,7 +11,14 @@ from collections.abc import Awaitable, Callable
 from inferscale.v1 import common_pb2, orchestrator_service_pb2
 from services.orchestrator.registry import RegisteredModel
 from services.orchestrator.step_runner import Execution, StepRunner
-from services.orchestrator.strategies import best_of_n, cascade, ensemble, expert, search, self_consistency
+from services.orchestrator.strategies import (
+    best_of_n,
+    cascade,
+    ensemble,
+    expert,
+    search,
+    self_consistency,
+)
 
 Strategy = Callable[
     [StepRunner, Execution, list[RegisteredModel | None]], Awaitable[orchestrator_service_pb2.ExecuteResponse]

@@ -12,7 +12,14 @@ from inferscale import telemetry
 from inferscale.errors import ModelFailed, Unavailable
 from inferscale.v1 import common_pb2, orchestrator_service_pb2
 from services.orchestrator.registry import RegisteredModel
-from services.orchestrator.step_runner import TRACER, Execution, StepRunner, not_run, ran, text_output
+from services.orchestrator.step_runner import (
+    TRACER,
+    Execution,
+    StepRunner,
+    not_run,
+    ran,
+    text_output,
+)
 from services.orchestrator.text_calls import sample_seed
 
 
@@ -58,7 +65,8 @@ async def run(
     execution.answer_position = position
     chosen = response.steps[position]
     chosen.decision = common_pb2.DECISION_ACCEPT
-    chosen.reason = f"verifier score {score:.3f}, the best of {sum(1 for s in response.steps if s.index >= 0 and s.decision in (common_pb2.DECISION_ACCEPT, common_pb2.DECISION_CONTRIBUTED))}"
+    sampled = sum(1 for s in response.steps if s.decision in (common_pb2.DECISION_ACCEPT, common_pb2.DECISION_CONTRIBUTED))
+    chosen.reason = f"verifier score {score:.3f}, the best of {sampled} answers"
     response.answer.CopyFrom(common_pb2.Answer(label=label, confidence=score, text=chosen.answer.text))
     response.outputs.extend(text_output(execution))
     return response
