@@ -15,7 +15,8 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import aclosing
 from typing import Any, TypeVar
 
 import grpc
@@ -126,3 +127,23 @@ def grpc_errors(handler: Handler) -> Handler:
         return None
 
     return wrapper  # type: ignore[return-value]
+
+
+def grpc_stream_errors(
+    handler: Callable[[Any, Any, grpc.aio.ServicerContext], AsyncGenerator[Any, None]],
+) -> Callable[[Any, Any, grpc.aio.ServicerContext], AsyncGenerator[Any, None]]:
+    """``inferscale.errors.grpc_errors`` for a handler that streams its replies: a domain error, or a
+    peer's gRPC error, ends the stream with its status after the replies already sent."""
+
+    @functools.wraps(handler)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> AsyncGenerator[Any, None]:
+        try:
+            async with aclosing(handler(self, request, context)) as replies:
+                async for reply in replies:
+                    yield reply
+        except InferScaleError as error:
+            refuse(context, error.code, str(error))
+        except grpc.aio.AioRpcError as error:
+            refuse(context, error.code(), error.details())
+
+    return wrapper

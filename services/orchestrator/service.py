@@ -15,7 +15,7 @@ from inferscale.errors import (
     ModelFailed,
     NotFound,
     grpc_errors,
-    refuse,
+    grpc_stream_errors,
 )
 from inferscale.events import EventSender
 from inferscale.tensors import to_numpy, validate_tensor
@@ -150,6 +150,7 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
     ) -> orchestrator_service_pb2.ExecuteResponse:
         return await self._execute(Execution(request, orchestrator_service_pb2.ExecuteResponse(), context.time_remaining))
 
+    @grpc_stream_errors
     async def ExecuteStream(
         self, request: orchestrator_service_pb2.ExecuteStreamRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[orchestrator_service_pb2.ExecuteStreamResponse]:
@@ -170,12 +171,6 @@ class OrchestratorService(orchestrator_service_pb2_grpc.OrchestratorServiceServi
             while (event := await events.get()) is not None:
                 yield event
             response = await running
-        except InferScaleError as error:
-            refuse(context, error.code, str(error))
-            return
-        except grpc.aio.AioRpcError as error:
-            refuse(context, error.code(), error.details())
-            return
         finally:
             # A client that went away cancels the plan, and with it the generation on Triton.
             running.cancel()

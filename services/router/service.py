@@ -19,7 +19,7 @@ from opentelemetry import trace
 from inferscale import telemetry
 from inferscale.auth import current_caller
 from inferscale.cache_client import CacheClient
-from inferscale.errors import InferScaleError, Unavailable, grpc_errors, refuse
+from inferscale.errors import InferScaleError, Unavailable, grpc_errors, grpc_stream_errors, refuse
 from inferscale.events import EventSender
 from inferscale.steps import ANSWERED
 from inferscale.v1 import (
@@ -209,26 +209,6 @@ class PolicyWatcher:
             except grpc.aio.AioRpcError as error:
                 LOG.warning("routing policies not refreshed, keeping the last ones: %s", error.code().name)
             await asyncio.sleep(self._refresh)
-
-
-def grpc_stream_errors(
-    handler: Callable[[Any, Any, grpc.aio.ServicerContext], AsyncGenerator[Any, None]],
-) -> Callable[[Any, Any, grpc.aio.ServicerContext], AsyncGenerator[Any, None]]:
-    """``inferscale.errors.grpc_errors`` for a handler that streams its replies: a domain error, or a
-    peer's gRPC error, ends the stream with its status after the replies already sent."""
-
-    @functools.wraps(handler)
-    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> AsyncGenerator[Any, None]:
-        try:
-            async with aclosing(handler(self, request, context)) as replies:
-                async for reply in replies:
-                    yield reply
-        except InferScaleError as error:
-            refuse(context, error.code, str(error))
-        except grpc.aio.AioRpcError as error:
-            refuse(context, error.code(), error.details())
-
-    return wrapper
 
 
 def execute_request(
