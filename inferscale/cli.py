@@ -2,6 +2,7 @@
 
     inferscale up [--free-ports] [--detach]      the suite on the embedded Triton
     inferscale infer --digit 7                   one request, with every escalation step
+    inferscale infer --prompt TEXT --stream      a text task's answer, its tokens shown as generated
     inferscale models | stats | workload         the registry, the counts, a workload with a summary
     inferscale load | unload MODEL               admin calls (bearer token)
     inferscale bench models|overhead             the benchmarks
@@ -26,24 +27,39 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc
 import numpy as np
-from google.protobuf import json_format
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from rich.text import Text
 
-from inferscale.models.digits import N_PIXELS, load_split
-from inferscale.auth import ADMIN_TOKEN_VARIABLE, CLIENT_TOKEN_VARIABLE, SERVICE_TOKEN_VARIABLE, bearer_metadata
-from inferscale.rpc import open_blocking_channel, wait_until_serving
-from inferscale.tls import process_tls
-from inferscale.settings import env_str
+from inferscale.auth import ADMIN_TOKEN_VARIABLE, bearer_metadata
+from inferscale.cli_infer import add_infer_arguments, cmd_infer
+from inferscale.cli_support import (
+    DEFAULT_STATE_FILE,
+    EXIT_FAILED,
+    RPC_TIMEOUT_SECONDS,
+    CliError,
+    address_option,
+    cache_level_label,
+    client_metadata,
+    make_console,
+    make_table,
+    open_stub,
+    read_state,
+    resolve_address,
+    rpc_error,
+    strategy_label,
+    suite_token,
+)
+from inferscale.request_inputs import digits_holdout
+from inferscale.rpc import wait_until_serving
 from inferscale.suite import REPO_ROOT, Suite, SuitePorts
 from inferscale.tensors import from_numpy
+from inferscale.tls import process_tls
 from inferscale.v1 import (
     cache_service_pb2,
     cache_service_pb2_grpc,
@@ -56,152 +72,20 @@ from inferscale.v1 import (
     router_service_pb2_grpc,
 )
 
-RESULTS = REPO_ROOT / "results"
-DEFAULT_STATE_FILE = RESULTS / "suite.json"
 BENCHMARKS = {
     "models": REPO_ROOT / "benchmarks" / "model_costs.py",
     "overhead": REPO_ROOT / "benchmarks" / "router_overhead.py",
 }
-# Exit statuses, as the module docstring lists them.
-EXIT_FAILED = 1
-EXIT_REFUSED = 2
 # The longest `down` waits for a suite to drain and stop before it kills what is left.
 DOWN_TIMEOUT_SECONDS = 60.0
-# A request's deadline, as the router's own default plan deadline (INFERSCALE_REQUEST_TIMEOUT_SECONDS).
-RPC_TIMEOUT_SECONDS = 30.0
 
 # Detached suites started by this process, kept so that `down` in the same process (the tests)
 # reaps its own child instead of waiting on a zombie, and Popen never warns it was dropped.
 _DETACHED: dict[int, subprocess.Popen[bytes]] = {}
 
 
-class CliError(Exception):
-    """A failure the user can act on; main prints ``error: <message>`` and exits with ``status``."""
-
-    def __init__(self, message: str, status: int = EXIT_REFUSED) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-# ---------------------------------------------------------------------------------------------
-# Output helpers
-
-
-def _console(stderr: bool = False) -> Console:
-    """A rich console on the current stdout (or stderr); wide enough for the tables when piped."""
-    console = Console(stderr=stderr)
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        # Piped or captured output defaults to 80 columns, which folds the step table's reasons.
-        console = Console(stderr=stderr, width=160)
-    return console
-
-
-def _table(
-    title: str | None,
-    columns: Sequence[str],
-    rows: Sequence[Sequence[Any]],
-    numeric: Collection[str] = (),
-) -> Table:
-    """Builds a table; cells are plain text so that brackets in server messages are never markup."""
-    table = Table(title=title, title_justify="left", title_style="bold")
-    for column in columns:
-        table.add_column(
-            column,
-            justify="right" if column in numeric else "left",
-            no_wrap=column not in {"reason", "problem"},
-        )
-    for row in rows:
-        table.add_row(*(cell if isinstance(cell, Text) else Text(str(cell)) for cell in row))
-    return table
-
-
-def _enum_label(name: str, prefix: str) -> str:
-    """``DECISION_ACCEPT`` -> ``accept``: the enum names without their proto prefix."""
-    return name.removeprefix(prefix).lower()
-
-
-def _decision(decision: int) -> str:
-    return _enum_label(common_pb2.Decision.Name(decision), "DECISION_")
-
-
-def _strategy(strategy: int) -> str:
-    return _enum_label(common_pb2.Strategy.Name(strategy), "STRATEGY_")
-
-
-def strategy_choices() -> list[str]:
-    """The strategies a request may name, read from the contract so that a new one needs no change here."""
-    return [_strategy(number) for number in common_pb2.Strategy.values() if number]
-
-
-def cache_level_label(level: int) -> str:
-    """``CACHE_LEVEL_L4_FINAL_RESULT`` -> ``L4 final result``; no level -> ``none``."""
-    if level == common_pb2.CACHE_LEVEL_UNSPECIFIED:
-        return "none"
-    name = common_pb2.CacheLevel.Name(level).removeprefix("CACHE_LEVEL_")
-    tier, _, rest = name.partition("_")
-    return f"{tier} {rest.lower().replace('_', ' ')}"
-
-
-# ---------------------------------------------------------------------------------------------
-# Addresses and channels
-
-
-def default_address(service: str) -> str:
-    """The address the services themselves would use for ``service``: its variable, else the default port."""
-    return env_str(
-        f"INFERSCALE_{service.upper()}_ADDRESS", f"127.0.0.1:{getattr(SuitePorts(), service)}"
-    )
-
-
-def _address(value: str | None, service: str) -> str:
-    address = value or default_address(service)
-    if address == "off":
-        raise CliError(f"INFERSCALE_{service.upper()}_ADDRESS is 'off': pass --{service} HOST:PORT")
-    return address
-
-
-def _token(variable: str) -> str:
-    """A token from the environment, else from the credentials of the suite `inferscale up` runs
-    (named by its default state file), so that `up` and then `infer` work with no setting."""
-    token = os.environ.get(variable, "").strip()
-    if token:
-        return token
-    state = _read_state(DEFAULT_STATE_FILE) or {}
-    try:
-        lines = pathlib.Path(state.get("credentials", "")).read_text().splitlines() if state.get("credentials") else []
-    except OSError:
-        return ""
-    return next((line.split("=", 1)[1] for line in lines if line.startswith(f"{variable}=")), "")
-
-
-@contextlib.contextmanager
-def _stub(address: str, stub_class: Callable[[grpc.Channel], Any]) -> Iterator[Any]:
-    # The suite's services need the service token ($INFERSCALE_SERVICE_TOKEN); calls to the router
-    # and admin calls carry their own token, which takes its place.
-    with open_blocking_channel(address, process_tls(), token=_token(SERVICE_TOKEN_VARIABLE)) as channel:
-        yield stub_class(channel)
-
-
-def _rpc_error(error: grpc.RpcError, address: str) -> CliError:
-    """Turns a gRPC failure into ``CODE: details``, with a hint when nothing answers at all."""
-    code = error.code()
-    message = f"{code.name}: {error.details()}"
-    if code == grpc.StatusCode.UNAVAILABLE:
-        message += f" (is the suite up at {address}? `inferscale up`, or pass the address)"
-    return CliError(message, EXIT_REFUSED)
-
-
 # ---------------------------------------------------------------------------------------------
 # up / down
-
-
-def _read_state(path: pathlib.Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as error:
-        raise CliError(f"cannot read the state file {path}: {error}", EXIT_FAILED) from None
 
 
 def _write_state(path: pathlib.Path, state: dict[str, Any]) -> None:
@@ -276,11 +160,11 @@ def _print_endpoints(console: Console, state: dict[str, Any]) -> None:
         for service in ("router", "orchestrator", "cache", "monitor", "triton")
     ]
     rows.append(("metrics", state["metrics_url"]))
-    console.print(_table(None, ("service", "address"), rows))
+    console.print(make_table(None, ("service", "address"), rows))
 
 
 def _check_not_running(state_file: pathlib.Path) -> None:
-    state = _read_state(state_file)
+    state = read_state(state_file)
     if state is None:
         return
     if _is_suite_process(int(state.get("pid", 0))):
@@ -326,7 +210,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             )
     if args.detach:
         return _up_detached(args, state_file)
-    console = _console()
+    console = make_console()
     log_dir = state_file.parent / "logs"
     suite = Suite(ports=SuitePorts.free() if args.free_ports else SuitePorts(), log_dir=log_dir)
     # SIGTERM (from `inferscale down`) must unwind like Ctrl-C: a plain exit would leave Triton and
@@ -361,7 +245,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         try:
             console.print("Stopping the suite ...")
             suite.stop()
-            state = _read_state(state_file)
+            state = read_state(state_file)
             if state is not None and state.get("pid") == os.getpid():
                 state_file.unlink(missing_ok=True)
         finally:
@@ -372,7 +256,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def _up_detached(args: argparse.Namespace, state_file: pathlib.Path) -> int:
-    console = _console()
+    console = make_console()
     log_dir = state_file.parent / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "inferscale.cli", "up", "--state-file", str(state_file)]
@@ -410,7 +294,7 @@ def _up_detached(args: argparse.Namespace, state_file: pathlib.Path) -> int:
                     )
                 if time.monotonic() > deadline:
                     raise TimeoutError
-                candidate = _read_state(state_file)
+                candidate = read_state(state_file)
                 if candidate is not None and candidate.get("pid") == process.pid:
                     state = candidate
                 else:
@@ -477,9 +361,9 @@ def _stop_process(pid: int, leftovers: dict[str, int], *, timeout: float) -> boo
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    console = _console()
+    console = make_console()
     state_file = args.state_file.resolve()
-    state = _read_state(state_file)
+    state = read_state(state_file)
     if state is None:
         raise CliError(
             f"nothing to stop: no suite state file at {state_file} (was it started with `inferscale up --detach`?)",
@@ -506,149 +390,6 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# infer
-
-
-def _holdout() -> tuple[np.ndarray, np.ndarray]:
-    split = load_split()
-    return split.x_holdout, split.y_holdout
-
-
-def _read_pixels(path: str) -> np.ndarray:
-    """Reads one 8x8 image: a .npy array, or 64 numbers separated by spaces, commas or newlines ("-": stdin)."""
-    try:
-        if path.endswith(".npy"):
-            values = np.load(path, allow_pickle=False)
-        else:
-            text = sys.stdin.read() if path == "-" else pathlib.Path(path).read_text()
-            values = np.array([float(token) for token in text.replace(",", " ").split()])
-    except (OSError, ValueError) as error:
-        raise CliError(f"--pixels-file {path}: {error}") from None
-    values = np.asarray(values, dtype=np.float32)
-    if values.size != N_PIXELS:
-        raise CliError(
-            f"--pixels-file {path}: holds {values.size} values; an 8x8 image needs {N_PIXELS} (pixel values 0..16)"
-        )
-    return values.reshape(1, N_PIXELS)
-
-
-def build_request(args: argparse.Namespace) -> tuple[router_service_pb2.InferRequest, int | None]:
-    """The InferRequest the arguments describe, and the true label when the image is a holdout digit."""
-    truth = None
-    if args.digit is not None:
-        images, labels = _holdout()
-        if not 0 <= args.digit < len(images):
-            raise CliError(
-                f"--digit {args.digit} is outside the holdout set: pick 0..{len(images) - 1}"
-            )
-        image = images[args.digit : args.digit + 1]
-        truth = int(labels[args.digit])
-    else:
-        image = _read_pixels(args.pixels_file)
-    strategy = args.strategy or ("single" if args.model else None)
-    if strategy == "single" and not args.model:
-        raise CliError("--strategy single needs --model NAME (see `inferscale models`)")
-    request = router_service_pb2.InferRequest(
-        task=args.task,
-        inputs=[from_numpy("IMAGE", image.astype(np.float32))],
-        strategy=common_pb2.Strategy.Value(f"STRATEGY_{(strategy or 'unspecified').upper()}"),
-        model_name=args.model or "",
-        confidence_threshold=args.threshold or 0.0,
-        escalate_threshold=args.escalate_threshold or 0.0,
-        cost_ceiling=args.cost_ceiling or 0.0,
-        aggregation=common_pb2.Aggregation.Value(f"AGGREGATION_{(args.aggregation or 'unspecified').upper()}"),
-        tier_thresholds=[_tier_thresholds(text) for text in args.tier_threshold or ()],
-        skip_cache=args.skip_cache,
-    )
-    return request, truth
-
-
-def _tier_thresholds(text: str) -> common_pb2.TierThresholds:
-    """Parses TIER=ACCEPT[/ESCALATE], e.g. 1=0.95 or 2=0.9/0.7; the router checks the values."""
-    try:
-        tier, thresholds = text.split("=", 1)
-        accept, _, escalate = thresholds.partition("/")
-        return common_pb2.TierThresholds(
-            tier=int(tier), accept_threshold=float(accept), escalate_threshold=float(escalate or 0)
-        )
-    except ValueError:
-        raise CliError(f"--tier-threshold {text!r} is not TIER=ACCEPT[/ESCALATE], e.g. 1=0.95 or 2=0.9/0.7") from None
-
-
-def steps_table(response: router_service_pb2.InferResponse) -> Table:
-    """Every escalation step of a response, one row each."""
-    rows = [
-        (
-            step.index,
-            step.model.name,
-            step.model.version,
-            step.tier,
-            f"{step.answer.confidence:.3f}",
-            f"{step.threshold:.2f}",
-            _decision(step.decision),
-            step.reason,
-            f"{step.latency_ms:.2f}",
-            f"{step.cost:g}",
-        )
-        for step in response.steps
-    ]
-    return _table(
-        "Escalation steps",
-        (
-            "#",
-            "model",
-            "version",
-            "tier",
-            "confidence",
-            "threshold",
-            "decision",
-            "reason",
-            "ms",
-            "cost",
-        ),
-        rows,
-        numeric={"#", "version", "tier", "confidence", "threshold", "ms", "cost"},
-    )
-
-
-def cmd_infer(args: argparse.Namespace) -> int:
-    address = _address(args.router, "router")
-    request, truth = build_request(args)
-    started = time.perf_counter()
-    with _stub(address, router_service_pb2_grpc.RouterServiceStub) as router:
-        try:
-            response = router.Infer(request, timeout=args.timeout, metadata=_client_metadata())
-        except grpc.RpcError as error:
-            raise _rpc_error(error, address) from None
-    elapsed_ms = (time.perf_counter() - started) * 1000
-    if args.json:
-        print(json_format.MessageToJson(response))
-        return 0
-    console = _console()
-    answer = f"Answer {response.answer.label} (confidence {response.answer.confidence:.3f})"
-    if truth is not None:
-        answer += f", truth {truth}: {'right' if response.answer.label == str(truth) else 'wrong'}"
-    console.print(answer, highlight=False)
-    console.print(steps_table(response))
-    if response.HasField("uncertainty"):
-        u = response.uncertainty
-        console.print(
-            f"uncertainty: vote entropy {u.vote_entropy:.3f} bits, probability spread {u.probability_spread:.3f}, "
-            f"{u.members_answered} members answered, {u.members_failed} failed",
-            highlight=False,
-        )
-    console.print(
-        f"cache {cache_level_label(response.cache_level)}   cost {response.total_cost:g} "
-        f"(computed {response.computed_cost:g})   {_strategy(response.plan.strategy)} plan of "
-        f"{len(response.plan.steps)} step{'s' if len(response.plan.steps) != 1 else ''}   {elapsed_ms:.1f} ms\n"
-        f"trace {response.trace_id}   request {response.request_id}",
-        highlight=False,
-        soft_wrap=True,
-    )
-    return 0
-
-
-# ---------------------------------------------------------------------------------------------
 # models / load / unload
 
 
@@ -668,18 +409,18 @@ MODEL_COLUMNS = ("name", "version", "task", "tier", "cost", "ready", "problem")
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    address = _address(args.orchestrator, "orchestrator")
-    with _stub(address, orchestrator_service_pb2_grpc.OrchestratorServiceStub) as orchestrator:
+    address = resolve_address(args.orchestrator, "orchestrator")
+    with open_stub(address, orchestrator_service_pb2_grpc.OrchestratorServiceStub) as orchestrator:
         try:
             reply = orchestrator.ListModels(
                 orchestrator_service_pb2.ListModelsRequest(task=args.task or ""),
                 timeout=RPC_TIMEOUT_SECONDS,
             )
         except grpc.RpcError as error:
-            raise _rpc_error(error, address) from None
+            raise rpc_error(error, address) from None
     title = f"Models of task {args.task!r}" if args.task else "Models"
-    _console().print(
-        _table(
+    make_console().print(
+        make_table(
             f"{title} ({len(reply.models)})",
             MODEL_COLUMNS,
             [_model_row(m) for m in reply.models],
@@ -689,30 +430,25 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def _client_metadata() -> list[tuple[str, str]]:
-    """The client token for the router ($INFERSCALE_CLIENT_TOKEN, else the suite `up` started)."""
-    return bearer_metadata(_token(CLIENT_TOKEN_VARIABLE))
-
-
 def _admin_metadata(token: str | None) -> list[tuple[str, str]]:
     # Without a token the call still goes out: the orchestrator says why it refuses.
-    return bearer_metadata(token or _token(ADMIN_TOKEN_VARIABLE))
+    return bearer_metadata(token or suite_token(ADMIN_TOKEN_VARIABLE))
 
 
 def _admin_call(args: argparse.Namespace, method: str, request: Any) -> Any:
     """Makes one admin call to the orchestrator with the admin token, turning errors into CliError."""
-    address = _address(args.orchestrator, "orchestrator")
-    with _stub(address, orchestrator_service_pb2_grpc.OrchestratorServiceStub) as orchestrator:
+    address = resolve_address(args.orchestrator, "orchestrator")
+    with open_stub(address, orchestrator_service_pb2_grpc.OrchestratorServiceStub) as orchestrator:
         try:
             return getattr(orchestrator, method)(request, metadata=_admin_metadata(args.token), timeout=args.timeout)
         except grpc.RpcError as error:
-            raise _rpc_error(error, address) from None
+            raise rpc_error(error, address) from None
 
 
 def cmd_load(args: argparse.Namespace) -> int:
     reply = _admin_call(args, "LoadModel", orchestrator_service_pb2.LoadModelRequest(model_name=args.model))
-    _console().print(
-        _table(
+    make_console().print(
+        make_table(
             f"Loaded {args.model}",
             MODEL_COLUMNS,
             [_model_row(reply.model)],
@@ -724,7 +460,7 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 def cmd_unload(args: argparse.Namespace) -> int:
     reply = _admin_call(args, "UnloadModel", orchestrator_service_pb2.UnloadModelRequest(model_name=args.model))
-    _console().print(
+    make_console().print(
         f"Unloaded {args.model}; {reply.cache_entries_removed} cache entries it produced were removed.",
         highlight=False,
     )
@@ -736,16 +472,16 @@ def cmd_unload(args: argparse.Namespace) -> int:
 
 
 def _monitor_tables(stats: monitor_service_pb2.GetStatsResponse) -> list[Table]:
-    strategies = _table(
+    strategies = make_table(
         "Requests per strategy",
         ("strategy", "requests", "errors", "cost"),
         [
-            (_strategy(s.strategy), s.requests, s.errors, f"{s.total_cost:g}")
+            (strategy_label(s.strategy), s.requests, s.errors, f"{s.total_cost:g}")
             for s in stats.strategies
         ],
         numeric={"requests", "errors", "cost"},
     )
-    models = _table(
+    models = make_table(
         "Steps per model",
         (
             "tier",
@@ -783,7 +519,7 @@ def _monitor_tables(stats: monitor_service_pb2.GetStatsResponse) -> list[Table]:
             "cost",
         },
     )
-    levels = _table(
+    levels = make_table(
         "Cache lookups (monitor)",
         ("level", "hits", "misses"),
         [(cache_level_label(c.level), c.hits, c.misses) for c in stats.cache_levels],
@@ -793,7 +529,7 @@ def _monitor_tables(stats: monitor_service_pb2.GetStatsResponse) -> list[Table]:
 
 
 def _cache_table(reply: cache_service_pb2.GetCacheStatsResponse) -> Table:
-    return _table(
+    return make_table(
         "Cache levels (cache service)",
         (
             "level",
@@ -834,17 +570,17 @@ def _cache_table(reply: cache_service_pb2.GetCacheStatsResponse) -> Table:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    console = _console()
+    console = make_console()
     failures: list[CliError] = []
     # The two services answer independently: one that is down still leaves the other's tables.
-    monitor_address = _address(args.monitor, "monitor")
-    with _stub(monitor_address, monitor_service_pb2_grpc.MonitorServiceStub) as monitor:
+    monitor_address = resolve_address(args.monitor, "monitor")
+    with open_stub(monitor_address, monitor_service_pb2_grpc.MonitorServiceStub) as monitor:
         try:
             stats = monitor.GetStats(
                 monitor_service_pb2.GetStatsRequest(), timeout=RPC_TIMEOUT_SECONDS
             )
         except grpc.RpcError as error:
-            failures.append(_rpc_error(error, monitor_address))
+            failures.append(rpc_error(error, monitor_address))
         else:
             console.print(
                 f"Monitor {monitor_address}: {stats.requests} requests, {stats.events_recorded} events recorded, "
@@ -853,14 +589,14 @@ def cmd_stats(args: argparse.Namespace) -> int:
             )
             for table in _monitor_tables(stats):
                 console.print(table)
-    cache_address = _address(args.cache, "cache")
-    with _stub(cache_address, cache_service_pb2_grpc.CacheServiceStub) as cache:
+    cache_address = resolve_address(args.cache, "cache")
+    with open_stub(cache_address, cache_service_pb2_grpc.CacheServiceStub) as cache:
         try:
             reply = cache.GetCacheStats(
                 cache_service_pb2.GetCacheStatsRequest(), timeout=RPC_TIMEOUT_SECONDS
             )
         except grpc.RpcError as error:
-            failures.append(_rpc_error(error, cache_address))
+            failures.append(rpc_error(error, cache_address))
         else:
             console.print(f"Cache {cache_address}:", highlight=False)
             console.print(_cache_table(reply))
@@ -884,10 +620,10 @@ def workload_indices(requests: int, repeats: int, holdout_size: int) -> list[int
 def cmd_workload(args: argparse.Namespace) -> int:
     if args.requests < 1 or args.repeats < 0:
         raise CliError("--requests must be at least 1 and --repeats at least 0")
-    address = _address(args.router, "router")
-    images, labels = _holdout()
+    address = resolve_address(args.router, "router")
+    images, labels = digits_holdout()
     picked = workload_indices(args.requests, min(args.repeats, args.requests), len(images))
-    console = _console()
+    console = make_console()
     right = hits = 0
     costs: list[float] = []
     latencies: list[float] = []
@@ -905,7 +641,7 @@ def cmd_workload(args: argparse.Namespace) -> int:
         # Piped or captured output gets the summary alone, not a bar redrawn line by line.
         disable=not console.is_terminal,
     )
-    with progress, _stub(address, router_service_pb2_grpc.RouterServiceStub) as router:
+    with progress, open_stub(address, router_service_pb2_grpc.RouterServiceStub) as router:
         task = progress.add_task("requests", total=len(picked), summary="")
         for number, index in enumerate(picked, start=1):
             request = router_service_pb2.InferRequest(
@@ -915,9 +651,9 @@ def cmd_workload(args: argparse.Namespace) -> int:
             )
             started = time.perf_counter()
             try:
-                response = router.Infer(request, timeout=RPC_TIMEOUT_SECONDS, metadata=_client_metadata())
+                response = router.Infer(request, timeout=RPC_TIMEOUT_SECONDS, metadata=client_metadata())
             except grpc.RpcError as error:
-                raise _rpc_error(error, address) from None
+                raise rpc_error(error, address) from None
             latencies.append((time.perf_counter() - started) * 1000)
             right += int(response.answer.label == str(labels[index]))
             costs.append(response.total_cost)
@@ -949,7 +685,7 @@ def cmd_workload(args: argparse.Namespace) -> int:
         ("latency p50", f"{np.percentile(latencies, 50):.2f} ms"),
         ("latency p99", f"{np.percentile(latencies, 99):.2f} ms"),
     ]
-    console.print(_table(f"Workload through {address}", ("", "value"), rows))
+    console.print(make_table(f"Workload through {address}", ("", "value"), rows))
     return 0
 
 
@@ -994,15 +730,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------------------
 # The parser
-
-
-def _address_option(parser: argparse.ArgumentParser, service: str) -> None:
-    default = f"127.0.0.1:{getattr(SuitePorts(), service)}"
-    parser.add_argument(
-        f"--{service}",
-        metavar="ADDR",
-        help=f"the {service}'s host:port (default: $INFERSCALE_{service.upper()}_ADDRESS, else {default})",
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -1064,76 +791,15 @@ def build_parser() -> argparse.ArgumentParser:
     infer = command(
         "infer", "send one request and show its answer and every escalation step", cmd_infer
     )
-    _address_option(infer, "router")
-    source = infer.add_mutually_exclusive_group(required=True)
-    source.add_argument(
-        "--digit",
-        type=int,
-        metavar="N",
-        help="the digits holdout image with index N (as inferscale.models.digits.load_split splits it)",
-    )
-    source.add_argument(
-        "--pixels-file",
-        metavar="F",
-        help="an 8x8 image: a .npy file, or 64 numbers (0..16) in text; - reads stdin",
-    )
-    infer.add_argument(
-        "--task", default="digits", help="the task whose models answer (default digits)"
-    )
-    infer.add_argument(
-        "--threshold",
-        type=float,
-        metavar="T",
-        help="the cascade's accept threshold in (0, 1] (default: the router's own, 0.90 unless configured)",
-    )
-    infer.add_argument(
-        "--strategy",
-        choices=strategy_choices(),
-        help="how to spend compute: cascade over the tiers, single runs one --model "
-        "(default: the router chooses)",
-    )
-    infer.add_argument(
-        "--model", metavar="NAME", help="the model of --strategy single (implies it)"
-    )
-    infer.add_argument(
-        "--escalate-threshold",
-        type=float,
-        metavar="T",
-        help="the cascade's escalate threshold, at most the accept threshold (default: the router's, 0.70)",
-    )
-    infer.add_argument(
-        "--tier-threshold",
-        action="append",
-        metavar="TIER=ACCEPT[/ESCALATE]",
-        help="thresholds for one tier, e.g. 1=0.95; repeat for several tiers",
-    )
-    infer.add_argument(
-        "--cost-ceiling", type=float, metavar="UNITS", help="the most compute the request may spend"
-    )
-    infer.add_argument(
-        "--aggregation",
-        choices=[n.removeprefix("AGGREGATION_").lower() for n in common_pb2.Aggregation.keys() if not n.endswith("UNSPECIFIED")],
-        help="how an ensemble combines its members (with --strategy ensemble)",
-    )
-    infer.add_argument(
-        "--skip-cache", action="store_true", help="neither read nor write the final-result cache"
-    )
-    infer.add_argument("--json", action="store_true", help="print the whole InferResponse as JSON")
-    infer.add_argument(
-        "--timeout",
-        type=float,
-        default=RPC_TIMEOUT_SECONDS,
-        metavar="S",
-        help="the call's deadline (default 30)",
-    )
+    add_infer_arguments(infer)
 
     models = command("models", "list the models the registry knows", cmd_models)
-    _address_option(models, "orchestrator")
+    address_option(models, "orchestrator")
     models.add_argument("--task", metavar="T", help="only the models of this task")
 
     stats = command("stats", "show what the monitor counted and what the cache holds", cmd_stats)
-    _address_option(stats, "monitor")
-    _address_option(stats, "cache")
+    address_option(stats, "monitor")
+    address_option(stats, "cache")
 
     for name, verb, handler in (
         ("load", "load or reload", cmd_load),
@@ -1145,7 +811,7 @@ def build_parser() -> argparse.ArgumentParser:
         admin.add_argument(
             "model", metavar="MODEL", help="the model's name in the Triton repository"
         )
-        _address_option(admin, "orchestrator")
+        address_option(admin, "orchestrator")
         admin.add_argument(
             "--token", help=f"the orchestrator's admin token (default: ${ADMIN_TOKEN_VARIABLE})"
         )
@@ -1173,7 +839,7 @@ def build_parser() -> argparse.ArgumentParser:
     workload = command(
         "workload", "send holdout digits through the router and summarise", cmd_workload
     )
-    _address_option(workload, "router")
+    address_option(workload, "router")
     workload.add_argument(
         "--requests", type=int, default=30, metavar="N", help="distinct digits to send (default 30)"
     )

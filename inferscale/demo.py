@@ -3,8 +3,10 @@
 ``python -m inferscale.demo`` (``make run``) prints every request with its escalation steps, a
 few repeats served from the cache, one malformed request and its clear error, a few text
 commands served from the semantic cache (or, for the opposite command, not), a few ARC-AGI tasks
-(from ../shared/arc, when it is there) through the cascade of ARC solvers, and what the monitor
-counted. ``--serve`` keeps the suite up afterwards for your own clients.
+(from ../shared/arc, when it is there) through the cascade of ARC solvers, a few GSM8K problems
+(from ../shared/gsm8k, when it is there) through the cascade of language models, streamed as
+they are generated, and what the monitor counted. ``--serve`` keeps the suite up afterwards for
+your own clients.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import argparse
 import json
 import pathlib
 import signal
+import sys
+import textwrap
 import time
 import urllib.request
 
@@ -20,11 +24,14 @@ import grpc
 import numpy as np
 
 from inferscale.arc.tasks import SHARED_ARC, load_tasks
+from inferscale.gsm8k import SHARED_GSM8K, TEST_DEV_FILE, TRAIN_FILE, few_shot_context, read_problems, same_number
 from inferscale.models.digits import load_split
 from inferscale.models.intents import INTENTS
+from inferscale.request_inputs import arc_task_tensor, text_prompt, text_tensor
 from inferscale.steps import ANSWERED
+from inferscale.stream_view import StreamView
 from inferscale.suite import REPO_ROOT, Suite, SuitePorts
-from inferscale.tensors import bytes_tensor, from_numpy
+from inferscale.tensors import from_numpy
 from inferscale.v1 import (
     common_pb2,
     monitor_service_pb2,
@@ -111,7 +118,7 @@ def run_semantic_demo(suite: Suite) -> None:
         router = router_service_pb2_grpc.RouterServiceStub(channel)
         for text in SEMANTIC_DEMO:
             response = router.Infer(
-                router_service_pb2.InferRequest(task="intents", inputs=[bytes_tensor("TEXT", [text])]), timeout=30
+                router_service_pb2.InferRequest(task="intents", inputs=[text_tensor(text)]), timeout=30
             )
             intent = INTENTS[int(response.answer.label)]
             if response.cache_level == common_pb2.CACHE_LEVEL_L1_SEMANTIC:
@@ -140,10 +147,9 @@ def run_arc_demo(suite: Suite) -> None:
     with suite.channel("router") as channel:
         router = router_service_pb2_grpc.RouterServiceStub(channel)
         for task in tasks:
-            sent = {"train": [{"input": p.input, "output": p.output} for p in task.train], "test": [{"input": task.test[0].input}]}
             response = router.Infer(
                 router_service_pb2.InferRequest(
-                    task="arc", inputs=[bytes_tensor("TASK", [json.dumps(sent)])], confidence_threshold=1.0, cost_ceiling=210
+                    task="arc", inputs=[arc_task_tensor(task)], confidence_threshold=1.0, cost_ceiling=210
                 ),
                 timeout=120,
             )
@@ -151,6 +157,73 @@ def run_arc_demo(suite: Suite) -> None:
             attempts = [json.loads(a.label) for a in [response.answer, *response.alternatives][:2]]
             verdict = "right" if answer in attempts else "not solved"
             print(f"  {task.id}  {verdict:<10} cost {response.total_cost:6.1f}  {describe_steps(response)}")
+
+
+# GSM8K: a few test-dev problems, with the first train problems as few-shot turns. Generation
+# runs at 20 to 60 tokens a second on an idle machine here (a few when it is busy), so the
+# answers stay short and the problems few: the part takes a few minutes.
+GSM8K_PROBLEMS = 3
+GSM8K_EXAMPLES = 2
+GSM8K_MAX_TOKENS = 200
+# A problem's whole cascade, two generations and their prompts on a busy CPU: minutes, not the
+# default 30 s.
+GSM8K_TIMEOUT_SECONDS = 600
+# The 135M model's token probabilities run high even on answers it gets wrong (0.97 on the first
+# test-dev problems, all wrong): its answer stands only when it is all but certain.
+GSM8K_SMALL_TIER_THRESHOLD = common_pb2.TierThresholds(tier=1, accept_threshold=0.99)
+
+
+def run_gsm8k_demo(suite: Suite, data: pathlib.Path = SHARED_GSM8K) -> None:
+    """Sends a few GSM8K problems through the math task's cascade of language models with
+    InferStream, showing each step as it starts, its tokens as they are generated, its decision,
+    and the extracted answer against the reference."""
+    train, test_dev = data / TRAIN_FILE, data / TEST_DEV_FILE
+    if not (train.is_file() and test_dev.is_file()):
+        print(f"\nGSM8K: skipped, no {TRAIN_FILE} and {TEST_DEV_FILE} at {data}")
+        return
+    context = few_shot_context(read_problems(train, GSM8K_EXAMPLES))
+    problems = read_problems(test_dev, GSM8K_PROBLEMS)
+    print(
+        f"\nGSM8K problems through the cascade of language models (task math, cheapest tier first; tier 1's "
+        f"answer stands at confidence {GSM8K_SMALL_TIER_THRESHOLD.accept_threshold:g}), {GSM8K_EXAMPLES} train "
+        f"problems as few-shot turns, at most {GSM8K_MAX_TOKENS} tokens each, streamed live:"
+    )
+    right = 0
+    with suite.channel("router") as channel:
+        router = router_service_pb2_grpc.RouterServiceStub(channel)
+        for number, problem in enumerate(problems, start=1):
+            print(textwrap.fill(problem.question, width=100, initial_indent=f"\n{number}. ", subsequent_indent="   "), flush=True)
+            request = router_service_pb2.InferRequest(
+                request_id=f"demo-gsm8k-{number}",
+                task="math",
+                strategy=common_pb2.STRATEGY_CASCADE,
+                skip_cache=True,  # shown generating, never served from an earlier run's answer
+                tier_thresholds=[GSM8K_SMALL_TIER_THRESHOLD],
+                text=text_prompt(problem.question, context, max_tokens=GSM8K_MAX_TOKENS),
+            )
+            view = StreamView(sys.stdout)
+            started = time.perf_counter()
+            try:
+                for event in router.InferStream(
+                    router_service_pb2.InferStreamRequest(request=request), timeout=GSM8K_TIMEOUT_SECONDS
+                ):
+                    view.show(event)
+            except grpc.RpcError as error:
+                print(f"\nGSM8K: stopped, the router answered {error.code().name}: {error.details()}")
+                return
+            response = view.response
+            if response is None:
+                print("\nGSM8K: stopped, the router ended the stream without a response")
+                return
+            correct = same_number(response.answer.label, problem.reference)
+            right += int(correct)
+            tokens = sum(step.usage.output_tokens for step in response.steps)
+            print(
+                f"  answer {response.answer.label or '(none)'}, reference {problem.reference}: "
+                f"{'right' if correct else 'wrong'}   {tokens} tokens generated, cost {response.total_cost:g}, "
+                f"{time.perf_counter() - started:.1f} s"
+            )
+    print(f"\nGSM8K: {right}/{len(problems)} right")
 
 
 def print_monitor(suite: Suite) -> None:
@@ -192,6 +265,7 @@ def main() -> None:
         run_workload(suite, args.requests, args.repeats)
         run_semantic_demo(suite)
         run_arc_demo(suite)
+        run_gsm8k_demo(suite)
         print_monitor(suite)
         if args.serve:
             print("\nServing until Ctrl-C ...", flush=True)

