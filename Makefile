@@ -82,6 +82,10 @@ bench: setup
 	$(PY) -m benchmarks.load_run
 	$(PY) -m benchmarks.arc
 	$(PY) -m benchmarks.fuzz
+	$(PY) -m benchmarks.text_costs
+	$(PY) -m benchmarks.streaming
+	$(PY) -m benchmarks.gsm8k --calibrate 40
+	$(PY) -m benchmarks.gsm8k
 
 clean:
 	rm -rf $(VENV) inferscale/v1 model_repository/*/1/weights.npz results .pytest_cache tools/buf/node_modules clients/node/node_modules
