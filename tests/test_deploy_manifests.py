@@ -73,6 +73,7 @@ MONITOR_METRICS = frozenset(
         "inferscale_triton_inferences_total",
         "inferscale_model_accuracy",
         "inferscale_model_expected_calibration_error",
+        "inferscale_model_tokens_total",
     }
 )
 # Triton's own metrics (its /metrics on 8002) that a dashboard may query.
