@@ -99,3 +99,43 @@ def test_a_step_whose_model_left_routing_is_skipped_unless_every_step_left() -> 
     ]
     with pytest.raises(NotFound, match=r"plan.steps\[0\].model 'gone' is not in the registry"):
         validate(execution(common_pb2.STRATEGY_CASCADE, "gone").request, registry, STRATEGIES.keys())
+
+
+def _text_registry(confidence: str = "token_probability") -> RegistrySnapshot:
+    parameters = {
+        "inferscale.task": "math",
+        "inferscale.tier": "1",
+        "inferscale.cost": "100",
+        "inferscale.answer_kind": "generated_text",
+        "inferscale.confidence": confidence,
+        "inferscale.output": "text_output",
+        "inferscale.cost_per_input_token": "1",
+        "inferscale.cost_per_output_token": "10",
+        "inferscale.answer_extraction": "last_number",
+        "inferscale.prompt_format": "chatml",
+    }
+    return RegistrySnapshot([parse_model("llm", 1, True, parameters)])
+
+
+def _text_request(strategy: int, temperature: float = 0.0, **plan: object) -> orchestrator_service_pb2.ExecuteRequest:
+    return orchestrator_service_pb2.ExecuteRequest(
+        request_id="r",
+        plan=common_pb2.Plan(strategy=strategy, task="math", steps=[common_pb2.PlanStep(model=common_pb2.ModelRef(name="llm"), tier=1)], **plan),
+        text=common_pb2.TextPrompt(prompt="2 + 2?", sampling=common_pb2.SamplingLimits(max_tokens=8, temperature=temperature)),
+    )
+
+
+@pytest.mark.parametrize(
+    ("request_", "registry", "fault"),
+    [
+        (_text_request(common_pb2.STRATEGY_ENSEMBLE), _text_registry(), "cannot run STRATEGY_ENSEMBLE"),
+        (_text_request(common_pb2.STRATEGY_SELF_CONSISTENCY, max_calls=3), _text_registry(), "temperature must be above 0"),
+        # A verifier that is not there is refused before the generation it would score.
+        (_text_request(common_pb2.STRATEGY_BEST_OF_N, 0.7, max_calls=2, verifier_model="gone"), _text_registry(), "verifier_model 'gone' is not"),
+        (_text_request(common_pb2.STRATEGY_CASCADE, verifier_model="gone"), _text_registry("verifier"), "verifier_model 'gone'"),
+    ],
+    ids=["ensemble", "greedy_self_consistency", "best_of_n_without_verifier", "verifier_confidence_without_verifier"],
+)
+def test_a_text_plan_that_cannot_run_is_refused_before_any_generation(request_, registry, fault: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(InvalidArgument, match=fault):
+        validate(request_, registry, STRATEGIES.keys())

@@ -83,6 +83,7 @@ def _answer(caller: TextCaller, model: RegisteredModel, temperature: float = 0.0
             Sampling(max_tokens=8, temperature=temperature),
             request_id="r1",
             position=0,
+            nonce=b"execution",
             skip_cache=False,
             timeout_seconds=10.0,
             on_tokens=None,
@@ -99,8 +100,9 @@ def test_an_agreement_confidence_is_the_leading_answers_share_of_fresh_samples()
     assert "seed" not in triton.sampling[0] and triton.sampling[0]["temperature"] == 0.0
     assert [s["temperature"] for s in triton.sampling[1:]] == [0.7, 0.7]
     assert triton.sampling[1]["seed"] != triton.sampling[2]["seed"]
-    # Every sample's tokens count in the step's cost.
+    # Every sample's tokens count in the step's cost and usage.
     assert answer.cost == pytest.approx(3 * (20 * 2.0 + 1 * 10.0))
+    assert (answer.input_tokens, answer.output_tokens) == (60, 3)
 
 
 def test_a_token_probability_confidence_reads_the_answers_tokens() -> None:
@@ -134,6 +136,6 @@ def test_a_generation_kept_in_the_cache_comes_back_whole() -> None:
     assert token_cost(MODEL, again) == token_cost(MODEL, generated)
 
 
-def test_samples_are_seeded_by_the_request_and_position() -> None:
-    assert sample_seed("r1", 0) == sample_seed("r1", 0)
-    assert len({sample_seed("r1", 0), sample_seed("r1", 1), sample_seed("r2", 0)}) == 3
+def test_samples_are_seeded_by_the_execution_and_the_sample() -> None:
+    assert sample_seed(b"a", "step 0") == sample_seed(b"a", "step 0")
+    assert len({sample_seed(b"a", "step 0"), sample_seed(b"a", "step 1"), sample_seed(b"b", "step 0")}) == 3

@@ -262,8 +262,11 @@ def test_a_text_task_embeds_the_prompt_alone_and_keeps_neighbours_to_the_same_tu
     assert bytes_elements(source.tensor, "TEXT") == [b"What is 2 + 3?"]
     plan = build_plan(asked, MATH, 0.9)
     base = resolved_text(asked.text, plan.strategy, TextDefaults())
-    other_question = resolved_text(prompt("What is 7 + 1?", context=asked.text.context), plan.strategy, TextDefaults())
-    assert semantic_namespace(plan, 384, text=base) == semantic_namespace(plan, 384, text=other_question)
+    reworded = resolved_text(prompt("What's 2 plus 3?", context=asked.text.context), plan.strategy, TextDefaults())
+    assert semantic_namespace(plan, 384, text=base) == semantic_namespace(plan, 384, text=reworded)
+    # The numbers are part of the namespace: an embedding barely tells them apart, the answer does.
+    other_numbers = resolved_text(prompt("What is 7 + 1?", context=asked.text.context), plan.strategy, TextDefaults())
+    assert semantic_namespace(plan, 384, text=base) != semantic_namespace(plan, 384, text=other_numbers)
     other_turns = resolved_text(prompt("What is 2 + 3?"), plan.strategy, TextDefaults())
     longer = resolved_text(prompt("What is 2 + 3?", context=asked.text.context, sampling=sampling(9)), plan.strategy, TextDefaults())
     assert len({semantic_namespace(plan, 384, text=t) for t in (base, other_turns, longer)}) == 3
@@ -282,3 +285,27 @@ def test_the_text_settings_are_read_and_bounded(monkeypatch: pytest.MonkeyPatch)
     for name in ("INFERSCALE_TEXT_MAX_TOKENS", "INFERSCALE_TEXT_TEMPERATURE", "INFERSCALE_TEXT_VERIFIER_MODEL"):
         monkeypatch.delenv(name)
     assert RouterConfig.from_env().text == TextDefaults(max_tokens=256, temperature=0.7, verifier_model="")
+
+
+@pytest.mark.parametrize(
+    ("fields", "fault"),
+    [
+        ({"strategy": common_pb2.STRATEGY_ENSEMBLE}, "does not combine text answers"),
+        ({"strategy": common_pb2.STRATEGY_EXPERT}, "does not combine text answers"),
+        ({"analyze_complexity": True}, "analyze_complexity needs input tensors"),
+    ],
+)
+def test_strategies_that_combine_tensors_are_refused_for_text(fields: dict, fault: str) -> None:
+    with pytest.raises(InvalidArgument, match=fault):
+        build_plan(ask(**fields), MATH, 0.9)
+
+
+def test_the_sampling_strategies_refuse_greedy_decoding() -> None:
+    for strategy in (SC, BEST_OF_N):
+        with pytest.raises(InvalidArgument, match="temperature must be above 0"):
+            build_plan(ask(prompt(sampling=sampling(8, 0.0)), strategy=strategy), MATH, 0.9)
+
+
+def test_a_text_refinement_plan_drafts_with_the_small_model_and_refines_with_the_large() -> None:
+    plan = build_plan(ask(strategy=common_pb2.STRATEGY_REFINEMENT), MATH, 0.9)
+    assert [step.model.name for step in plan.steps] == ["small", "large"]

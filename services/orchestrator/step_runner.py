@@ -7,6 +7,7 @@ strategy, so that what watches steps (the monitor's events, the spans) is fed in
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -35,7 +36,12 @@ from services.orchestrator.registry import GRID, ROLE_COMPLEXITY, VERIFIER, Regi
 from services.orchestrator.registry_source import TritonRegistry
 from services.orchestrator.text.contract import Sampling, Token
 from services.orchestrator.text.prompts import Turn, answer_turns, refinement_turns
-from services.orchestrator.text_calls import TextAnswer, TextCaller, sample_seed
+from services.orchestrator.text_calls import (
+    TextAnswer,
+    TextCaller,
+    estimated_text_cost,
+    sample_seed,
+)
 from services.orchestrator.triton_pool import TritonPool
 
 TRACER = trace.get_tracer("inferscale.orchestrator")
@@ -65,6 +71,8 @@ class Execution:
     # The position of the step whose text is the answer, when the strategy chose it otherwise
     # than by accepting a step (a vote, a verifier).
     answer_position: int | None = None
+    # This execution's own random bytes, from which its samples' seeds are drawn.
+    nonce: bytes = field(default_factory=lambda: os.urandom(16))
 
     @property
     def plan(self) -> common_pb2.Plan:
@@ -111,8 +119,7 @@ def ran(
     cost = model.cost if call.text is None else call.text.cost
     usage = None
     if call.text is not None:
-        generated = call.text.generated
-        usage = common_pb2.TokenUsage(input_tokens=generated.input_tokens, output_tokens=generated.output_tokens)
+        usage = common_pb2.TokenUsage(input_tokens=call.text.input_tokens, output_tokens=call.text.output_tokens)
         reason = f"{call.text.why}; {reason}"
     return common_pb2.EscalationStep(
         index=index,
@@ -187,13 +194,38 @@ class StepRunner:
     def stop_reason(self, execution: Execution, model: RegisteredModel) -> str:
         """Why the model's call must not start (the cost ceiling, the deadline left), or ""."""
         remaining = execution.time_remaining()
+        cost, p95_ms = model.cost, self.recent.p95_ms(model.name)
+        if model.generates_text:
+            # A generation's time and cost grow with its prompt and max_tokens: the model's recent
+            # calls, made for other prompts, say nothing of this one's time (a caller's long
+            # prompts must not stop everyone's escalation), and its cost is estimated from this
+            # prompt and the most tokens it may write.
+            cost, p95_ms = estimated_text_cost(model, execution.request.text), None
         return stop_before(
-            cost=model.cost,
+            cost=cost,
             spent=execution.response.total_cost,
             cost_ceiling=execution.plan.cost_ceiling,
-            p95_ms=self.recent.p95_ms(model.name),
+            p95_ms=p95_ms,
             remaining_ms=remaining * 1000 if remaining is not None else None,
         )
+
+    @staticmethod
+    def announce(
+        execution: Execution, index: int, model: RegisteredModel, action: int = common_pb2.SEARCH_ACTION_UNSPECIFIED
+    ) -> None:
+        """Tells a streamed execution that a call of ``model`` starts, at the position its step will take."""
+        if execution.sink is not None:
+            execution.sink(
+                orchestrator_service_pb2.ExecuteStreamResponse(
+                    step_started=common_pb2.StepStarted(
+                        index=index,
+                        position=len(execution.response.steps),
+                        model=common_pb2.ModelRef(name=model.name, version=model.version),
+                        tier=model.tier,
+                        search_action=action,
+                    )
+                )
+            )
 
     @contextmanager
     def step(
@@ -209,18 +241,7 @@ class StepRunner:
         A streamed execution hears that the step starts, at the position it will take.
         """
         plan = execution.plan
-        if execution.sink is not None:
-            execution.sink(
-                orchestrator_service_pb2.ExecuteStreamResponse(
-                    step_started=common_pb2.StepStarted(
-                        index=index,
-                        position=len(execution.response.steps),
-                        model=common_pb2.ModelRef(name=model.name, version=model.version),
-                        tier=model.tier,
-                        search_action=action,
-                    )
-                )
-            )
+        self.announce(execution, index, model, action)
         with TRACER.start_as_current_span(
             "inferscale.escalation_step",
             attributes={
@@ -375,9 +396,7 @@ class StepRunner:
         temperature = limits.temperature if limits.HasField("temperature") else 0.0
         position = len(execution.response.steps)
         if temperature > 0 and seed is None:
-            # A sample is keyed by its seed in the per-model cache: without one, a later request's
-            # fresh sample would be served this one's.
-            seed = sample_seed(request.request_id, position)
+            seed = sample_seed(execution.nonce, f"step {position}")
         sampling = Sampling(limits.max_tokens, temperature, seed if temperature > 0 else None)
         text = await self.text.answer(
             model,
@@ -385,6 +404,7 @@ class StepRunner:
             sampling,
             request_id=request.request_id,
             position=position,
+            nonce=execution.nonce,
             skip_cache=request.skip_cache,
             timeout_seconds=timeout_seconds,
             on_tokens=self.tokens_sink(execution, model.name),
@@ -399,7 +419,8 @@ class StepRunner:
                 timeout_seconds=self.timeout(execution),
             )
             text.confidence, text.why = verdict.confidence, f"{verdict.why} by {verdict.model.name}"
-            text.cost += verdict.cost
+            if not verdict.served_by:
+                text.count(verdict.generated, verdict.model)
         execution.texts[position] = text
         result = InferResult([bytes_tensor(model.output_name, [text.generated.text])], text.model_version)
         answer = ReadAnswer(text.label, text.confidence)

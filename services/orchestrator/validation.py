@@ -12,7 +12,7 @@ from inferscale.errors import InvalidArgument, NotFound
 from inferscale.limits import MAX_INPUT_TENSORS, MAX_PLAN_STEPS, MAX_SEARCH_CALLS
 from inferscale.tensors import validate_tensor
 from inferscale.v1 import common_pb2, orchestrator_service_pb2
-from services.orchestrator.registry import RegisteredModel, RegistrySnapshot
+from services.orchestrator.registry import VERIFIER, RegisteredModel, RegistrySnapshot
 from services.orchestrator.text.bounds import validate_text
 
 # The longest request id: the router's 128 characters and the suffix of a verification or an audit.
@@ -71,6 +71,16 @@ def validate(
         if request.inputs:
             raise InvalidArgument("a text request carries no inputs: set text or inputs, not both")
         validate_text(request.text, least_tokens=1)
+        if plan.strategy in (common_pb2.STRATEGY_ENSEMBLE, common_pb2.STRATEGY_EXPERT) or plan.complexity_model:
+            raise InvalidArgument(
+                f"a text request cannot run {common_pb2.Strategy.Name(plan.strategy)} or a complexity model: "
+                "they combine or score input tensors"
+            )
+        if plan.strategy in TEXT_ONLY and not request.text.sampling.temperature > 0:
+            raise InvalidArgument(
+                f"text.sampling.temperature must be above 0 with {common_pb2.Strategy.Name(plan.strategy)}: "
+                "greedy samples are all the same"
+            )
     elif not request.inputs:
         raise InvalidArgument("inputs must hold at least one tensor (or text, for a task whose models generate text)")
     elif plan.strategy in TEXT_ONLY:
@@ -106,4 +116,9 @@ def validate(
             models.append(model)
     if all(model is None for model in models):
         raise NotFound("; ".join(problems))
+    if plan.strategy == common_pb2.STRATEGY_BEST_OF_N or any(m is not None and m.confidence_method == VERIFIER for m in models):
+        # Checked before any generation runs: the verification comes after it.
+        verifier = registry.get(plan.verifier_model) if plan.verifier_model else None
+        if verifier is None or not verifier.ready or verifier.problem or not verifier.generates_text:
+            raise InvalidArgument(f"plan.verifier_model {plan.verifier_model!r} is not a ready model that generates text")
     return models

@@ -184,7 +184,8 @@ def build_plan(
         strategy = request.strategy or common_pb2.STRATEGY_CASCADE
         if strategy == common_pb2.STRATEGY_REFINEMENT:
             # A draft from the cheapest model, then every model that can refine an answer.
-            refiners = [m for m in chosen[1:] if m.refinement_input]
+            # A text model refines by reading the draft in its prompt; others through their refinement input.
+            refiners = [m for m in chosen[1:] if m.refinement_input or m.answer_kind == GENERATED_TEXT]
             if not refiners:
                 raise NotFound(f"task {request.task!r} has no model that declares inferscale.refinement_input")
             chosen = [chosen[0], *refiners]

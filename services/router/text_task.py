@@ -19,6 +19,8 @@ SAMPLING_STRATEGIES = frozenset(
 )
 # The strategies that exist only for text answers.
 TEXT_STRATEGIES = frozenset({common_pb2.STRATEGY_SELF_CONSISTENCY, common_pb2.STRATEGY_BEST_OF_N})
+# The strategies that combine or route by tensors and cannot take text answers.
+NOT_FOR_TEXT = frozenset({common_pb2.STRATEGY_ENSEMBLE, common_pb2.STRATEGY_EXPERT})
 DEFAULT_MAX_TOKENS = 256
 DEFAULT_TEMPERATURE = 0.7
 
@@ -48,6 +50,19 @@ def check_answer_kind(request: router_service_pb2.InferRequest, models: Sequence
         raise InvalidArgument(f"text is for tasks that generate text; task {request.task!r} answers {kinds}: send inputs")
     if request.inputs and generates_text:
         raise InvalidArgument(f"task {request.task!r} generates text: send its prompt in text, not inputs")
+    if generates_text and request.strategy in NOT_FOR_TEXT:
+        raise InvalidArgument(
+            f"strategy {common_pb2.Strategy.Name(request.strategy)} does not combine text answers; task {request.task!r} "
+            "generates text: use STRATEGY_SELF_CONSISTENCY or STRATEGY_BEST_OF_N to combine samples"
+        )
+    sampling = request.text.sampling
+    if request.strategy in TEXT_STRATEGIES and sampling.HasField("temperature") and not sampling.temperature > 0:
+        raise InvalidArgument(
+            f"text.sampling.temperature must be above 0 with {common_pb2.Strategy.Name(request.strategy)}: "
+            "greedy samples are all the same"
+        )
+    if generates_text and request.analyze_complexity:
+        raise InvalidArgument(f"analyze_complexity needs input tensors; task {request.task!r} generates text")
     if request.strategy in TEXT_STRATEGIES and not generates_text:
         raise InvalidArgument(
             f"strategy {common_pb2.Strategy.Name(request.strategy)} is for tasks that generate text, "

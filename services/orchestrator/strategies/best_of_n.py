@@ -20,14 +20,13 @@ from services.orchestrator.step_runner import (
     ran,
     text_output,
 )
-from services.orchestrator.text_calls import sample_seed
 
 
 async def run(
     runner: StepRunner, execution: Execution, models: list[RegisteredModel | None]
 ) -> orchestrator_service_pb2.ExecuteResponse:
     """Samples round-robin over the models and verifies each answer, until one is good enough or the calls run out."""
-    request, plan, response = execution.request, execution.plan, execution.response
+    plan, response = execution.plan, execution.response
     runner.record_skipped(execution, models)
     verifier = runner.verifier(execution)
     members = [(i, m) for i, m in enumerate(models) if m is not None]
@@ -44,7 +43,7 @@ async def run(
         position = len(response.steps)
         with runner.step(execution, index, step, model) as span:
             try:
-                call = await runner.call(execution, model, runner.timeout(execution), seed=sample_seed(request.request_id, position))
+                call = await runner.call(execution, model, runner.timeout(execution))
             except (ModelFailed, Unavailable) as error:
                 last_error = error
                 runner.record(execution, not_run(index, step, common_pb2.DECISION_FAILED, f"sample failed: {error}"), span)
@@ -76,6 +75,7 @@ async def _verify(runner: StepRunner, execution: Execution, verifier: Registered
     """Scores one answer with the verifier and records the verification; None when the verifier failed."""
     request = execution.request
     verification = common_pb2.EscalationStep(index=-1, model=common_pb2.ModelRef(name=verifier.name), tier=verifier.tier)
+    runner.announce(execution, -1, verifier)
     with TRACER.start_as_current_span(
         "inferscale.verification", attributes={telemetry.ATTR_TASK: execution.plan.task, telemetry.ATTR_MODEL: verifier.name}
     ) as span:
@@ -100,7 +100,6 @@ async def _verify(runner: StepRunner, execution: Execution, verifier: Registered
         verification.cost = verdict.cost
         verification.latency_ms = verdict.latency_ms
         verification.cache_level = verdict.served_by
-        generated = verdict.generated
-        verification.usage.CopyFrom(common_pb2.TokenUsage(input_tokens=generated.input_tokens, output_tokens=generated.output_tokens))
+        verification.usage.CopyFrom(common_pb2.TokenUsage(input_tokens=verdict.input_tokens, output_tokens=verdict.output_tokens))
         runner.record(execution, verification, span)
     return verdict.confidence

@@ -3,8 +3,8 @@
 Sampling is adaptive: it stops as soon as the vote is settled (no other answer can still overtake
 the leader with the samples left, or the leader's share of at least three samples reaches the
 step's threshold), so an easy prompt costs two or three samples and a hard one up to
-``plan.max_calls``. Each sample is a step (DECISION_CONTRIBUTED), seeded by the request id and its
-position, so a replay of the request draws the same samples and another request fresh ones.
+``plan.max_calls``. Each sample is a step (DECISION_CONTRIBUTED) with a fresh seed, and no sample
+is ever served from a cache.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from services.orchestrator.aggregation import vote_entropy
 from services.orchestrator.registry import RegisteredModel
 from services.orchestrator.step_runner import Execution, StepRunner, not_run, ran, text_output
 from services.orchestrator.text.confidence import Vote
-from services.orchestrator.text_calls import sample_seed
 
 
 async def run(
@@ -39,7 +38,7 @@ async def run(
         position = len(response.steps)
         with runner.step(execution, index, step, model) as span:
             try:
-                call = await runner.call(execution, model, runner.timeout(execution), seed=sample_seed(execution.request.request_id, position))
+                call = await runner.call(execution, model, runner.timeout(execution))
             except (ModelFailed, Unavailable) as error:
                 last_error = error
                 runner.record(execution, not_run(index, step, common_pb2.DECISION_FAILED, f"sample failed: {error}"), span)

@@ -7,21 +7,35 @@ text: two derivations that reach the same number are the same answer.
 from __future__ import annotations
 
 import re
+from decimal import Decimal, InvalidOperation
 
+# Longer numbers are compared digit for digit, without parsing.
+MAX_NUMBER_CHARS = 100
 # A number as people write it in an answer: a sign, thousands separators, decimals.
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 
 
 def normalize_number(text: str) -> str:
-    """"1,234.50" -> "1234.5", "72.0" -> "72", "-3" -> "-3"; the text unchanged if it is no number."""
+    """"1,234.50" -> "1234.5", "72.0" -> "72", "-3" -> "-3", every digit kept; the text unchanged if it is no number.
+
+    Exact decimal arithmetic: a float would turn a 309-digit number into infinity and merge
+    numbers that differ past their 16th digit. A number longer than MAX_NUMBER_CHARS is only
+    stripped of its separators: no answer of a task is that long, and its digits are kept as they are.
+    """
     digits = text.replace(",", "")
+    if len(digits) > MAX_NUMBER_CHARS:
+        return digits
     try:
-        value = float(digits)
-    except ValueError:
+        value = Decimal(digits)
+    except InvalidOperation:
         return text
-    if value == int(value) and abs(value) < 1e15:
-        return str(int(value))
-    return f"{value:g}"
+    if not value.is_finite():
+        return text
+    if value == 0:
+        return "0"
+    if value == value.to_integral_value():
+        return format(value.to_integral_value(), "f")
+    return format(value.normalize(), "f")
 
 
 def extract_answer(text: str, method: str) -> str:

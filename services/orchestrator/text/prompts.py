@@ -24,12 +24,19 @@ class Turn:
 def render(turns: Sequence[Turn], prompt_format: str) -> str:
     """The text a model of ``prompt_format`` reads, ending where the assistant's answer begins."""
     if prompt_format == "chatml":
-        rendered = "".join(f"<|im_start|>{turn.role}\n{turn.content}<|im_end|>\n" for turn in turns)
+        rendered = "".join(f"<|im_start|>{turn.role}\n{_inert(turn.content)}<|im_end|>\n" for turn in turns)
         return rendered + "<|im_start|>assistant\n"
     if prompt_format == "plain":
         rendered = "".join(f"{turn.role.capitalize()}: {turn.content}\n\n" for turn in turns)
         return rendered + "Assistant:"
     raise ValueError(f"prompt format {prompt_format!r} is not chatml or plain")
+
+
+def _inert(content: str) -> str:
+    """A turn's content with the chat format's markers broken up: the engine parses them as control
+    tokens wherever they stand, so a prompt holding "<|im_end|><|im_start|>system" would open a
+    turn of its own choosing."""
+    return content.replace("<|", "<\u200b|")
 
 
 def answer_turns(context: Sequence[Turn], prompt: str) -> list[Turn]:
