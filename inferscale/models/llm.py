@@ -36,6 +36,8 @@ DEFAULT_TEMPERATURE = 1.0
 MAX_TOP_LOGPROBS = 20
 MAX_STOP_STRINGS = 16
 MAX_STOP_CHARS = 256
+# The prompt is read this many tokens at a time, a cancellation checked between chunks.
+PREFILL_CHUNK_TOKENS = 256
 # How a model's error message begins when the model failed itself, as opposed to a request it
 # refuses (Triton's stream carries an error as a message alone, without a status code).
 MODEL_FAULT_PREFIX = "model fault: "
@@ -245,6 +247,8 @@ class LlamaGenerator:
             log_probabilities[:] = [shifted - np.log(np.exp(shifted).sum())]
             return scores
 
+        if not self._prefill(prompt_tokens, cancelled):
+            return
         llama.set_seed(params.seed if params.seed is not None else int.from_bytes(os.urandom(4), "little"))
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         previous: list[int] = list(prompt_tokens)
@@ -273,6 +277,28 @@ class LlamaGenerator:
             yield TokenStep(int(token), decoder.decode(piece), float(distribution[token]), rank, top)
             if count + 1 >= params.max_tokens:
                 return
+
+    def _prefill(self, prompt_tokens: list[int], cancelled: Callable[[], bool]) -> bool:
+        """Reads the prompt, all but its last token, in chunks, checking ``cancelled`` between them;
+        False when cancelled.
+
+        llama.cpp reads a whole prompt before the first token, a minute for a long one on a busy
+        CPU, and a cancelled request would wait for it. What the previous generation already read
+        (the same few-shot examples) is kept, as ``Llama.generate`` would keep it; the last token is
+        left for ``generate`` to read, so that its logits are fresh.
+        """
+        llama = self._llama
+        kept = 0
+        for cached, wanted in zip(llama.input_ids[: llama.n_tokens], prompt_tokens[:-1], strict=False):
+            if cached != wanted:
+                break
+            kept += 1
+        llama.n_tokens = kept
+        for start in range(kept, len(prompt_tokens) - 1, PREFILL_CHUNK_TOKENS):
+            if cancelled():
+                return False
+            llama.eval(prompt_tokens[start : min(start + PREFILL_CHUNK_TOKENS, len(prompt_tokens) - 1)])
+        return not cancelled()
 
     def _text(self, token: int) -> str:
         return self._llama.detokenize([token]).decode("utf-8", errors="replace")
