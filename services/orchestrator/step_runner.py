@@ -139,6 +139,12 @@ def ran(
     )
 
 
+def expected_cost(execution: Execution, model: RegisteredModel) -> float:
+    """What one call of ``model`` is expected to cost: a generation by this prompt and the most
+    tokens it may write, any other call by the model's declared cost."""
+    return estimated_text_cost(model, execution.request.text) if model.generates_text else model.cost
+
+
 def text_output(execution: Execution) -> list[common_pb2.InferTensor]:
     """The chosen text step's generation as its model's output tensor; none when no text was chosen."""
     position = execution.answer_position
@@ -194,15 +200,12 @@ class StepRunner:
     def stop_reason(self, execution: Execution, model: RegisteredModel) -> str:
         """Why the model's call must not start (the cost ceiling, the deadline left), or ""."""
         remaining = execution.time_remaining()
-        cost, p95_ms = model.cost, self.recent.p95_ms(model.name)
-        if model.generates_text:
-            # A generation's time and cost grow with its prompt and max_tokens: the model's recent
-            # calls, made for other prompts, say nothing of this one's time (a caller's long
-            # prompts must not stop everyone's escalation), and its cost is estimated from this
-            # prompt and the most tokens it may write.
-            cost, p95_ms = estimated_text_cost(model, execution.request.text), None
+        # A generation's time grows with its prompt and max_tokens: the model's recent calls, made
+        # for other prompts, say nothing of this one's (a caller's long prompts must not stop
+        # everyone's escalation).
+        p95_ms = None if model.generates_text else self.recent.p95_ms(model.name)
         return stop_before(
-            cost=cost,
+            cost=expected_cost(execution, model),
             spent=execution.response.total_cost,
             cost_ceiling=execution.plan.cost_ceiling,
             p95_ms=p95_ms,
