@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pathlib
 import shutil
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -172,10 +173,16 @@ def test_a_final_result_entry_that_does_not_parse_counts_as_a_miss(frozen, froze
         produced_by=[step.model for step in computed.steps if step.decision in ANSWERED],
         compute_cost=computed.total_cost,
     )
+    key = result_key(computed.plan, asked.inputs)
     with suite.channel("cache") as channel:
-        cache_service_pb2_grpc.CacheServiceStub(channel).Store(
-            cache_service_pb2.StoreRequest(level=L4, key=result_key(computed.plan, asked.inputs), entry=corrupt), timeout=5
-        )
+        cache = cache_service_pb2_grpc.CacheServiceStub(channel)
+        # The router stores its answer in the background: wait for that store to land, or it
+        # would overwrite the corrupt entry after it.
+        deadline = time.monotonic() + 30
+        while not cache.Lookup(cache_service_pb2.LookupRequest(level=L4, key=key), timeout=5).hit:
+            assert time.monotonic() < deadline, "the router never stored its answer"
+            time.sleep(0.02)
+        cache.Store(cache_service_pb2.StoreRequest(level=L4, key=key, entry=corrupt), timeout=5)
     was = frozen_router.settled_levels()[L4]
     again = frozen_router.infer(asked)
     assert again.cache_level == common_pb2.CACHE_LEVEL_UNSPECIFIED and again.answer == computed.answer
