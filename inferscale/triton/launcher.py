@@ -130,6 +130,11 @@ class TritonSettings:
             f"--http-port={self.http_port}",
             f"--metrics-port={self.metrics_port}",
             "--allow-gpu-metrics=false",
+            # One model loads at a time: the python backend's stubs, started several at once, now
+            # and then abort the server (see _START_ATTEMPTS). With the text models and two busy
+            # cores that became three aborts in a row on one fresh-clone run; loading one by one
+            # took 31 s against 15 s side by side, measured one after the other on a loaded machine.
+            "--model-load-thread-count=1",
             f"--model-control-mode={self.model_control_mode}",
             f"--exit-timeout-secs={self.exit_timeout_seconds}",
             # Each server its own shared-memory regions: two servers on one machine, or one
