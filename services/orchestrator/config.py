@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from inferscale.auth import ADMIN_TOKEN_VARIABLE
-from inferscale.triton.client import REPOSITORY_KEY_VARIABLE
 from inferscale.settings import (
     DEFAULT_CACHE_PORT,
     DEFAULT_MONITOR_PORT,
@@ -15,6 +14,7 @@ from inferscale.settings import (
     env_peer,
     env_str,
 )
+from inferscale.triton.client import REPOSITORY_KEY_VARIABLE
 
 
 @dataclass(frozen=True)

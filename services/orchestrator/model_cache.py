@@ -15,7 +15,13 @@ from collections.abc import Sequence
 from inferscale.cache_client import CacheClient
 from inferscale.events import EventSender
 from inferscale.tensors import tensors_digest_parts
-from inferscale.v1 import cache_service_pb2, cache_service_pb2_grpc, common_pb2, monitor_service_pb2, orchestrator_service_pb2
+from inferscale.v1 import (
+    cache_service_pb2,
+    cache_service_pb2_grpc,
+    common_pb2,
+    monitor_service_pb2,
+    orchestrator_service_pb2,
+)
 
 LOG = logging.getLogger(__name__)
 L2 = common_pb2.CACHE_LEVEL_L2_INTERMEDIATE

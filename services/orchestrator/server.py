@@ -12,15 +12,27 @@ import grpc
 from inferscale.auth import bearer_metadata, process_credentials
 from inferscale.errors import InferScaleError
 from inferscale.events import EventSender
-from inferscale.rpc import RunningServer, configure_logging, open_channel, serve_until_stopped, service_stub, start_server
+from inferscale.rpc import (
+    RunningServer,
+    configure_logging,
+    open_channel,
+    serve_until_stopped,
+    service_stub,
+    start_server,
+)
 from inferscale.telemetry import setup_telemetry
-from inferscale.v1 import cache_service_pb2, cache_service_pb2_grpc, orchestrator_service_pb2, orchestrator_service_pb2_grpc
+from inferscale.v1 import (
+    cache_service_pb2,
+    cache_service_pb2_grpc,
+    orchestrator_service_pb2,
+    orchestrator_service_pb2_grpc,
+)
 from services.orchestrator.config import OrchestratorConfig
 from services.orchestrator.model_cache import ModelOutputCache
 from services.orchestrator.registry import RegisteredModel
 from services.orchestrator.registry_source import TritonRegistry
-from services.orchestrator.triton_pool import TritonPool
 from services.orchestrator.service import OrchestratorService
+from services.orchestrator.triton_pool import TritonPool
 
 LOG = logging.getLogger(__name__)
 

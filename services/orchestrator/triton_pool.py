@@ -18,8 +18,7 @@ from typing import TypeVar
 
 from tritonclient.grpc import model_config_pb2
 
-from inferscale.errors import Unavailable
-from inferscale.errors import InferScaleError, ModelFailed
+from inferscale.errors import InferScaleError, ModelFailed, Unavailable
 from inferscale.triton.client import InferResult, ModelRestarting, RepositoryEntry, TritonClient
 from inferscale.v1 import common_pb2
 from services.orchestrator.balancing import Endpoint, choose
