@@ -7,7 +7,7 @@ PROTOS := $(wildcard protos/inferscale/v1/*.proto)
 GENERATED := inferscale/v1/__init__.py
 MODEL_WEIGHTS := model_repository/digits_linear/1/weights.npz
 
-.PHONY: setup system-packages protos models contracts run test bench clean
+.PHONY: setup system-packages docker-engine images protos models contracts run test bench clean
 
 MODEL_PACKAGES := $(VENV)/.models-stamp
 
@@ -61,7 +61,9 @@ $(NODE_CLIENT): clients/node/package.json clients/node/package-lock.json
 # Servers the integration tests start themselves, from Debian's packages (installed when missing;
 # needs root, as CI and these machines have).
 # Servers the tests start themselves: Prometheus (scrapes the monitor) and Redis (the cache's shared backend).
-SYSTEM_PACKAGES := prometheus:prometheus redis-server:redis-server
+# The deployment test (tests/test_deploy_stack.py) builds images and runs them: Docker's engine,
+# docker-compose, and debootstrap for the images' Debian base.
+SYSTEM_PACKAGES := prometheus:prometheus redis-server:redis-server dockerd:docker.io debootstrap:debootstrap docker-compose:docker-compose
 system-packages:
 	@missing=""; for pair in $(SYSTEM_PACKAGES); do command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair##*:}"; done; \
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
@@ -70,7 +72,15 @@ system-packages:
 run: setup
 	$(PY) -m inferscale.demo
 
-test: setup system-packages contracts $(NODE_CLIENT)
+# A Docker engine for the deployment test: started when none answers (host network only).
+docker-engine: system-packages
+	deploy/start-dockerd.sh
+
+# The CPU images of deploy/compose.cpu.yaml, from a Debian base made here (deploy/build-images.sh).
+images: setup docker-engine
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" PYTHON=$(PY) nice -n 10 deploy/build-images.sh
+
+test: setup system-packages docker-engine contracts $(NODE_CLIENT)
 	$(PY) -m pytest
 
 bench: setup

@@ -34,6 +34,10 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
 COMPOSE = DEPLOY / "compose.yaml"
+COMPOSE_CPU = DEPLOY / "compose.cpu.yaml"
+SETTINGS_ENV = DEPLOY / "settings.env"
+# Where deploy/build-images.sh puts the wheelhouses it resolves on the host, in the build context.
+BUILD_OUTPUTS = "build/wheels/"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "inferscale.json"
 GRAFANA_DATASOURCES = DEPLOY / "grafana" / "provisioning" / "datasources"
 GRAFANA_DASHBOARD_PROVIDERS = DEPLOY / "grafana" / "provisioning" / "dashboards"
@@ -128,12 +132,18 @@ def k8s_documents() -> list[dict[str, Any]]:
 
 
 @functools.cache
-def _compose() -> dict[str, Any]:
-    return yaml.safe_load(COMPOSE.read_text())
+def _compose(path: pathlib.Path = COMPOSE) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text())
 
 
-def compose() -> dict[str, Any]:
-    return copy.deepcopy(_compose())
+def compose(path: pathlib.Path = COMPOSE) -> dict[str, Any]:
+    return copy.deepcopy(_compose(path))
+
+
+def settings_env() -> dict[str, str]:
+    """deploy/settings.env: the settings every platform gives the services."""
+    lines = (line.strip() for line in SETTINGS_ENV.read_text().splitlines())
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
 
 
 def dashboard() -> dict[str, Any]:
@@ -917,7 +927,8 @@ def prometheus_problems(config: dict[str, Any], spec: dict[str, Any]) -> list[st
 
 
 def dockerfile_problems(path: pathlib.Path) -> list[str]:
-    """FROM images are pinned; COPY sources (relative to the repository root, the context) exist."""
+    """FROM images are pinned; COPY sources (relative to the repository root, the context) exist,
+    or are wheelhouses that deploy/build-images.sh puts into the context."""
     problems = []
     lines = re.sub(r"\\\n", " ", path.read_text()).splitlines()
     for line in lines:
@@ -928,10 +939,160 @@ def dockerfile_problems(path: pathlib.Path) -> list[str]:
             problems += image_problems(words[1], path.name)
         if words[0].upper() in ("COPY", "ADD") and not any(w.startswith("--from") for w in words):
             for source in [w for w in words[1:-1] if not w.startswith("--")]:
-                if not (ROOT / source).exists():
+                if source.startswith(BUILD_OUTPUTS):
+                    if BUILD_OUTPUTS not in (DEPLOY / "build-images.sh").read_text():
+                        problems.append(f"{path.name}: {source}: deploy/build-images.sh makes no {BUILD_OUTPUTS}")
+                elif not (ROOT / source).exists():
                     problems.append(
                         f"{path.name}: {words[0]} {source}: no such path in the repository"
                     )
+    return problems
+
+
+# --- compose.cpu.yaml checks: one CPU host, every container on the host's network ---------------
+
+VARIABLE_DEFAULT = re.compile(r"\$\{[A-Z0-9_]+:-([^}]*)\}")
+# How many containers of compose.cpu.yaml run each of the suite's services and Triton.
+CPU_REPLICAS = {"router": 2, "orchestrator": 1, "cache": 2, "monitor": 1, "triton": 2}
+RESTART_POLICIES = ("always", "unless-stopped", "on-failure")
+
+
+def with_defaults(value: str) -> str:
+    """``value`` with each ``${VARIABLE:-default}`` read as an unset variable reads: its default."""
+    return VARIABLE_DEFAULT.sub(lambda match: match.group(1), value)
+
+
+def loopback_ports(target: str) -> list[int]:
+    """The ports of a gRPC target on this host: "127.0.0.1:P" or "ipv4:127.0.0.1:P,127.0.0.1:Q"."""
+    ports = []
+    for address in with_defaults(target).removeprefix("ipv4:").split(","):
+        host, port = split_host_port(address.strip())
+        if host != "127.0.0.1":
+            raise ValueError(f"{target!r} names {host}, not 127.0.0.1")
+        ports.append(port)
+    return ports
+
+
+def kind_of(name: str) -> str:
+    """The suite's service (or triton) that a compose service runs: router-a and router-b run router."""
+    kind, _, replica = name.rpartition("-")
+    return kind if kind and len(replica) == 1 else name
+
+
+def flag_value(command: list[str], flag: str) -> str | None:
+    """The value of ``--flag=value`` in a command, defaults read."""
+    for word in command:
+        if word.startswith(f"{flag}="):
+            return with_defaults(word.split("=", 1)[1])
+    return None
+
+
+def cpu_compose_problems(spec: dict[str, Any]) -> list[str]:
+    """Host network, restart policies, replicas, gRPC health checks, and addresses that reach every replica."""
+    problems = []
+    services: dict[str, dict[str, Any]] = spec.get("services", {})
+    replicas: dict[str, list[str]] = {}
+    listens: dict[str, int] = {}
+    bound: list[int] = []
+    for name, service in services.items():
+        where = f"compose.cpu service {name}"
+        kind = kind_of(name)
+        replicas.setdefault(kind, []).append(name)
+        if service.get("network_mode") != "host":
+            problems.append(f"{where}: not on the host network")
+        if service.get("restart") not in RESTART_POLICIES:
+            problems.append(f"{where}: no restart policy")
+        problems += image_problems(service.get("image", ""), where)
+        depends = service.get("depends_on", [])
+        for dependency in depends if isinstance(depends, list) else depends.keys():
+            if dependency not in services:
+                problems.append(f"{where}: depends_on names no service {dependency!r}")
+        for source in bind_sources({"volumes": [with_defaults(v) if isinstance(v, str) else v for v in service.get("volumes", [])]}):
+            if not (DEPLOY / source).resolve().exists():
+                problems.append(f"{where}: mounts {source}, which does not exist")
+        test = [with_defaults(str(part)) for part in service.get("healthcheck", {}).get("test", [])]
+        if kind in SERVICES:
+            listen = compose_environment(service).get(f"INFERSCALE_{kind.upper()}_LISTEN")
+            port = loopback_ports(listen)[0] if listen else None
+            if port is None or not any("grpc_health" in part for part in test) or str(port) not in test:
+                problems.append(f"{where}: no gRPC health check on its listen port {port}")
+            if port is not None:
+                listens[name] = port
+                bound.append(port)
+            if service.get("command") != ["python", "-m", f"services.{kind}.server"]:
+                problems.append(f"{where}: command is not python -m services.{kind}.server")
+            if service.get("env_file") != SETTINGS_ENV.name:
+                problems.append(f"{where}: does not read {SETTINGS_ENV.name}")
+        if kind == "triton":
+            command = service.get("command", [])
+            ports = {flag: flag_value(command, flag) for flag in ("--http-port", "--grpc-port", "--metrics-port")}
+            if None in ports.values():
+                problems.append(f"{where}: does not set all three of its ports")
+                continue
+            listens[name] = int(ports["--grpc-port"] or 0)
+            bound += [int(port or 0) for port in ports.values()]
+            if ports["--http-port"] not in test or "/v2/health/ready" not in " ".join(test):
+                problems.append(f"{where}: no readiness check on its HTTP port")
+            for flag in ("--grpc-restricted-protocol", "--http-restricted-api"):
+                if "${INFERSCALE_TRITON_REPOSITORY_KEY:?" not in (flag_value(command, flag) or ""):
+                    problems.append(f"{where}: {flag} does not restrict the repository API to the key")
+        if name == "monitor":
+            bound.append(int(with_defaults(compose_environment(service).get("INFERSCALE_MONITOR_METRICS_PORT", "0"))))
+    for kind, count in CPU_REPLICAS.items():
+        if len(replicas.get(kind, [])) != count:
+            problems.append(f"compose.cpu runs {len(replicas.get(kind, []))} {kind} containers, not {count}")
+    duplicates = sorted({port for port in bound if bound.count(port) > 1})
+    if duplicates:
+        problems.append(f"compose.cpu binds ports {duplicates} more than once on the host network")
+    for name, service in services.items():
+        for var, value in compose_environment(service).items():
+            addressed = ADDRESS_VARIABLE.fullmatch(var)
+            kind = addressed.group(1).lower() if addressed else "triton" if var == "INFERSCALE_TRITON_URL" else None
+            if kind is None or value == "off":
+                continue
+            wanted = sorted(listens[replica] for replica in replicas.get(kind, []) if replica in listens)
+            try:
+                ports = sorted(loopback_ports(value) if addressed else [split_host_port(with_defaults(u).strip())[1] for u in value.split(",")])
+            except ValueError as error:
+                problems.append(f"compose.cpu service {name}: {var}: {error}")
+                continue
+            if ports != wanted:
+                problems.append(f"compose.cpu service {name}: {var}={value} reaches ports {ports}, but {kind} listens on {wanted}")
+    return problems
+
+
+def cpu_prometheus_problems(config: dict[str, Any], spec: dict[str, Any]) -> list[str]:
+    """Prometheus of compose.cpu.yaml scrapes the monitor and every Triton on their default ports."""
+    services = spec["services"]
+    targets = {t for job in config["scrape_configs"] for sc in job.get("static_configs", []) for t in sc["targets"]}
+    wanted = {f"127.0.0.1:{with_defaults(compose_environment(services['monitor'])['INFERSCALE_MONITOR_METRICS_PORT'])}"}
+    wanted |= {
+        f"127.0.0.1:{flag_value(service['command'], '--metrics-port')}" for name, service in services.items() if kind_of(name) == "triton"
+    }
+    return [f"prometheus.cpu.yml scrapes no {target}" for target in sorted(wanted - targets)]
+
+
+def settings_problems(docs: list[dict[str, Any]], specs: dict[str, dict[str, Any]]) -> list[str]:
+    """settings.env names settings the code reads; the ConfigMap holds them all, and no compose
+    service of the suite sets one of them otherwise than through settings.env."""
+    settings = settings_env()
+    known = known_settings()
+    problems = [f"settings.env: {var} is read by no code" for var in settings if var.startswith("INFERSCALE_") and var not in known]
+    data = of_kind(docs, "ConfigMap")["inferscale-settings"].get("data") or {}
+    problems += [
+        f"ConfigMap inferscale-settings: {var}={data.get(var)!r}, settings.env says {value!r}"
+        for var, value in settings.items()
+        if data.get(var) != value
+    ]
+    for file, spec in specs.items():
+        for name, service in spec["services"].items():
+            if kind_of(name) not in SERVICES:
+                continue
+            if service.get("env_file") != SETTINGS_ENV.name:
+                problems.append(f"{file} service {name}: does not read {SETTINGS_ENV.name}")
+            overridden = sorted(set(compose_environment(service)) & set(settings))
+            if overridden:
+                problems.append(f"{file} service {name}: sets {overridden} beside settings.env")
     return problems
 
 
@@ -1059,9 +1220,26 @@ def test_compose_triton_is_traced_polled_and_on_a_gpu() -> None:
     assert triton_compose_problems(compose()) == []
 
 
-@pytest.mark.parametrize("name", ["Dockerfile", "triton.Dockerfile"])
+@pytest.mark.parametrize(
+    "name",
+    ["base.Dockerfile", "Dockerfile", "triton-cpu.Dockerfile", "triton.Dockerfile", "redis.Dockerfile", "prometheus.Dockerfile"],
+)
 def test_dockerfile_pins_its_base_and_copies_existing_paths(name: str) -> None:
     assert dockerfile_problems(DEPLOY / name) == []
+
+
+def test_cpu_compose_runs_replicas_on_the_host_network_health_checked_and_addressed() -> None:
+    assert cpu_compose_problems(compose(COMPOSE_CPU)) == []
+
+
+def test_cpu_prometheus_scrapes_the_monitor_and_both_tritons() -> None:
+    config = yaml.safe_load((DEPLOY / "prometheus.cpu.yml").read_text())
+    assert cpu_prometheus_problems(config, compose(COMPOSE_CPU)) == []
+
+
+def test_settings_env_is_the_one_source_of_the_settings_on_every_platform() -> None:
+    specs = {"compose.yaml": compose(), "compose.cpu.yaml": compose(COMPOSE_CPU)}
+    assert settings_problems(k8s_documents(), specs) == []
 
 
 def test_collector_config_is_consistent() -> None:
@@ -1249,6 +1427,35 @@ def test_compose_checks_catch_a_broken_file(path: tuple[str, ...], value: Any) -
         node = node[key]
     node[path[-1]] = value
     assert compose_problems(spec) != []
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("services", "router-a", "environment", "INFERSCALE_CACHE_ADDRESS"), "127.0.0.1:${INFERSCALE_CACHE_A_PORT:-50053}"),
+        (("services", "router-b", "healthcheck"), {}),
+        (("services", "triton-b", "command", 7), "--grpc-port=${INFERSCALE_TRITON_B_GRPC_PORT:-8001}"),
+        (("services", "cache-b", "network_mode"), "bridge"),
+        (("services", "monitor", "restart"), "no"),
+    ],
+    ids=["one-cache-replica", "no-health-check", "port-twice", "bridge", "no-restart"],
+)
+def test_cpu_compose_checks_catch_a_broken_file(path: tuple[Any, ...], value: Any) -> None:
+    spec = compose(COMPOSE_CPU)
+    node = spec
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    assert cpu_compose_problems(spec) != []
+
+
+def test_settings_check_catches_a_setting_that_differs_by_platform() -> None:
+    docs = k8s_documents()
+    _find(docs, "ConfigMap", "inferscale-settings")["data"]["INFERSCALE_CONFIDENCE_THRESHOLD"] = "0.80"
+    assert settings_problems(docs, {"compose.cpu.yaml": compose(COMPOSE_CPU)}) != []
+    spec = compose(COMPOSE_CPU)
+    spec["services"]["router-a"]["environment"]["INFERSCALE_REQUEST_TIMEOUT_SECONDS"] = "5"
+    assert settings_problems(k8s_documents(), {"compose.cpu.yaml": spec}) != []
 
 
 def test_dashboard_check_catches_an_unknown_metric() -> None:
