@@ -50,7 +50,19 @@ from inferscale.tensors import bytes_tensor
 from inferscale.v1 import common_pb2, router_service_pb2, router_service_pb2_grpc
 
 RESULTS = REPO_ROOT / "results" / "arc"
-SOLVERS = ("arc_geometry", "arc_programs_1", "arc_tiling", "arc_objects", "arc_programs_2", "arc_programs_3")
+SOLVERS = (
+    "arc_geometry",
+    "arc_programs_1",
+    "arc_tiling",
+    "arc_objects",
+    "arc_enclosure",
+    "arc_neighbourhood",
+    "arc_object_transforms",
+    "arc_counting",
+    "arc_rays",
+    "arc_programs_2",
+    "arc_programs_3",
+)
 FOLDERS = ("arc-agi-1/evaluation-dev", "arc-agi-2/training")
 # The budget the multi-model rows are held to: arc_programs_3's cost, the dearest solver alone.
 BUDGET = 210.0

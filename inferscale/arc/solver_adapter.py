@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from inferscale.arc import objects, programs, solvers, tiling
+from inferscale.arc import counting, enclosure, neighbourhood, object_transforms, objects, programs, rays, solvers, tiling
 from inferscale.arc.solvers import Candidate
 from inferscale.arc.tasks import Grid, parse_task
 from inferscale.models.triton_adapter import Refused, answer_each
@@ -40,6 +40,11 @@ SOLVERS: dict[str, Solver] = {
     "programs_1": programs.depth_1,
     "programs_2": programs.depth_2,
     "programs_3": programs.depth_3,
+    "object_transforms": object_transforms.object_transform_candidates,
+    "rays": rays.ray_candidates,
+    "enclosure": enclosure.enclosure_candidates,
+    "counting": counting.counting_candidates,
+    "neighbourhood": neighbourhood.neighbourhood_candidates,
 }
 
 

@@ -1,0 +1,374 @@
+"""The in-place object family of ARC solvers: each object of the input changed where it stands.
+
+The objects are the input's connected components (as in ``inferscale.arc.objects``). A rule,
+learned from the training pairs (which must keep their size), changes them where they stand:
+- recolours each object by a table from one of its properties (size, size rank, being the
+  largest or smallest, shape, colour, height, width, touching the border, holding a hole, how
+  many objects share its shape) to the colour it takes, or to "kept"; used only when consistent
+  on every training object and when the test input's objects show only values the table has seen;
+- moves the objects of one colour (or all) by an offset read off the first pair, or in a
+  direction (or towards whichever side reaches one first) until they touch a cell of another
+  colour, an anchor; or lets every object fall as a rigid body until it rests on the border or on
+  an object that fell before it (gravity);
+- mirrors each object within its bounding box;
+- sorts the rows or columns by how many filled cells each holds.
+
+**Bound.** A grid holds at most 900 objects, each found once per grid and kind. There are at
+most 11 properties x 4 object kinds recolourings (one pass over the objects of the 17 grids
+each), 10 offsets, 9 movers x 10 anchors x 5 directions (at most 30 steps per object and
+direction) and 4 x 2 gravities (at most 30 steps per object).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from inferscale.arc.objects import Shape, shapes
+from inferscale.arc.per_grid import PerGrid
+from inferscale.arc.solvers import SYMMETRIES, Candidate, Rule, as_array, candidates_from_rules
+from inferscale.arc.tasks import Grid
+from inferscale.arc.tiling import background_colour
+
+KEPT = -1
+STEPS = {"down": (1, 0), "up": (-1, 0), "right": (0, 1), "left": (0, -1)}
+# Object kinds: (8-connected, of one colour).
+KINDS = ((True, True), (False, True), (True, False), (False, False))
+
+Properties = Callable[[list[Shape], np.ndarray], list[object]]
+
+
+def _box(shape: Shape) -> np.ndarray:
+    return shape.mask[shape.top : shape.bottom, shape.left : shape.right]
+
+
+def _look(shape: Shape) -> bytes:
+    """The object's shape wherever it lies: equal for objects of equal shape."""
+    return _box(shape).tobytes() + bytes(_box(shape).shape)
+
+
+def _ranks(values: list[int], largest: bool) -> list[int]:
+    """Each value's place among the distinct values, from the largest (or smallest)."""
+    order = sorted(set(values), reverse=largest)
+    return [order.index(v) for v in values]
+
+
+def _extremes(values: list[int]) -> list[object]:
+    """Each value as "largest", "smallest" or "neither": a table over these fits any number of objects."""
+    return [
+        "largest" if v == max(values) else "smallest" if v == min(values) else "neither"
+        for v in values
+    ]
+
+
+def _holds_a_hole(shape: Shape) -> bool:
+    box = _box(shape)
+    return bool((ndimage.binary_fill_holes(box) & ~box).any())
+
+
+def _shared_shape(objects: list[Shape]) -> list[object]:
+    looks = [_look(s) for s in objects]
+    counts = Counter(looks)
+    return [counts[look] for look in looks]
+
+
+# Each property's value for every object of a grid, computed together (ranks and counts need all).
+PROPERTIES: dict[str, Properties] = {
+    "colour": lambda objs, g: [s.colours for s in objs],
+    "size": lambda objs, g: [s.size for s in objs],
+    "size rank from the largest": lambda objs, g: list(_ranks([s.size for s in objs], True)),
+    "size rank from the smallest": lambda objs, g: list(_ranks([s.size for s in objs], False)),
+    "shape": lambda objs, g: [_look(s) for s in objs],
+    "height": lambda objs, g: [s.bottom - s.top for s in objs],
+    "width": lambda objs, g: [s.right - s.left for s in objs],
+    "touching the border": lambda objs, g: [
+        s.top == 0 or s.left == 0 or s.bottom == g.shape[0] or s.right == g.shape[1] for s in objs
+    ],
+    "holding a hole": lambda objs, g: [_holds_a_hole(s) for s in objs],
+    "objects of its shape": lambda objs, g: _shared_shape(objs),
+    "being the largest, the smallest or neither": lambda objs, g: _extremes([s.size for s in objs]),
+}
+
+
+class Objects:
+    """A grid's objects and their properties, found once per grid, kind and property in one
+    solver call."""
+
+    def __init__(self) -> None:
+        self.of = PerGrid(
+            lambda g, diagonal, one_colour: shapes(g, background_colour(g), diagonal, one_colour)
+        )
+        self.values = PerGrid(
+            lambda g, diagonal, one_colour, name: PROPERTIES[name](
+                self.of(g, diagonal, one_colour), g
+            )
+        )
+
+
+def learn_recolouring(
+    pairs: Sequence[tuple[np.ndarray, np.ndarray]],
+    found: Objects,
+    name: str,
+    diagonal: bool,
+    one_colour: bool,
+) -> dict[object, int] | None:
+    """The colour (or ``KEPT``) each value of the property leads to; None when the outputs do not
+    recolour whole objects, or a value leads to two colours."""
+    table: dict[object, set[int]] = {}
+    changes = False
+    for source, target in pairs:
+        covered = np.zeros(source.shape, dtype=bool)
+        for shape, value in zip(
+            found.of(source, diagonal, one_colour),
+            found.values(source, diagonal, one_colour, name),
+            strict=True,
+        ):
+            taken = np.unique(target[shape.mask])
+            if taken.size != 1:
+                return None
+            colour = int(taken[0])
+            kept = len(shape.colours) == 1 and shape.colours[0] == colour
+            changes |= not kept
+            allowed = {colour, KEPT} if kept else {colour}
+            table[value] = table.get(value, allowed) & allowed
+            if not table[value]:
+                return None
+            covered |= shape.mask
+        if (source[~covered] != target[~covered]).any():
+            return None
+    if not changes:
+        return None
+    return {
+        value: min(options) if KEPT not in options else KEPT for value, options in table.items()
+    }
+
+
+def recolour_objects(
+    grid: np.ndarray,
+    found: Objects,
+    name: str,
+    diagonal: bool,
+    one_colour: bool,
+    table: dict[object, int],
+) -> np.ndarray | None:
+    """Each object in the colour the table gives its property's value; None for a value it lacks."""
+    out = grid.copy()
+    for shape, value in zip(
+        found.of(grid, diagonal, one_colour),
+        found.values(grid, diagonal, one_colour, name),
+        strict=True,
+    ):
+        if value not in table:
+            return None
+        if table[value] != KEPT:
+            out[shape.mask] = table[value]
+    return out
+
+
+def _moving(grid: np.ndarray, mover: int | None) -> np.ndarray:
+    return (grid != background_colour(grid)) if mover is None else grid == mover
+
+
+def shift(grid: np.ndarray, mover: int | None, offset: tuple[int, int]) -> np.ndarray | None:
+    """The cells of colour ``mover`` (None: every filled cell) moved by ``offset``, drawn over the
+    rest; cells moved off the grid are lost."""
+    moving = _moving(grid, mover)
+    if not moving.any():
+        return None
+    out = np.where(moving, np.int8(background_colour(grid)), grid)
+    rows, cols = np.nonzero(moving)
+    r, c = rows + offset[0], cols + offset[1]
+    inside = (r >= 0) & (r < grid.shape[0]) & (c >= 0) & (c < grid.shape[1])
+    out[r[inside], c[inside]] = grid[rows[inside], cols[inside]]
+    return out
+
+
+def learn_offset(
+    pairs: Sequence[tuple[np.ndarray, np.ndarray]], mover: int | None
+) -> tuple[int, int] | None:
+    """The offset that carries the mover's cells' bounding box in the first pair to the output's."""
+    source, target = pairs[0]
+    before, after = np.nonzero(_moving(source, mover)), np.nonzero(_moving(target, mover))
+    if not before[0].size or not after[0].size:
+        return None
+    offset = (int(after[0].min() - before[0].min()), int(after[1].min() - before[1].min()))
+    return None if offset == (0, 0) else offset
+
+
+def _slide(
+    cells: tuple[np.ndarray, np.ndarray],
+    blocked: np.ndarray,
+    step: tuple[int, int],
+    stop: Callable[[np.ndarray, np.ndarray], bool] | None = None,
+) -> int:
+    """How many steps an object's cells move in ``step`` before blocked cells or the border come
+    next; with ``stop``, how many before ``stop`` holds of its cells, -1 if it is blocked first."""
+    rows, cols = cells
+    h, w = blocked.shape
+    for k in range(max(h, w)):
+        if stop is not None and stop(rows + k * step[0], cols + k * step[1]):
+            return k
+        r, c = rows + (k + 1) * step[0], cols + (k + 1) * step[1]
+        if r.min() < 0 or c.min() < 0 or r.max() >= h or c.max() >= w or blocked[r, c].any():
+            return k if stop is None else -1
+    return -1
+
+
+def move_until_touching(
+    grid: np.ndarray, found: Objects, mover: int, anchor: int | None, direction: str
+) -> np.ndarray | None:
+    """Each object of colour ``mover`` moved towards ``direction`` ("towards": whichever of the four
+    reaches one soonest) until it touches a cell of ``anchor`` (None: any other colour); objects
+    that would never touch one stay."""
+    background = background_colour(grid)
+    anchors = (grid != background) & (grid != mover) if anchor is None else grid == anchor
+    if not anchors.any():
+        return None
+    padded = np.pad(anchors, 1)
+    touching = padded[:-2, 1:-1] | padded[2:, 1:-1] | padded[1:-1, :-2] | padded[1:-1, 2:]
+    out = grid.copy()
+    moved = False
+    for shape in [s for s in found.of(grid, True, True) if s.colours == (mover,)]:
+        cells = np.nonzero(shape.mask)
+        blocked = (grid != background) & ~shape.mask
+        tried = STEPS.values() if direction == "towards" else (STEPS[direction],)
+        reach = [
+            (k, step)
+            for step in tried
+            if (k := _slide(cells, blocked, step, lambda r, c: bool(touching[r, c].any()))) > 0
+        ]
+        if reach:
+            steps, step = min(reach)
+            out[cells] = background
+            out[cells[0] + steps * step[0], cells[1] + steps * step[1]] = mover
+            moved = True
+    return out if moved else None
+
+
+def gravity(grid: np.ndarray, direction: str, diagonal: bool) -> np.ndarray | None:
+    """Every object falls towards ``direction`` as a rigid body until it rests on the border or on
+    an object that has already fallen; the objects nearest that side fall first."""
+    background = background_colour(grid)
+    step = STEPS[direction]
+    objects = shapes(grid, background, diagonal, one_colour=False)
+    lead = (
+        (lambda s: -s.bottom)
+        if step == (1, 0)
+        else (lambda s: s.top)
+        if step == (-1, 0)
+        else (lambda s: -s.right)
+        if step == (0, 1)
+        else (lambda s: s.left)
+    )
+    out = np.full_like(grid, background)
+    settled = np.zeros(grid.shape, dtype=bool)
+    for shape in sorted(objects, key=lead):
+        cells = np.nonzero(shape.mask)
+        steps = _slide(cells, settled, step)
+        r, c = cells[0] + steps * step[0], cells[1] + steps * step[1]
+        out[r, c] = grid[cells]
+        settled[r, c] = True
+    return None if (out == grid).all() else out
+
+
+def mirror_objects(grid: np.ndarray, symmetry: str, diagonal: bool) -> np.ndarray | None:
+    """Each object replaced by its image under ``symmetry`` within its own bounding box."""
+    background = background_colour(grid)
+    out = grid.copy()
+    for shape in shapes(grid, background, diagonal, one_colour=False):
+        box = shape.alone(grid, background)
+        turned = SYMMETRIES[symmetry](box)
+        if turned.shape != box.shape:
+            return None
+        region = out[shape.top : shape.bottom, shape.left : shape.right]
+        region[_box(shape)] = background
+        region[turned != background] = turned[turned != background]
+    return None if (out == grid).all() else out
+
+
+def sort_lines(grid: np.ndarray, columns: bool, descending: bool) -> np.ndarray | None:
+    """The rows (or columns) reordered by how many filled cells each holds, stably."""
+    lines = grid.T if columns else grid
+    counts = (lines != background_colour(grid)).sum(axis=1)
+    order = np.argsort(-counts if descending else counts, kind="stable")
+    ordered = lines[order]
+    return ordered.T if columns else ordered
+
+
+def _same_lines(source: np.ndarray, target: np.ndarray) -> bool:
+    """Whether the target's rows are the source's, in some order."""
+    return sorted(map(bytes, source)) == sorted(map(bytes, target))
+
+
+def object_transform_rules(train: Sequence[tuple[Grid, Grid]]) -> Iterator[tuple[str, Rule]]:
+    """The consistent recolourings, the moves, gravities and mirrorings, and the sorts that only
+    reorder lines, for a task whose pairs keep their size and change something."""
+    pairs = [(as_array(i), as_array(o)) for i, o in train]
+    if any(s.shape != t.shape or (s == t).all() for s, t in pairs):
+        return
+    found = Objects()
+    for diagonal, one_colour in KINDS:
+        kind = f"{'8' if diagonal else '4'}-connected {'one-colour' if one_colour else 'any-colour'} objects"
+        for name in PROPERTIES:
+            table = learn_recolouring(pairs, found, name, diagonal, one_colour)
+            if table is not None:
+                yield (
+                    f"recolour {kind} by {name}",
+                    lambda g, n=name, d=diagonal, o=one_colour, t=table: recolour_objects(
+                        g, found, n, d, o, t
+                    ),
+                )
+    colours = sorted(
+        set.intersection(*(set(np.unique(s).tolist()) - {background_colour(s)} for s, _ in pairs))
+    )
+    for mover in (None, *colours):
+        offset = learn_offset(pairs, mover)
+        if offset is not None:
+            yield (
+                f"move {'everything' if mover is None else f'colour {mover}'} by {offset}",
+                lambda g, m=mover, o=offset: shift(g, m, o),
+            )
+    # Movers are the colours whose cells move in every pair (as many after as before); anchors
+    # the colours that stay.
+    moved = [
+        c
+        for c in colours
+        if all(((s == c) != (t == c)).any() and (s == c).sum() == (t == c).sum() for s, t in pairs)
+    ]
+    still = [c for c in colours if all(((s == c) == (t == c)).all() for s, t in pairs)]
+    for mover in moved:
+        for anchor in (None, *still):
+            for direction in ("towards", *STEPS):
+                yield (
+                    f"move colour {mover} {direction} until it touches {'another colour' if anchor is None else f'colour {anchor}'}",
+                    lambda g, m=mover, a=anchor, d=direction: move_until_touching(
+                        g, found, m, a, d
+                    ),
+                )
+    for direction in STEPS:
+        for diagonal in (True, False):
+            yield (
+                f"gravity {direction} of {'8' if diagonal else '4'}-connected objects",
+                lambda g, d=direction, c=diagonal: gravity(g, d, c),
+            )
+    for symmetry in SYMMETRIES:
+        if symmetry != "identity":
+            yield f"{symmetry} each object", lambda g, s=symmetry: mirror_objects(g, s, True)
+    for columns in (False, True):
+        if not all(_same_lines(s.T if columns else s, t.T if columns else t) for s, t in pairs):
+            continue  # sorting only reorders lines: every output line must be an input line
+        for descending in (False, True):
+            yield (
+                f"sort the {'columns' if columns else 'rows'} by filled cells, {'most' if descending else 'fewest'} first",
+                lambda g, c=columns, d=descending: sort_lines(g, c, d),
+            )
+
+
+def object_transform_candidates(
+    train: Sequence[tuple[Grid, Grid]], test_input: Grid
+) -> list[Candidate]:
+    """The learned in-place object changes applied to the test input, best score first."""
+    return candidates_from_rules(train, test_input, object_transform_rules(train))

@@ -1,0 +1,126 @@
+"""The enclosure family: regions enclosed by walls filled, by a colour learned from the training pairs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from inferscale.arc.enclosure import enclosure_candidates, enclosure_rules
+from inferscale.v1 import common_pb2
+from tests.test_arc_families import g
+from tests.test_arc_serving import ask
+
+# The background enclosed by any shape becomes 4; open background stays.
+HOLES = [
+    (
+        g([[1, 1, 1, 0, 0], [1, 0, 1, 0, 0], [1, 1, 1, 0, 1], [0, 0, 0, 0, 1]]),
+        g([[1, 1, 1, 0, 0], [1, 4, 1, 0, 0], [1, 1, 1, 0, 1], [0, 0, 0, 0, 1]]),
+    ),
+    (
+        g([[0, 2, 2, 2, 2], [0, 2, 0, 0, 2], [0, 2, 2, 2, 2], [0, 0, 0, 0, 0]]),
+        g([[0, 2, 2, 2, 2], [0, 2, 4, 4, 2], [0, 2, 2, 2, 2], [0, 0, 0, 0, 0]]),
+    ),
+]
+TEST = g([[3, 3, 3, 3, 0], [3, 0, 0, 3, 0], [3, 0, 3, 3, 0], [3, 3, 3, 0, 0], [0, 0, 0, 0, 0]])
+ANSWER = g([[3, 3, 3, 3, 0], [3, 4, 4, 3, 0], [3, 4, 3, 3, 0], [3, 3, 3, 0, 0], [0, 0, 0, 0, 0]])
+
+
+def test_enclosed_background_is_filled_with_the_learned_colour_whatever_the_walls_colour() -> None:
+    best = enclosure_candidates(HOLES, TEST)[0]
+    assert best.grid == ANSWER and best.score == 1.0 and best.rule.endswith("with one colour")
+
+
+def test_each_enclosed_region_takes_the_colour_its_size_calls_for() -> None:
+    # One-cell holes become 6, two-cell holes 7.
+    by_size = [
+        (
+            g([[1, 1, 1, 1, 1, 1, 1], [1, 0, 1, 0, 0, 1, 0], [1, 1, 1, 1, 1, 1, 0]]),
+            g([[1, 1, 1, 1, 1, 1, 1], [1, 6, 1, 7, 7, 1, 0], [1, 1, 1, 1, 1, 1, 0]]),
+        ),
+        (
+            g(
+                [
+                    [0, 1, 1, 1, 1, 0],
+                    [0, 1, 0, 0, 1, 0],
+                    [0, 1, 1, 1, 1, 0],
+                    [0, 1, 0, 1, 0, 0],
+                    [0, 1, 1, 1, 0, 0],
+                ]
+            ),
+            g(
+                [
+                    [0, 1, 1, 1, 1, 0],
+                    [0, 1, 7, 7, 1, 0],
+                    [0, 1, 1, 1, 1, 0],
+                    [0, 1, 6, 1, 0, 0],
+                    [0, 1, 1, 1, 0, 0],
+                ]
+            ),
+        ),
+    ]
+    best = enclosure_candidates(
+        by_size, g([[1, 1, 1, 1, 1], [1, 0, 1, 0, 1], [1, 1, 1, 0, 1], [0, 0, 1, 1, 1]])
+    )[0]
+    assert (
+        best.grid == g([[1, 1, 1, 1, 1], [1, 6, 1, 7, 1], [1, 1, 1, 7, 1], [0, 0, 1, 1, 1]])
+        and best.score == 1.0
+    )
+    assert best.rule.endswith("a colour by its size")
+
+
+def test_a_seed_floods_the_room_it_stands_in() -> None:
+    seeded = [
+        (
+            g([[0, 0, 5, 0, 0], [0, 3, 5, 0, 0], [5, 5, 5, 0, 0], [0, 0, 0, 0, 0]]),
+            g([[3, 3, 5, 0, 0], [3, 3, 5, 0, 0], [5, 5, 5, 0, 0], [0, 0, 0, 0, 0]]),
+        ),
+        (
+            g([[0, 0, 0, 5, 0], [0, 0, 0, 5, 4], [0, 0, 0, 5, 0], [0, 0, 0, 5, 0]]),
+            g([[0, 0, 0, 5, 4], [0, 0, 0, 5, 4], [0, 0, 0, 5, 4], [0, 0, 0, 5, 4]]),
+        ),
+    ]
+    best = enclosure_candidates(
+        seeded, g([[0, 0, 0, 5, 0, 0], [0, 0, 0, 5, 0, 0], [5, 5, 5, 5, 0, 0], [0, 0, 0, 0, 0, 2]])
+    )[0]
+    assert (
+        best.grid
+        == g([[0, 0, 0, 5, 2, 2], [0, 0, 0, 5, 2, 2], [5, 5, 5, 5, 2, 2], [2, 2, 2, 2, 2, 2]])
+        and best.score == 1.0
+    )
+
+
+def test_the_background_in_a_shapes_box_takes_the_shapes_colour() -> None:
+    boxed = [
+        (
+            g([[0, 0, 0, 0], [0, 3, 0, 3], [0, 0, 3, 0]]),
+            g([[0, 0, 0, 0], [0, 3, 3, 3], [0, 3, 3, 3]]),
+        ),
+        (g([[2, 0, 0], [0, 2, 0], [0, 0, 0]]), g([[2, 2, 0], [2, 2, 0], [0, 0, 0]])),
+    ]
+    best = enclosure_candidates(boxed, g([[0, 0, 0, 0], [0, 0, 4, 0], [0, 4, 0, 0], [0, 0, 0, 0]]))[
+        0
+    ]
+    assert best.grid == g(
+        [[0, 0, 0, 0], [0, 4, 4, 0], [0, 4, 4, 0], [0, 0, 0, 0]]
+    ) and best.rule.endswith("with their colour")
+
+
+def test_walls_never_change_so_a_colour_that_changes_is_never_taken_for_the_walls() -> None:
+    names = [name for name, _ in enclosure_rules([(g([[1, 0], [0, 0]]), g([[2, 0], [0, 0]]))])]
+    assert names and not any(
+        "walls of colour 1" in n or "walls of every filled cell" in n for n in names
+    )
+
+
+@pytest.mark.integration
+def test_the_enclosure_model_answers_through_the_router(router) -> None:  # type: ignore[no-untyped-def]
+    task = {"train": [{"input": i, "output": o} for i, o in HOLES], "test": [{"input": TEST}]}
+    response = ask(
+        router,
+        task,
+        strategy=common_pb2.STRATEGY_SINGLE,
+        model_name="arc_enclosure",
+        skip_cache=True,
+    )
+    assert (g(json.loads(response.answer.label)), response.answer.confidence) == (ANSWER, 1.0)

@@ -1,0 +1,122 @@
+"""The in-place object family: objects recoloured by a learned property, moved, fallen and mirrored where they stand."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from inferscale.arc.object_transforms import (
+    Objects,
+    learn_recolouring,
+    object_transform_candidates,
+    recolour_objects,
+)
+from inferscale.v1 import common_pb2
+from tests.test_arc_families import g
+from tests.test_arc_serving import ask
+
+# Objects recoloured by their size's rank: the largest 1, the next 2, the next 3.
+RANKED = [
+    (
+        g([[5, 5, 5, 0, 0], [0, 0, 0, 0, 5], [5, 5, 0, 0, 5]]),
+        g([[1, 1, 1, 0, 0], [0, 0, 0, 0, 2], [2, 2, 0, 0, 2]]),
+    ),
+    (
+        g([[5, 0, 5, 5, 5], [5, 0, 0, 0, 0], [5, 0, 5, 0, 0], [5, 0, 0, 0, 0]]),
+        g([[1, 0, 2, 2, 2], [1, 0, 0, 0, 0], [1, 0, 3, 0, 0], [1, 0, 0, 0, 0]]),
+    ),
+]
+TEST = g([[5, 5, 0, 0, 0], [0, 0, 0, 5, 0], [5, 0, 0, 5, 0], [5, 0, 0, 5, 0]])
+ANSWER = g([[2, 2, 0, 0, 0], [0, 0, 0, 1, 0], [2, 0, 0, 1, 0], [2, 0, 0, 1, 0]])
+
+
+def test_objects_are_recoloured_by_the_rank_of_their_size() -> None:
+    best = object_transform_candidates(RANKED, TEST)[0]
+    assert (
+        best.grid == ANSWER
+        and best.score == 1.0
+        and best.rule.endswith("by size rank from the largest")
+    )
+
+
+def test_a_recolouring_table_is_refused_when_a_value_takes_two_colours_or_unseen_at_test() -> None:
+    arrays = [(np.array(i, dtype=np.int8), np.array(o, dtype=np.int8)) for i, o in RANKED]
+    found = Objects()
+    # A three-cell object becomes 1 in the first pair and 2 in the second: size is not the rule.
+    assert learn_recolouring(arrays, found, "size", True, True) is None
+    by_size = learn_recolouring(arrays[:1], found, "size", True, True)
+    assert by_size == {3: 1, 2: 2}
+    # A five-cell object: no object of that size was ever seen, so nothing says its colour.
+    assert (
+        recolour_objects(
+            np.array([[5, 5, 5, 5, 5, 0, 0, 0, 0, 0, 0]], dtype=np.int8),
+            found,
+            "size",
+            True,
+            True,
+            by_size,
+        )
+        is None
+    )
+
+
+def test_an_object_moves_towards_the_anchor_it_will_touch_whichever_side_it_lies() -> None:
+    towards = [
+        (g([[2, 0, 0, 0, 8], [0, 0, 0, 0, 8]]), g([[0, 0, 0, 2, 8], [0, 0, 0, 0, 8]])),
+        (
+            g([[0, 8, 8], [0, 0, 0], [0, 0, 0], [0, 2, 0]]),
+            g([[0, 8, 8], [0, 2, 0], [0, 0, 0], [0, 0, 0]]),
+        ),
+    ]
+    best = object_transform_candidates(towards, g([[0, 0, 0, 0], [8, 0, 0, 2], [8, 0, 0, 0]]))[0]
+    assert best.grid == g([[0, 0, 0, 0], [8, 2, 0, 0], [8, 0, 0, 0]]) and best.score == 1.0
+    assert best.rule == "move colour 2 towards until it touches another colour"
+
+
+def test_objects_fall_as_rigid_bodies_and_rest_on_those_that_fell_first() -> None:
+    falling = [
+        (
+            g([[1, 1, 0], [0, 0, 0], [0, 3, 0], [0, 0, 0]]),
+            g([[0, 0, 0], [0, 0, 0], [1, 1, 0], [0, 3, 0]]),
+        ),
+        (
+            g([[0, 4, 0], [0, 4, 0], [0, 0, 0], [6, 0, 0]]),
+            g([[0, 0, 0], [0, 0, 0], [0, 4, 0], [6, 4, 0]]),
+        ),
+    ]
+    best = object_transform_candidates(falling, g([[2, 2, 2], [0, 0, 0], [0, 0, 7], [0, 0, 0]]))[0]
+    assert best.grid == g([[0, 0, 0], [0, 0, 0], [2, 2, 2], [0, 0, 7]]) and best.score == 1.0
+    assert best.rule.startswith("gravity down")
+
+
+def test_each_object_is_mirrored_within_its_own_box() -> None:
+    mirrored = [
+        (
+            g([[1, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0], [0, 0, 2, 2], [0, 0, 0, 2]]),
+            g([[1, 1, 0, 0], [0, 1, 0, 0], [0, 0, 0, 0], [0, 0, 2, 2], [0, 0, 2, 0]]),
+        ),
+        (g([[3, 3, 3, 0], [3, 0, 0, 0]]), g([[3, 3, 3, 0], [0, 0, 3, 0]])),
+    ]
+    best = object_transform_candidates(
+        mirrored, g([[0, 0, 0, 0, 0], [0, 4, 4, 0, 0], [0, 4, 0, 0, 0], [0, 0, 0, 0, 0]])
+    )[0]
+    assert (
+        best.grid == g([[0, 0, 0, 0, 0], [0, 4, 4, 0, 0], [0, 0, 4, 0, 0], [0, 0, 0, 0, 0]])
+        and best.score == 1.0
+    )
+    assert best.rule == "flip columns each object"
+
+
+@pytest.mark.integration
+def test_the_object_transform_model_answers_through_the_router(router) -> None:  # type: ignore[no-untyped-def]
+    task = {"train": [{"input": i, "output": o} for i, o in RANKED], "test": [{"input": TEST}]}
+    response = ask(
+        router,
+        task,
+        strategy=common_pb2.STRATEGY_SINGLE,
+        model_name="arc_object_transforms",
+        skip_cache=True,
+    )
+    assert (g(json.loads(response.answer.label)), response.answer.confidence) == (ANSWER, 1.0)

@@ -1,0 +1,77 @@
+"""The ray family: lines drawn from sources in learned directions, to the border, a wall or a partner."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from inferscale.arc.rays import NOTHING, nearest, ray_candidates, ray_rules
+from inferscale.v1 import common_pb2
+from tests.test_arc_families import g
+from tests.test_arc_serving import ask
+
+# Every pixel casts a ray down to the border, in its own colour.
+DOWN = [
+    (
+        g([[0, 0, 0], [0, 3, 0], [0, 0, 0], [0, 0, 0]]),
+        g([[0, 0, 0], [0, 3, 0], [0, 3, 0], [0, 3, 0]]),
+    ),
+    (g([[4, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 5]]), g([[4, 0, 0, 0], [4, 0, 0, 0], [4, 0, 0, 5]])),
+]
+TEST = g([[0, 6, 0, 0], [0, 0, 0, 0], [0, 0, 7, 0], [0, 0, 0, 0]])
+ANSWER = g([[0, 6, 0, 0], [0, 6, 0, 0], [0, 6, 7, 0], [0, 6, 7, 0]])
+
+
+def test_rays_learn_their_direction_and_take_their_source_colour_even_one_never_seen() -> None:
+    best = ray_candidates(DOWN, TEST)[0]
+    assert best.grid == ANSWER and best.score == 1.0 and "down to border" in best.rule
+
+
+def test_a_line_joins_two_cells_of_the_same_colour_and_leaves_a_cell_without_a_partner() -> None:
+    joined = [
+        (
+            g([[2, 0, 0, 2], [0, 0, 0, 0], [3, 0, 0, 0]]),
+            g([[2, 2, 2, 2], [0, 0, 0, 0], [3, 0, 0, 0]]),
+        ),
+        (
+            g([[0, 0, 0, 0, 0], [4, 0, 0, 0, 4], [1, 0, 0, 0, 0]]),
+            g([[0, 0, 0, 0, 0], [4, 4, 4, 4, 4], [1, 0, 0, 0, 0]]),
+        ),
+    ]
+    best = ray_candidates(joined, g([[5, 0, 5, 0, 0], [0, 0, 0, 0, 0], [6, 0, 0, 0, 6]]))[0]
+    assert best.grid == g([[5, 5, 5, 0, 0], [0, 0, 0, 0, 0], [6, 6, 6, 6, 6]]) and best.score == 1.0
+    assert "to same colour" in best.rule
+
+
+def test_a_ray_stops_at_the_first_wall_it_meets_and_only_rays_that_meet_one_are_drawn() -> None:
+    walled = [
+        (g([[1, 0, 0, 8]]), g([[1, 1, 1, 8]])),
+        (g([[0, 2, 0, 0, 8], [0, 0, 0, 0, 0]]), g([[0, 2, 2, 2, 8], [0, 0, 0, 0, 0]])),
+    ]
+    best = ray_candidates(walled, g([[3, 0, 9, 0, 0], [0, 0, 0, 0, 0]]))[0]
+    assert best.grid == g([[3, 3, 9, 0, 0], [0, 0, 0, 0, 0]]) and best.score == 1.0
+    assert best.rule.endswith("right to other colour")
+
+
+def test_the_nearest_cell_is_found_along_rows_columns_and_both_diagonals() -> None:
+    places = np.full((3, 3), NOTHING)
+    places[0, 0] = 7
+    assert nearest(places, (-1, -1))[2, 2] == 7 and nearest(places, (-1, -1))[1, 2] == NOTHING
+    assert nearest(places, (0, -1))[0, 2] == 7 and nearest(places, (-1, 0))[2, 0] == 7
+    assert nearest(places, (1, 1))[0, 0] == NOTHING
+
+
+def test_tasks_that_change_size_or_nothing_have_no_rays() -> None:
+    assert ray_rules([(g([[1]]), g([[1, 1]]))]) == []
+    assert ray_rules([(g([[1, 0]]), g([[1, 0]]))]) == []
+
+
+@pytest.mark.integration
+def test_the_ray_model_answers_through_the_router(router) -> None:  # type: ignore[no-untyped-def]
+    task = {"train": [{"input": i, "output": o} for i, o in DOWN], "test": [{"input": TEST}]}
+    response = ask(
+        router, task, strategy=common_pb2.STRATEGY_SINGLE, model_name="arc_rays", skip_cache=True
+    )
+    assert (g(json.loads(response.answer.label)), response.answer.confidence) == (ANSWER, 1.0)
