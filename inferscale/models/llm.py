@@ -29,6 +29,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+# The vLLM backend's switches that ask for its additional outputs, one BOOL input each.
+SWITCHES = (
+    "return_finish_reason",
+    "return_cumulative_logprob",
+    "return_logprobs",
+    "return_num_input_tokens",
+    "return_num_output_tokens",
+)
 # The sampling parameters this engine implements, with vLLM's defaults.
 DEFAULT_MAX_TOKENS = 16
 DEFAULT_TEMPERATURE = 1.0

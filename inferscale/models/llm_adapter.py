@@ -18,6 +18,7 @@ import triton_python_backend_utils as pb_utils
 
 from inferscale.models.llm import (
     MODEL_FAULT_PREFIX,
+    SWITCHES,
     Generation,
     LlamaGenerator,
     SamplingParameters,
@@ -30,13 +31,6 @@ from inferscale.models.llm import (
 # A prompt longer than this many bytes is refused before it is tokenized; the context bounds it
 # in tokens after.
 MAX_PROMPT_BYTES = 256 * 1024
-SWITCHES = (
-    "return_finish_reason",
-    "return_cumulative_logprob",
-    "return_logprobs",
-    "return_num_input_tokens",
-    "return_num_output_tokens",
-)
 
 
 class Refused(ValueError):

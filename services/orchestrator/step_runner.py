@@ -71,6 +71,8 @@ class Execution:
     # The position of the step whose text is the answer, when the strategy chose it otherwise
     # than by accepting a step (a vote, a verifier).
     answer_position: int | None = None
+    # The last failure of a sample, raised when no sample answered.
+    last_error: Exception | None = None
     # This execution's own random bytes, from which its samples' seeds are drawn.
     nonce: bytes = field(default_factory=lambda: os.urandom(16))
 
@@ -282,6 +284,26 @@ class StepRunner:
                     ),
                 )
             )
+
+    def stopped(self, execution: Execution, index: int, step: common_pb2.PlanStep, model: RegisteredModel, standing: str) -> bool:
+        """Records a STOPPED step and returns True when the model's call must not start (the cost
+        ceiling, the deadline); ``standing`` says what answer stands instead."""
+        why = self.stop_reason(execution, model)
+        if why:
+            self.record(execution, not_run(index, step, common_pb2.DECISION_STOPPED, f"{why}; {standing}"))
+        return bool(why)
+
+    async def call_or_record_failure(
+        self, execution: Execution, index: int, step: common_pb2.PlanStep, model: RegisteredModel, span: trace.Span
+    ) -> ModelCall | None:
+        """Calls the model for one more sample; a failure is recorded as the step's (FAILED, with the
+        error kept in ``execution.last_error``) and gives None, so that sampling goes on."""
+        try:
+            return await self.call(execution, model, self.timeout(execution))
+        except (ModelFailed, Unavailable) as error:
+            execution.last_error = error
+            self.record(execution, not_run(index, step, common_pb2.DECISION_FAILED, f"sample failed: {error}"), span)
+            return None
 
     def record_skipped(self, execution: Execution, models: list[RegisteredModel | None]) -> None:
         """Records every step whose model left routing after the plan was made."""

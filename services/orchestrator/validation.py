@@ -13,18 +13,17 @@ from inferscale.limits import MAX_INPUT_TENSORS, MAX_PLAN_STEPS, MAX_SEARCH_CALL
 from inferscale.tensors import validate_tensor
 from inferscale.v1 import common_pb2, orchestrator_service_pb2
 from services.orchestrator.registry import VERIFIER, RegisteredModel, RegistrySnapshot
-from services.orchestrator.text.bounds import validate_text
+from services.orchestrator.text.bounds import (
+    CALL_BUDGETED,
+    NOT_FOR_TEXT,
+    TEXT_STRATEGIES,
+    validate_text,
+)
 
 # The longest request id: the router's 128 characters and the suffix of a verification or an audit.
 MAX_REQUEST_ID_CHARS = 256
 
 
-# Strategies whose plan says how many model calls they may make.
-CALL_BUDGETED = frozenset(
-    {common_pb2.STRATEGY_SEARCH, common_pb2.STRATEGY_SELF_CONSISTENCY, common_pb2.STRATEGY_BEST_OF_N}
-)
-# Strategies that vote on or verify generated text.
-TEXT_ONLY = frozenset({common_pb2.STRATEGY_SELF_CONSISTENCY, common_pb2.STRATEGY_BEST_OF_N})
 def validate(
     request: orchestrator_service_pb2.ExecuteRequest, registry: RegistrySnapshot, strategies: Collection[int]
 ) -> list[RegisteredModel | None]:
@@ -71,19 +70,19 @@ def validate(
         if request.inputs:
             raise InvalidArgument("a text request carries no inputs: set text or inputs, not both")
         validate_text(request.text, least_tokens=1)
-        if plan.strategy in (common_pb2.STRATEGY_ENSEMBLE, common_pb2.STRATEGY_EXPERT) or plan.complexity_model:
+        if plan.strategy in NOT_FOR_TEXT or plan.complexity_model:
             raise InvalidArgument(
                 f"a text request cannot run {common_pb2.Strategy.Name(plan.strategy)} or a complexity model: "
                 "they combine or score input tensors"
             )
-        if plan.strategy in TEXT_ONLY and not request.text.sampling.temperature > 0:
+        if plan.strategy in TEXT_STRATEGIES and not request.text.sampling.temperature > 0:
             raise InvalidArgument(
                 f"text.sampling.temperature must be above 0 with {common_pb2.Strategy.Name(plan.strategy)}: "
                 "greedy samples are all the same"
             )
     elif not request.inputs:
         raise InvalidArgument("inputs must hold at least one tensor (or text, for a task whose models generate text)")
-    elif plan.strategy in TEXT_ONLY:
+    elif plan.strategy in TEXT_STRATEGIES:
         raise InvalidArgument(f"{common_pb2.Strategy.Name(plan.strategy)} needs a text request: set text, not inputs")
     for index, tensor in enumerate(request.inputs):
         validate_tensor(tensor, f"inputs[{index}]")

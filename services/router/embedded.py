@@ -140,22 +140,22 @@ class InProcessOrchestrator:
             raise rpc_error(context.code, context.details)
         return reply
 
-    async def Execute(  # noqa: N802 - the stub's method name
+    async def Execute(
         self, request: orchestrator_service_pb2.ExecuteRequest, timeout: float | None = None
     ) -> orchestrator_service_pb2.ExecuteResponse:
         return await self._call(self._servicer.Execute, request, timeout)
 
-    def ExecuteStream(  # noqa: N802
+    def ExecuteStream(
         self, request: orchestrator_service_pb2.ExecuteStreamRequest, timeout: float | None = None
     ) -> InProcessStream:
         return InProcessStream(self._servicer.ExecuteStream, request, timeout)
 
-    async def Embed(  # noqa: N802
+    async def Embed(
         self, request: orchestrator_service_pb2.EmbedRequest, timeout: float | None = None
     ) -> orchestrator_service_pb2.EmbedResponse:
         return await self._call(self._servicer.Embed, request, timeout)
 
-    async def ListModels(  # noqa: N802
+    async def ListModels(
         self, request: orchestrator_service_pb2.ListModelsRequest, timeout: float | None = None
     ) -> orchestrator_service_pb2.ListModelsResponse:
         return await self._call(self._servicer.ListModels, request, timeout)

@@ -15,9 +15,9 @@ from inferscale.tensors import require_finite, tensors_digest_parts, validate_te
 from inferscale.v1 import common_pb2, router_service_pb2
 from services.orchestrator.escalation import LEFT_ROUTING
 from services.orchestrator.registry import GENERATED_TEXT, VERIFIER
-from services.orchestrator.text.bounds import validate_text
+from services.orchestrator.text.bounds import CALL_BUDGETED, validate_text
 from services.router.semantic import validate_embedding
-from services.router.text_task import TEXT_STRATEGIES, check_answer_kind
+from services.router.text_task import check_answer_kind
 
 MAX_REQUEST_ID_CHARS = 128
 MAX_TASK_CHARS = 128
@@ -26,7 +26,6 @@ DEFAULT_SEARCH_CALLS = 8
 # The complexity score at which an analysed cascade skips its cheapest tier.
 DEFAULT_SKIP_COMPLEXITY = 0.25
 # The strategies whose plans carry a number of calls (Plan.max_calls).
-CALL_BUDGETED = frozenset({common_pb2.STRATEGY_SEARCH, *TEXT_STRATEGIES})
 # The strategies that may name their model: the one that runs, or the one that samples.
 MODEL_NAMED = frozenset({common_pb2.STRATEGY_SINGLE, common_pb2.STRATEGY_SELF_CONSISTENCY})
 

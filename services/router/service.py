@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import random
 import time
@@ -11,7 +10,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import aclosing
-from typing import Any, Protocol
+from typing import Protocol
 
 import grpc
 from opentelemetry import trace
@@ -19,7 +18,7 @@ from opentelemetry import trace
 from inferscale import telemetry
 from inferscale.auth import current_caller
 from inferscale.cache_client import CacheClient
-from inferscale.errors import InferScaleError, Unavailable, grpc_errors, grpc_stream_errors, refuse
+from inferscale.errors import InferScaleError, Unavailable, grpc_errors, grpc_stream_errors
 from inferscale.events import EventSender
 from inferscale.steps import ANSWERED
 from inferscale.v1 import (
@@ -73,19 +72,19 @@ class OrchestratorClient(Protocol):
     """The orchestrator calls the router makes: the orchestrator's gRPC stub, or
     ``services.router.embedded.InProcessOrchestrator`` when it runs in the router's process."""
 
-    def Execute(  # noqa: N802 - the RPC's name
+    def Execute(
         self, request: orchestrator_service_pb2.ExecuteRequest, timeout: float | None = None
     ) -> Awaitable[orchestrator_service_pb2.ExecuteResponse]: ...
 
-    def ExecuteStream(  # noqa: N802
+    def ExecuteStream(
         self, request: orchestrator_service_pb2.ExecuteStreamRequest, timeout: float | None = None
     ) -> ExecuteStreamCall: ...
 
-    def Embed(  # noqa: N802
+    def Embed(
         self, request: orchestrator_service_pb2.EmbedRequest, timeout: float | None = None
     ) -> Awaitable[orchestrator_service_pb2.EmbedResponse]: ...
 
-    def ListModels(  # noqa: N802
+    def ListModels(
         self, request: orchestrator_service_pb2.ListModelsRequest, timeout: float | None = None
     ) -> Awaitable[orchestrator_service_pb2.ListModelsResponse]: ...
 

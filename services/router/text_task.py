@@ -11,16 +11,13 @@ from dataclasses import dataclass
 from inferscale.errors import InvalidArgument
 from inferscale.v1 import common_pb2, router_service_pb2
 from services.orchestrator.registry import AGREEMENT, GENERATED_TEXT
+from services.orchestrator.text.bounds import NOT_FOR_TEXT, TEXT_STRATEGIES
 
 # The strategies whose calls draw samples: when a request leaves the temperature unset, they
 # sample at the router's default rather than decode greedily.
 SAMPLING_STRATEGIES = frozenset(
     {common_pb2.STRATEGY_SELF_CONSISTENCY, common_pb2.STRATEGY_BEST_OF_N, common_pb2.STRATEGY_SEARCH}
 )
-# The strategies that exist only for text answers.
-TEXT_STRATEGIES = frozenset({common_pb2.STRATEGY_SELF_CONSISTENCY, common_pb2.STRATEGY_BEST_OF_N})
-# The strategies that combine or route by tensors and cannot take text answers.
-NOT_FOR_TEXT = frozenset({common_pb2.STRATEGY_ENSEMBLE, common_pb2.STRATEGY_EXPERT})
 DEFAULT_MAX_TOKENS = 256
 DEFAULT_TEMPERATURE = 0.7
 

@@ -16,7 +16,6 @@ from services.orchestrator.step_runner import (
     TRACER,
     Execution,
     StepRunner,
-    not_run,
     ran,
     text_output,
 )
@@ -31,22 +30,15 @@ async def run(
     verifier = runner.verifier(execution)
     members = [(i, m) for i, m in enumerate(models) if m is not None]
     best: tuple[float, int, str] | None = None  # (score, position, label)
-    last_error: Exception | None = None
     for call_number in range(plan.max_calls):
         index, model = members[call_number % len(members)]
         step = plan.steps[index]
-        if best is not None:
-            why = runner.stop_reason(execution, model)
-            if why:
-                runner.record(execution, not_run(index, step, common_pb2.DECISION_STOPPED, f"{why}; the best answer so far stands"))
-                break
+        if best is not None and runner.stopped(execution, index, step, model, "the best answer so far stands"):
+            break
         position = len(response.steps)
         with runner.step(execution, index, step, model) as span:
-            try:
-                call = await runner.call(execution, model, runner.timeout(execution))
-            except (ModelFailed, Unavailable) as error:
-                last_error = error
-                runner.record(execution, not_run(index, step, common_pb2.DECISION_FAILED, f"sample failed: {error}"), span)
+            call = await runner.call_or_record_failure(execution, index, step, model, span)
+            if call is None:
                 continue
             runner.record(execution, ran(index, step, call, common_pb2.DECISION_CONTRIBUTED, "sampled; the verifier scores it next"), span)
         score = await _verify(runner, execution, verifier, response.steps[position].answer.text)
@@ -59,7 +51,7 @@ async def run(
         if score >= step.accept_threshold:
             break
     if best is None:
-        raise last_error or ModelFailed("no answer could be sampled and verified")
+        raise execution.last_error or ModelFailed("no answer could be sampled and verified")
     score, position, label = best
     execution.answer_position = position
     chosen = response.steps[position]

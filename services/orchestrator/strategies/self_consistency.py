@@ -9,11 +9,11 @@ is ever served from a cache.
 
 from __future__ import annotations
 
-from inferscale.errors import ModelFailed, Unavailable
+from inferscale.errors import ModelFailed
 from inferscale.v1 import common_pb2, orchestrator_service_pb2
 from services.orchestrator.aggregation import vote_entropy
 from services.orchestrator.registry import RegisteredModel
-from services.orchestrator.step_runner import Execution, StepRunner, not_run, ran, text_output
+from services.orchestrator.step_runner import Execution, StepRunner, ran, text_output
 from services.orchestrator.text.confidence import Vote
 
 
@@ -28,20 +28,13 @@ async def run(
     vote = Vote()
     # The position of each answer's first sample: its text and tokens stand for the answer.
     first_position: dict[str, int] = {}
-    last_error: Exception | None = None
     for sample in range(plan.max_calls):
-        if vote.samples:
-            why = runner.stop_reason(execution, model)
-            if why:
-                runner.record(execution, not_run(index, step, common_pb2.DECISION_STOPPED, f"{why}; the vote so far stands"))
-                break
+        if vote.samples and runner.stopped(execution, index, step, model, "the vote so far stands"):
+            break
         position = len(response.steps)
         with runner.step(execution, index, step, model) as span:
-            try:
-                call = await runner.call(execution, model, runner.timeout(execution))
-            except (ModelFailed, Unavailable) as error:
-                last_error = error
-                runner.record(execution, not_run(index, step, common_pb2.DECISION_FAILED, f"sample failed: {error}"), span)
+            call = await runner.call_or_record_failure(execution, index, step, model, span)
+            if call is None:
                 continue
             label = call.answer.label
             vote.add(label)
@@ -55,7 +48,7 @@ async def run(
         if settled:
             break
     if not vote.samples:
-        raise last_error or ModelFailed("no sample was drawn")
+        raise execution.last_error or ModelFailed("no sample was drawn")
     leader, votes = vote.leader()
     execution.answer_position = first_position.get(leader, first_position.get("", 0))
     chosen = response.steps[execution.answer_position]

@@ -18,6 +18,13 @@ from inferscale.limits import (
 from inferscale.v1 import common_pb2
 from services.orchestrator.text.prompts import ROLES
 
+# The strategies that exist only for text answers: they vote on or verify samples.
+TEXT_STRATEGIES = frozenset({common_pb2.STRATEGY_SELF_CONSISTENCY, common_pb2.STRATEGY_BEST_OF_N})
+# The strategies whose plan says how many model calls they may make.
+CALL_BUDGETED = frozenset({common_pb2.STRATEGY_SEARCH, *TEXT_STRATEGIES})
+# The strategies that combine or route by input tensors and cannot take text answers.
+NOT_FOR_TEXT = frozenset({common_pb2.STRATEGY_ENSEMBLE, common_pb2.STRATEGY_EXPERT})
+
 
 def validate_text(text: common_pb2.TextPrompt, field: str = "text", *, least_tokens: int = 0) -> None:
     """Raises InvalidArgument naming the first field of ``text`` past its bound.

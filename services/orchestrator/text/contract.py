@@ -14,16 +14,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from inferscale.models.llm import SWITCHES
 from inferscale.tensors import bytes_elements, bytes_tensor, from_numpy, to_numpy
 from inferscale.v1 import common_pb2
-
-SWITCHES = (
-    "return_finish_reason",
-    "return_cumulative_logprob",
-    "return_logprobs",
-    "return_num_input_tokens",
-    "return_num_output_tokens",
-)
 
 
 @dataclass(frozen=True)
