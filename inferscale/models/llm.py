@@ -332,9 +332,13 @@ def run_generation(
     generation = Generation(input_tokens=len(prompt_tokens))
     text = ""
     reason = "length"
+    longest_stop = max((len(stop) for stop in params.stop), default=0)
     for step in generator.generate(prompt_tokens, params, cancelled):
         text += step.text
-        stop_at = min((i for i in (text.find(s) for s in params.stop) if i >= 0), default=-1)
+        # Only the end of the text can hold a stop string this token completed: searching the whole
+        # text at every token would grow with the square of its length.
+        since = max(0, len(text) - len(step.text) - longest_stop + 1)
+        stop_at = min((i for i in (text.find(s, since) for s in params.stop) if i >= 0), default=-1)
         if stop_at >= 0:
             # The stop string and what follows it are not part of the answer.
             step.text = step.text[: max(0, len(step.text) - (len(text) - stop_at))]
