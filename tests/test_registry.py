@@ -125,6 +125,7 @@ def test_a_text_model_declares_its_token_costs_extraction_and_prompt_format() ->
     assert model.routable and model.generates_text
     assert (model.cost_per_input_token, model.cost_per_output_token) == (1.5, 12.0)
     assert (model.answer_extraction, model.prompt_format, model.agreement_samples) == ("last_number", "chatml", 3)
+    assert parse_model("llm", 1, True, _text_parameters(**{"inferscale.confidence": "derivation_probability"})).routable
 
 
 @pytest.mark.parametrize(
@@ -136,6 +137,7 @@ def test_a_text_model_declares_its_token_costs_extraction_and_prompt_format() ->
         ({"inferscale.prompt_format": "llama3"}, "prompt_format"),
         ({"inferscale.agreement_samples": "1"}, "agreement_samples"),
         ({"inferscale.confidence": "max_probability"}, "token_probability"),
+        ({"inferscale.confidence": "derivation_probability", "inferscale.answer_extraction": "first_line"}, "needs inferscale.answer_extraction 'last_number'"),
     ],
 )
 def test_a_text_model_with_a_malformed_declaration_is_left_out_naming_the_fault(override: dict[str, str], fault: str) -> None:

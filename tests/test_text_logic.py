@@ -10,7 +10,7 @@ import pytest
 
 from inferscale.models.llm import SamplingParameters
 from inferscale.tensors import bytes_tensor, from_numpy
-from services.orchestrator.text.confidence import Vote, token_probability, verifier_score
+from services.orchestrator.text.confidence import Vote, derivation_probability, token_probability, verifier_score
 from services.orchestrator.text.contract import Generated, MalformedResponse, Sampling, Token, absorb, request_tensors
 from services.orchestrator.text.extraction import extract_answer, normalize_number
 from services.orchestrator.text.prompts import Turn, answer_turns, render
@@ -80,6 +80,26 @@ def test_token_probability_scores_the_answers_own_tokens() -> None:
     tokens = [Token("So it is ", math.log(0.99)), Token("4", math.log(0.25)), Token("2", math.log(0.25)), Token(".", 0.0)]
     assert token_probability(tokens, "last_number") == pytest.approx(0.25)
     assert token_probability([Token("no number", 0.0)], "last_number") == 0.0
+
+
+def test_derivation_probability_scores_every_number_the_text_writes() -> None:
+    # "12" (two tokens at 0.5 and 1.0) and "3" (0.5) on the way, "15" (1.0) at the end: the
+    # answer's tokens alone would say 1.0; the derivation's slip shows.
+    tokens = [
+        Token("He has ", 0.0),
+        Token("1", math.log(0.5)),
+        Token("2", 0.0),
+        Token(" and ", math.log(0.1)),
+        Token("3", math.log(0.5)),
+        Token(", so ", 0.0),
+        Token("15", 0.0),
+        Token(".", math.log(0.1)),
+    ]
+    assert token_probability(tokens, "last_number") == pytest.approx(1.0)
+    assert derivation_probability(tokens) == pytest.approx(math.exp((2 * math.log(0.5)) / 4))
+    # A token that spans two numbers counts once; text without numbers scores 0.
+    assert derivation_probability([Token("1+2", math.log(0.5)), Token("=3", 0.0)]) == pytest.approx(math.exp(math.log(0.5) / 2))
+    assert derivation_probability([Token("no number", 0.0)]) == 0.0
 
 
 def test_the_verifier_score_is_the_share_of_yes_among_yes_and_no() -> None:

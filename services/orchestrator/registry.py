@@ -48,16 +48,18 @@ REQUIRED_PARAMETERS = (PARAM_TASK, PARAM_TIER, PARAM_COST, PARAM_ANSWER_KIND, PA
 CLASS_PROBABILITIES = "class_probabilities"
 GRID = "grid"
 # Generated text (a model of Triton's vLLM-backend contract, decoupled): its confidence is the
-# answer's token probabilities, the agreement of several samples on the extracted answer, or a
-# verifier model's score (docs/generative.md).
+# answer's token probabilities, those of every number of its derivation (a computed last
+# number), the agreement of several samples on the extracted answer, or a verifier model's score
+# (docs/generative.md).
 GENERATED_TEXT = "generated_text"
 TOKEN_PROBABILITY = "token_probability"
+DERIVATION_PROBABILITY = "derivation_probability"
 AGREEMENT = "agreement"
 VERIFIER = "verifier"
 CONFIDENCES_OF = {
     CLASS_PROBABILITIES: ("max_probability",),
     GRID: ("score_output",),
-    GENERATED_TEXT: (TOKEN_PROBABILITY, AGREEMENT, VERIFIER),
+    GENERATED_TEXT: (TOKEN_PROBABILITY, DERIVATION_PROBABILITY, AGREEMENT, VERIFIER),
 }
 ANSWER_KINDS = frozenset(CONFIDENCES_OF)
 PARAM_SCORE_OUTPUT = "inferscale.score_output"
@@ -69,7 +71,8 @@ PARAM_COST_PER_OUTPUT_TOKEN = "inferscale.cost_per_output_token"
 PARAM_ANSWER_EXTRACTION = "inferscale.answer_extraction"
 PARAM_PROMPT_FORMAT = "inferscale.prompt_format"
 PARAM_AGREEMENT_SAMPLES = "inferscale.agreement_samples"
-ANSWER_EXTRACTIONS = ("last_number", "first_line", "whole_text")
+LAST_NUMBER = "last_number"
+ANSWER_EXTRACTIONS = (LAST_NUMBER, "first_line", "whole_text")
 PROMPT_FORMATS = ("chatml", "plain")
 DEFAULT_AGREEMENT_SAMPLES = 3
 MAX_AGREEMENT_SAMPLES = 16
@@ -205,6 +208,8 @@ def parse_model(name: str, version: int, ready: bool, parameters: Mapping[str, s
             text = _parse_text_settings(parameters)
         except ValueError as error:
             problem = problem or str(error)
+        if parameters[PARAM_CONFIDENCE] == DERIVATION_PROBABILITY and text.answer_extraction != LAST_NUMBER:
+            problem = problem or f"confidence {DERIVATION_PROBABILITY!r} reads the numbers of a derivation: it needs {PARAM_ANSWER_EXTRACTION} 'last_number'"
     semantic_threshold = 0.0
     if parameters.get(PARAM_SEMANTIC_THRESHOLD, "").strip():
         try:

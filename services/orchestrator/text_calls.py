@@ -23,8 +23,13 @@ from inferscale.tensors import bytes_tensor, from_numpy
 from inferscale.v1 import common_pb2, orchestrator_service_pb2
 from services.orchestrator.latency import RecentSteps
 from services.orchestrator.model_cache import L3, ModelOutputCache, model_output_key
-from services.orchestrator.registry import AGREEMENT, RegisteredModel
-from services.orchestrator.text.confidence import Vote, token_probability, verifier_score
+from services.orchestrator.registry import AGREEMENT, DERIVATION_PROBABILITY, RegisteredModel
+from services.orchestrator.text.confidence import (
+    Vote,
+    derivation_probability,
+    token_probability,
+    verifier_score,
+)
 from services.orchestrator.text.contract import (
     Generated,
     MalformedResponse,
@@ -197,7 +202,8 @@ class TextCaller:
     ) -> TextAnswer:
         """One step's answer with the confidence its model declares.
 
-        "token_probability" reads the answer's own tokens; "agreement" draws the model's
+        "token_probability" reads the answer's own tokens, "derivation_probability" those of every
+        number the text writes; "agreement" draws the model's
         ``agreement_samples`` samples (the first streamed, the others fresh samples seeded from
         ``nonce``) and scores the leading answer's share; its text is the first sample that reached
         the leader. "verifier" is scored by the caller (StepRunner), with the plan's verifier.
@@ -232,6 +238,9 @@ class TextCaller:
             leader, votes = vote.leader()
             answer.confidence = votes / vote.samples
             answer.why = f"{votes} of {vote.samples} samples agree on {leader!r}"
+        elif model.confidence_method == DERIVATION_PROBABILITY:
+            answer.confidence = derivation_probability(generated.tokens)
+            answer.why = f"derivation's numbers' probability {answer.confidence:.3f}"
         else:
             answer.confidence = token_probability(generated.tokens, extraction)
             answer.why = f"answer tokens' probability {answer.confidence:.3f}"

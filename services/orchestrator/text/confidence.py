@@ -1,4 +1,4 @@
-"""How sure a text answer is: its tokens' probabilities, the agreement of samples, or a verifier's score."""
+"""How sure a text answer is: its tokens' (or its derivation's) probabilities, the agreement of samples, or a verifier's score."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from services.orchestrator.text.contract import Token
-from services.orchestrator.text.extraction import answer_span
+from services.orchestrator.text.extraction import answer_span, number_spans
 
 
 def token_probability(tokens: Sequence[Token], method: str) -> float:
@@ -20,14 +20,37 @@ def token_probability(tokens: Sequence[Token], method: str) -> float:
     """
     text = "".join(token.text for token in tokens)
     span = answer_span(text, method)
-    if span is None:
-        return 0.0
-    start, end = span
+    return _spans_probability(tokens, [span] if span is not None else [])
+
+
+def derivation_probability(tokens: Sequence[Token]) -> float:
+    """The geometric mean of the probabilities of the tokens of every number the text writes: its
+    derivation's intermediate results as well as its answer.
+
+    For answers that are computed (a last number reached step by step): once the derivation is
+    written, its final number follows from it almost surely, so the answer's own tokens say little;
+    an arithmetic slip shows as a less likely number on the way. On GSM8K train problems it
+    separated right from wrong answers far better than the answer's tokens (docs/generative.md).
+    A text without a number scores 0.
+    """
+    text = "".join(token.text for token in tokens)
+    return _spans_probability(tokens, number_spans(text))
+
+
+def _spans_probability(tokens: Sequence[Token], spans: Sequence[tuple[int, int]]) -> float:
+    """The geometric mean probability of the tokens that overlap any of ``spans`` (character
+    offsets into the tokens' joined text, in order); 0 when none does."""
+    inside: list[float] = []
     position = 0
-    inside = []
+    pending = iter(spans)
+    span = next(pending, None)
     for token in tokens:
         token_end = position + len(token.text)
-        if token_end > start and position < end:
+        while span is not None and span[1] <= position:
+            span = next(pending, None)
+        if span is None:
+            break
+        if token_end > span[0] and position < span[1]:
             inside.append(token.logprob)
         position = token_end
     if not inside:

@@ -56,11 +56,17 @@ def extract_answer(text: str, method: str) -> str:
     raise ValueError(f"answer extraction {method!r} is not last_number, first_line or whole_text")
 
 
+def number_spans(text: str) -> list[tuple[int, int]]:
+    """Where each number of ``text`` lies, as (start, end) character offsets, in order; a comma
+    that ends a clause ("3, so") is not part of its number."""
+    return [(match.start(), match.start() + len(match.group().rstrip(","))) for match in _NUMBER.finditer(text)]
+
+
 def answer_span(text: str, method: str) -> tuple[int, int] | None:
     """Where in ``text`` the extracted answer lies, as (start, end) character offsets; None without one."""
     if method == "last_number":
-        matches = list(_NUMBER.finditer(text))
-        return (matches[-1].start(), matches[-1].end()) if matches else None
+        spans = number_spans(text)
+        return spans[-1] if spans else None
     stripped = text.strip()
     if not stripped:
         return None
