@@ -8,7 +8,16 @@ import pathlib
 import pytest
 
 from inferscale import gsm8k
-from inferscale.gsm8k import Problem, few_shot_context, read_problems, reference_answer, same_number, worked_solution
+from inferscale.gsm8k import (
+    EXAMPLE_POOL,
+    Problem,
+    few_shot_context,
+    read_problems,
+    reference_answer,
+    same_number,
+    short_examples_context,
+    worked_solution,
+)
 from inferscale.request_inputs import text_prompt
 from services.orchestrator.text.bounds import validate_text
 
@@ -91,11 +100,23 @@ def test_the_few_shot_context_is_the_instruction_then_each_example_asked_and_ans
     assert not any("<<" in turn.content for turn in turns)
 
 
+def test_the_examples_are_the_shortest_solutions_among_the_first_of_train(tmp_path: pathlib.Path) -> None:
+    def line(index: int, steps: int) -> str:
+        return json.dumps({"question": f"Question {index}?", "answer": "Step.\n" * steps + f"#### {index}"})
+
+    # Long solutions, two short ones inside the pool, and a shorter one just past it.
+    lengths = {index: 9 for index in range(EXAMPLE_POOL)} | {7: 2, 40: 1, EXAMPLE_POOL: 0}
+    train = write_lines(tmp_path / "train.jsonl", [line(index, lengths[index]) for index in range(EXAMPLE_POOL + 1)])
+    turns = short_examples_context(train, 2)
+    assert [turn.content for turn in turns[1::2]] == ["Question 40?", "Question 7?"]
+    assert len(short_examples_context(train)) == 1 + 2 * gsm8k.DEFAULT_SHOTS
+
+
 @pytest.mark.skipif(not gsm8k.SHARED_GSM8K.is_dir(), reason=f"no GSM8K data at {gsm8k.SHARED_GSM8K}")
 def test_the_shared_data_gives_a_prompt_within_the_routers_bounds() -> None:
-    examples = read_problems(gsm8k.SHARED_GSM8K / gsm8k.TRAIN_FILE, 3)
+    context = short_examples_context(gsm8k.SHARED_GSM8K / gsm8k.TRAIN_FILE)
     problems = read_problems(gsm8k.SHARED_GSM8K / gsm8k.TEST_DEV_FILE, 20)
-    assert len(examples) == 3 and len(problems) == 20
+    assert len(context) == 1 + 2 * gsm8k.DEFAULT_SHOTS and len(problems) == 20
     assert all(same_number(p.reference, p.reference) for p in problems)
     for problem in problems:
-        validate_text(text_prompt(problem.question, few_shot_context(examples), max_tokens=200))
+        validate_text(text_prompt(problem.question, context, max_tokens=200))
