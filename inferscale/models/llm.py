@@ -318,10 +318,12 @@ def run_generation(
     params: SamplingParameters,
     cancelled: Callable[[], bool],
 ) -> Iterator[tuple[Generation, list[TokenStep]]]:
-    """Runs one generation and yields, after each token, the generation so far and its new tokens.
+    """Runs one generation and yields the generation so far and its tokens as they become final.
 
     The last item comes with ``finish_reason`` set and no new tokens. A stop string ends the text
-    before it, as vLLM does. ValueError: the prompt and ``max_tokens`` do not fit the context.
+    before it, as vLLM does; a token whose text could begin a stop string is held back until the
+    next tokens show whether it does, so that nothing streamed is ever taken back. ValueError:
+    the prompt and ``max_tokens`` do not fit the context.
     """
     prompt_tokens = generator.tokenize(prompt)
     if len(prompt_tokens) + params.max_tokens > generator.context_tokens:
@@ -331,9 +333,14 @@ def run_generation(
         )
     generation = Generation(input_tokens=len(prompt_tokens))
     text = ""
+    # Tokens generated but not yet passed on, and where the first of them starts in ``text``.
+    held: list[TokenStep] = []
+    held_from = 0
     reason = "length"
     longest_stop = max((len(stop) for stop in params.stop), default=0)
     for step in generator.generate(prompt_tokens, params, cancelled):
+        generation.tokens.append(step)
+        held.append(step)
         text += step.text
         # Only the end of the text can hold a stop string this token completed: searching the whole
         # text at every token would grow with the square of its length.
@@ -341,17 +348,45 @@ def run_generation(
         stop_at = min((i for i in (text.find(s, since) for s in params.stop) if i >= 0), default=-1)
         if stop_at >= 0:
             # The stop string and what follows it are not part of the answer.
-            step.text = step.text[: max(0, len(step.text) - (len(text) - stop_at))]
-            generation.tokens.append(step)
-            yield generation, [step]
+            _cut(held, stop_at - held_from)
+            yield generation, held
             reason = "stop"
             break
-        generation.tokens.append(step)
-        yield generation, [step]
+        releasable = len(text) - _stop_prefix_length(text, params.stop)
+        released = []
+        while held and held_from + len(held[0].text) <= releasable:
+            held_from += len(held[0].text)
+            released.append(held.pop(0))
+        if released:
+            yield generation, released
     else:
+        if held:
+            yield generation, held
         if cancelled():
             reason = "cancelled"
         elif len(generation.tokens) < params.max_tokens:
             reason = "stop"
     generation.finish_reason = reason
     yield generation, []
+
+
+def _stop_prefix_length(text: str, stops: Sequence[str]) -> int:
+    """The length of the longest end of ``text`` that is the beginning of a stop string (shorter
+    than it): what may still turn out to be a stop string."""
+    longest = 0
+    for stop in stops:
+        for length in range(min(len(stop) - 1, len(text)), longest, -1):
+            if text.endswith(stop[:length]):
+                longest = length
+                break
+    return longest
+
+
+def _cut(tokens: list[TokenStep], end: int) -> None:
+    """Cuts the tokens' joined text at ``end`` characters: the token across it loses its tail,
+    those after it their text (they were generated, and count as generated)."""
+    position = 0
+    for token in tokens:
+        keep = max(0, min(len(token.text), end - position))
+        position += len(token.text)
+        token.text = token.text[:keep]
