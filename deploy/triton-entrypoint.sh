@@ -7,7 +7,8 @@
 #   SEED_MODEL_REPOSITORY  "false" turns seeding off
 #
 # Seeding copies each file of the seed that the served repository lacks and replaces nothing, so
-# models added, changed or retrained in the served repository stay as they are.
+# models added, changed or retrained in the served repository stay as they are. A link (the text
+# models share one entry point) is copied as the file it names.
 set -eu
 
 repo="${MODEL_REPOSITORY:-/models}"
@@ -16,7 +17,7 @@ seed="${MODEL_REPOSITORY_SEED:-/opt/inferscale/model_repository}"
 if [ "${SEED_MODEL_REPOSITORY:-true}" != "false" ] && [ -d "$seed" ]; then
     mkdir -p "$repo"
     if [ -w "$repo" ]; then
-        (cd "$seed" && find . -type f ! -path '*/__pycache__/*' -print) | while IFS= read -r file; do
+        (cd "$seed" && find . \( -type f -o -type l \) ! -path '*/__pycache__/*' -print) | while IFS= read -r file; do
             if [ ! -e "$repo/$file" ]; then
                 mkdir -p "$(dirname "$repo/$file")"
                 cp -p "$seed/$file" "$repo/$file"
