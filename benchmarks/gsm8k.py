@@ -15,8 +15,8 @@ models' declared per-token costs) are printed beside them.
 
 Generation is slow on 2 cores, so each answer is appended to results/gsm8k/answers.jsonl as it
 comes (``--out`` elsewhere), keyed by the run's settings, the row and the problem: an interrupted run resumes where it
-stopped. Prints the table, writes it to results/gsm8k.md, and draws accuracy against compute to
-results/gsm8k.png.
+stopped. Prints the table and whether a strategy met the targets, writes it to results/gsm8k-N.md
+(N problems), and draws accuracy against compute to results/gsm8k-N.png.
 
 The cascade's per-tier thresholds are not tuned on test-dev: ``--calibrate N`` runs every model of the pool on
 N train problems (after those the prompt uses) and lets the monitor's learner
@@ -209,7 +209,42 @@ def table(summaries: list[dict], header: str) -> str:
             f"| {s['row']} | {s['n']} | {s['accuracy']:.3f} | {ratio('accuracy'):.2f} | {s['tokens']:.0f} | "
             f"{ratio('tokens'):.2f} | {s['cpu']:.2f} | {ratio('cpu'):.2f} | {s['cost']:.0f} |"
         )
+    if best is not None:
+        lines += ["", *targets(summaries, best)]
     return "\n".join(lines)
+
+
+def targets(summaries: list[dict], best: dict) -> list[str]:
+    """The issue's two targets against the best single model's greedy row ``best``, each judged in
+    generated tokens and in Triton CPU seconds: a strategy at 1.3x its accuracy within its own
+    self-consistency budget of k = 8, and one at its accuracy within half its compute."""
+    model = best["row"].removesuffix(" greedy")
+    budget = next((s for s in summaries if s["row"] == f"{model} self-consistency k<=8" and s["n"]), None)
+    strategies = [s for s in summaries if s is not best and not s["row"].endswith("greedy") and s["n"]]
+
+    def meeting(accuracy: float, limit: dict[str, float]) -> str:
+        found = [
+            f"{s['row']} ({s['accuracy']:.3f}; {', '.join(key for key in limit if s[key] <= limit[key]) or 'neither measure'})"
+            for s in strategies
+            if s["accuracy"] >= accuracy and any(s[key] <= limit[key] for key in limit)
+        ]
+        return "; ".join(found) or "none"
+
+    lines = []
+    if budget is None:
+        lines.append(f"- 1.3x {best['row']} ({1.3 * best['accuracy']:.3f}) within its self-consistency k<=8 budget: not measured (no such row)")
+    else:
+        limit = {"tokens": budget["tokens"], "cpu": budget["cpu"]}
+        lines.append(
+            f"- 1.3x {best['row']} ({1.3 * best['accuracy']:.3f}) within its self-consistency k<=8 budget "
+            f"({budget['tokens']:.0f} tokens, {budget['cpu']:.2f} CPU s): {meeting(1.3 * best['accuracy'], limit)}"
+        )
+    half = {"tokens": best["tokens"] / 2, "cpu": best["cpu"] / 2}
+    lines.append(
+        f"- {best['row']}'s accuracy ({best['accuracy']:.3f}) within half its compute "
+        f"({half['tokens']:.0f} tokens, {half['cpu']:.2f} CPU s): {meeting(best['accuracy'], half)}"
+    )
+    return lines
 
 
 def plot(summaries: list[dict], path: pathlib.Path) -> None:
@@ -287,9 +322,11 @@ async def run(args: argparse.Namespace, suite: Suite) -> int:
         f"sampling temperature {SAMPLING_TEMPERATURE}; cascade thresholds {thresholds or 'not calibrated (run --calibrate)'}.",
     )
     print(text)
-    (RESULTS / "gsm8k.md").write_text(text + "\n")
-    plot(summaries, RESULTS / "gsm8k.png")
-    print(f"wrote {RESULTS / 'gsm8k.md'} and {RESULTS / 'gsm8k.png'}")
+    # One table and plot per number of problems: a long run and a shorter one over more rows both stay.
+    stem = RESULTS / f"gsm8k-{len(problems)}"
+    stem.with_suffix(".md").write_text(text + "\n")
+    plot(summaries, stem.with_suffix(".png"))
+    print(f"wrote {stem}.md and {stem}.png")
     return 0
 
 
