@@ -284,9 +284,9 @@ def test_two_triton_replicas_lose_no_request_when_one_is_killed_and_use_it_again
             killed_at = load.answered
             eventually(lambda: load.answered > killed_at + 100, what="load went on with one replica")
             first = replica("a", *ports_a)
-            # Loading every model under this load takes about 35 s here; a start that hangs (a
-            # python-backend stub that never finishes initializing) is retried after 90 s, not
-            # after the default 180 s.
+            # Loading every model under this load takes 35 s to minutes here; a start that hangs
+            # (a python-backend stub that never finishes initializing, so nothing more is logged)
+            # is retried after 90 s of silence, not after the default 180 s.
             first.start(timeout_seconds=90)
             client = triton_grpc.InferenceServerClient(first.grpc_url)
 

@@ -90,3 +90,47 @@ def test_a_server_up_but_never_ready_is_started_again(tmp_path: pathlib.Path, mo
     with pytest.raises(TritonStartTimeout):
         never.start(timeout_seconds=5)
     assert len(prefixes) == launcher._START_ATTEMPTS
+
+
+class FakeClock:
+    """Stands in for the launcher's ``time``: sleeping moves the clock, and each sleep may write a
+    line to the server's log, as a model finishing its load would."""
+
+    def __init__(self, log: pathlib.Path, lines_until: float) -> None:
+        self.now = 0.0
+        self.log = log
+        self.lines_until = lines_until
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        if self.now < self.lines_until:
+            with self.log.open("a") as log:
+                log.write(f"loaded a model at {self.now:.1f}\n")
+
+
+def waited(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, lines_until: float, timeout: float) -> float:
+    """How long (on the fake clock) the real wait lasts for a server that is up, never ready, and
+    logs progress until ``lines_until``; it must end in TritonStartTimeout."""
+    server = EmbeddedTriton(TritonSettings(model_repository=tmp_path, http_port=9, log_path=tmp_path / "triton.log"))
+    server._log_path = tmp_path / "triton.log"
+    server._log_path.write_text("")
+    server._process = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    clock = FakeClock(server._log_path, lines_until)
+    monkeypatch.setattr(launcher, "time", clock)
+    with pytest.raises(TritonStartTimeout, match="nothing logged"):
+        server._wait_ready(timeout)
+    return clock.now
+
+
+def test_a_start_that_keeps_loading_models_is_waited_for_and_a_silent_one_is_not(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Silent from the start: it has hung once the timeout passes.
+    assert waited(tmp_path, monkeypatch, lines_until=0, timeout=10) == pytest.approx(10, abs=0.5)
+    # Logging for 30 s past a 10 s timeout: waited for, then 10 s of silence end it.
+    assert waited(tmp_path, monkeypatch, lines_until=40, timeout=10) == pytest.approx(50, abs=0.5)
+    # Logging for ever: the cap ends it.
+    assert waited(tmp_path, monkeypatch, lines_until=10_000, timeout=10) == pytest.approx(10 * launcher.START_PROGRESS_CAP, abs=0.5)

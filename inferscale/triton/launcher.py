@@ -46,6 +46,8 @@ _DIST = pathlib.Path(pytriton.__file__).parent / "tritonserver"
 # this many starts in all. A server that exits on its own (a broken model, a taken port) is not,
 # except when the port taken is one the launcher picked: then it picks again (see start()).
 _START_ATTEMPTS = 3
+# A start that keeps loading models is waited for up to this many times its timeout in all.
+START_PROGRESS_CAP = 5
 _STARTUP_ABORT = "boost::interprocess::lock_exception"
 # How Triton 2.51 exits when its gRPC or HTTP port is taken ("failed to start GRPC service:
 # Unavailable - Socket '0.0.0.0:8001' already in use").
@@ -279,8 +281,20 @@ class EmbeddedTriton:
             )
 
     def _wait_ready(self, timeout_seconds: float) -> None:
-        deadline = time.monotonic() + timeout_seconds
+        """Waits for the server and its models; a start that writes nothing to its log for
+        ``timeout_seconds`` (a backend stub that never finishes initializing) has hung.
+
+        Each model loaded or failed writes a line, so a slow start on a busy machine is told from
+        a hung one by its progress rather than by its total time, which grows with the repository
+        and the load. The total is still capped, at START_PROGRESS_CAP times the timeout.
+        """
+        started = time.monotonic()
+        deadline = started + timeout_seconds
+        cap = started + START_PROGRESS_CAP * timeout_seconds
+        logged = self._log_size()
         while time.monotonic() < deadline:
+            if (size := self._log_size()) != logged:
+                logged, deadline = size, min(time.monotonic() + timeout_seconds, cap)
             assert self._process is not None
             if self._process.poll() is not None:
                 raise TritonStartError(
@@ -294,7 +308,16 @@ class EmbeddedTriton:
                 pass
             time.sleep(0.2)
         self.stop()
-        raise TritonStartTimeout(f"tritonserver not ready after {timeout_seconds} s:\n{self.log_tail()}")
+        raise TritonStartTimeout(
+            f"tritonserver not ready: nothing logged for {timeout_seconds} s, or still loading after "
+            f"{START_PROGRESS_CAP * timeout_seconds:.0f} s:\n{self.log_tail()}"
+        )
+
+    def _log_size(self) -> int:
+        try:
+            return self._log_path.stat().st_size if self._log_path is not None else 0
+        except FileNotFoundError:
+            return 0
 
     def log_tail(self, lines: int = 30) -> str:
         """Returns the last lines of the server's log."""
