@@ -154,7 +154,10 @@ class TritonPythonModel:
         self.tokens["input"].increment(generation.input_tokens)
         self.tokens["output"].increment(len(generation.tokens))
         if reason == "cancelled":
-            return  # nobody is listening; Triton has released the request
+            # Nobody is listening, but the python backend releases a request's response factory
+            # only on the final flag, which it needs even after a cancellation (its README).
+            sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+            return
         unsent = generation.tokens[sent_tokens:]
         final_text = "".join(s.text for s in unsent)
         self._send(sender, generation, unsent, final_text if stream else text + final_text, wanted, final=True)
