@@ -33,8 +33,10 @@ import json
 import pathlib
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+import grpc
 import psutil
 
 from inferscale.gsm8k import (
@@ -177,6 +179,43 @@ async def answer(
     }
 
 
+# Triton 2.51's gRPC streaming frontend crashed twice (signal 11 in TRITONBACKEND_ResponseSend)
+# during hours of generation on a loaded machine. A run starts it again at most this many times,
+# and asks again while the orchestrator has not yet seen it back (its health check runs every few
+# seconds).
+TRITON_RESTARTS = 5
+ASKS_AFTER_A_RESTART = 20
+PAUSE_AFTER_A_RESTART_SECONDS = 3.0
+
+
+@dataclass
+class CrashGuard:
+    """Starts the suite's embedded Triton again when it has died under a request."""
+
+    suite: Suite
+    restarts_left: int = TRITON_RESTARTS
+
+    async def ask(self, ask: Callable[[], Awaitable[dict]]) -> dict:
+        """``ask()``'s record; when Triton died under it, Triton is started again on its ports and
+        the problem asked again (a generation that failed halfway is not scored)."""
+        asks_left = 0
+        while True:
+            try:
+                return await ask()
+            except grpc.aio.AioRpcError as error:
+                triton = self.suite.triton
+                if triton is not None and not triton.running and self.restarts_left > 0:
+                    self.restarts_left -= 1
+                    print(f"Triton died ({error.code().name}); starting it again, {self.restarts_left} restarts left", flush=True)
+                    triton.start()
+                    asks_left = ASKS_AFTER_A_RESTART
+                elif error.code() == grpc.StatusCode.UNAVAILABLE and asks_left > 0:
+                    asks_left -= 1
+                    await asyncio.sleep(PAUSE_AFTER_A_RESTART_SECONDS)
+                else:
+                    raise
+
+
 def summarise(name: str, records: list[dict]) -> dict:
     """A row's accuracy and mean compute."""
     n = len(records)
@@ -291,17 +330,20 @@ async def run(args: argparse.Namespace, suite: Suite) -> int:
     channel = suite.aio_channel("router")
     router = router_service_pb2_grpc.RouterServiceStub(channel)
     metadata = suite.metadata("client")
-    processes = triton_processes(suite)
     answers = args.out / "answers.jsonl"
     done = load_done(answers, key)
+    guard = CrashGuard(suite)
     started = time.monotonic()
     with answers.open("a") as sink:
         for row in chosen:
             for index, problem in enumerate(problems):
                 if (row.name, index) in done:
                     continue
-                record = await answer(
-                    router, metadata, row, problem, context, args.max_tokens, f"gsm8k-{key}-{row.name}-{index}", processes
+                request_id = f"gsm8k-{key}-{row.name}-{index}"
+                record = await guard.ask(
+                    lambda row=row, problem=problem, request_id=request_id: answer(
+                        router, metadata, row, problem, context, args.max_tokens, request_id, triton_processes(suite)
+                    )
                 )
                 record.update(run=key, row=row.name, problem=index)
                 sink.write(json.dumps(record) + "\n")

@@ -48,9 +48,12 @@ def stand_in(tmp_path: pathlib.Path, scripts: list[str], monkeypatch: pytest.Mon
 def test_an_abort_of_the_known_kind_is_retried_with_fresh_shared_memory(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
     aborting = f"echo \"{ABORT}\"; kill -ABRT $$"
     server, prefixes = stand_in(tmp_path, [aborting, "sleep 30"], monkeypatch)
+    assert not server.running
     server.start()
     assert len(prefixes) == 2 and prefixes[0] != prefixes[1]
+    assert server.running
     server.kill()
+    assert not server.running
 
 
 def test_the_retries_end_and_other_failures_are_not_retried(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:

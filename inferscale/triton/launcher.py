@@ -202,6 +202,11 @@ class EmbeddedTriton:
         return f"http://127.0.0.1:{self.settings.metrics_port}/metrics"
 
     @property
+    def running(self) -> bool:
+        """Whether the server's process is up (False before its start and once it has exited)."""
+        return self._process is not None and self._process.poll() is None
+
+    @property
     def pid(self) -> int | None:
         """The server's process id while it runs."""
         return self._process.pid if self._process else None
