@@ -311,9 +311,22 @@ def plot(summaries: list[dict], path: pathlib.Path) -> None:
 CALIBRATION_START = 1000
 
 
-async def run(args: argparse.Namespace, suite: Suite) -> int:
+@dataclass
+class Plan:
+    """What a run compares: the problems, the prompt, the rows, and the answers already written."""
+
+    problems: list[Problem]
+    context: list[common_pb2.ChatMessage]
+    key: str
+    thresholds: dict[int, float] | None
+    chosen: list[Row]
+    answers: pathlib.Path
+    done: dict[tuple[str, int], dict]
+
+
+def plan(args: argparse.Namespace) -> Plan:
+    """The run ``args`` ask for, with what an earlier run of the same settings already answered."""
     problems = read_problems(args.data, args.limit)
-    context = short_examples_context(args.train, args.shots)
     settings = {"data": hashlib.sha256(args.data.read_bytes()).hexdigest(), "shots": args.shots, "max_tokens": args.max_tokens}
     key = run_key(settings)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -327,22 +340,28 @@ async def run(args: argparse.Namespace, suite: Suite) -> int:
     if args.rows:
         wanted = set(args.rows.split(","))
         chosen = [r for r in chosen if r.name in wanted]
+    answers = args.out / "answers.jsonl"
+    return Plan(problems, short_examples_context(args.train, args.shots), key, thresholds, chosen, answers, load_done(answers, key))
+
+
+async def run(args: argparse.Namespace, suite: Suite) -> int:
+    """Answers every (row, problem) of the plan not answered yet, then reports."""
+    planned = plan(args)
+    problems, done, key = planned.problems, planned.done, planned.key
     channel = suite.aio_channel("router")
     router = router_service_pb2_grpc.RouterServiceStub(channel)
     metadata = suite.metadata("client")
-    answers = args.out / "answers.jsonl"
-    done = load_done(answers, key)
     guard = CrashGuard(suite)
     started = time.monotonic()
-    with answers.open("a") as sink:
-        for row in chosen:
+    with planned.answers.open("a") as sink:
+        for row in planned.chosen:
             for index, problem in enumerate(problems):
                 if (row.name, index) in done:
                     continue
                 request_id = f"gsm8k-{key}-{row.name}-{index}"
                 record = await guard.ask(
                     lambda row=row, problem=problem, request_id=request_id: answer(
-                        router, metadata, row, problem, context, args.max_tokens, request_id, triton_processes(suite)
+                        router, metadata, row, problem, planned.context, args.max_tokens, request_id, triton_processes(suite)
                     )
                 )
                 record.update(run=key, row=row.name, problem=index)
@@ -357,11 +376,20 @@ async def run(args: argparse.Namespace, suite: Suite) -> int:
                     flush=True,
                 )
     await channel.close()
-    summaries = [summarise(r.name, [done[(r.name, i)] for i in range(len(problems)) if (r.name, i) in done]) for r in chosen]
+    return report(args, planned)
+
+
+def report(args: argparse.Namespace, planned: Plan) -> int:
+    """Prints, writes and plots the comparison of what has been answered (rows answered for only
+    some of the problems count those)."""
+    problems = planned.problems
+    summaries = [
+        summarise(r.name, [planned.done[(r.name, i)] for i in range(len(problems)) if (r.name, i) in planned.done]) for r in planned.chosen
+    ]
     text = table(
         summaries,
         f"GSM8K {args.data.name}, first {len(problems)} problems, {args.shots}-shot, max {args.max_tokens} tokens, "
-        f"sampling temperature {SAMPLING_TEMPERATURE}; cascade thresholds {thresholds or 'not calibrated (run --calibrate)'}.",
+        f"sampling temperature {SAMPLING_TEMPERATURE}; cascade thresholds {planned.thresholds or 'not calibrated (run --calibrate)'}.",
     )
     print(text)
     # One table and plot per number of problems: a long run and a shorter one over more rows both stay.
@@ -411,10 +439,13 @@ def main() -> int:
         "--out", type=pathlib.Path, default=RESULTS / "gsm8k", help="where answers are appended and a run resumes from"
     )
     parser.add_argument("--calibrate", type=int, default=0, help="learn the cascade's thresholds on N train problems instead")
+    parser.add_argument("--report", action="store_true", help="only report what --out holds: no suite, no new answers")
     args = parser.parse_args()
     if not args.data.exists() or not args.train.exists():
         print(f"GSM8K data not found at {args.data} and {args.train} (see ../shared/gsm8k/README.md)", file=sys.stderr)
         return 2
+    if args.report:
+        return report(args, plan(args))
     with Suite(ports=SuitePorts.free(), log_dir=RESULTS / "logs" / "gsm8k", env={"OTEL_TRACES_EXPORTER": "none"}) as suite:
         return asyncio.run(calibrate(args, suite) if args.calibrate else run(args, suite))
 
