@@ -258,8 +258,9 @@ def targets(summaries: list[dict], best: dict) -> list[str]:
     generated tokens and in Triton CPU seconds: a strategy at 1.3x its accuracy within its own
     self-consistency budget of k = 8, and one at its accuracy within half its compute."""
     model = best["row"].removesuffix(" greedy")
-    budget = next((s for s in summaries if s["row"] == f"{model} self-consistency k<=8" and s["n"]), None)
-    strategies = [s for s in summaries if s is not best and not s["row"].endswith("greedy") and s["n"]]
+    # Only rows over the same problems compare: a row an interrupted run left short is not judged.
+    budget = next((s for s in summaries if s["row"] == f"{model} self-consistency k<=8" and s["n"] == best["n"]), None)
+    strategies = [s for s in summaries if s is not best and not s["row"].endswith("greedy") and s["n"] == best["n"]]
 
     def meeting(accuracy: float, limit: dict[str, float]) -> str:
         found = [
@@ -271,7 +272,8 @@ def targets(summaries: list[dict], best: dict) -> list[str]:
 
     lines = []
     if budget is None:
-        lines.append(f"- 1.3x {best['row']} ({1.3 * best['accuracy']:.3f}) within its self-consistency k<=8 budget: not measured (no such row)")
+        lines.append(f"- 1.3x {best['row']} ({1.3 * best['accuracy']:.3f}) within its self-consistency k<=8 budget: not judged "
+            f"(no such row over all {best['n']} problems)")
     else:
         limit = {"tokens": budget["tokens"], "cpu": budget["cpu"]}
         lines.append(
