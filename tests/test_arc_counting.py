@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
 from inferscale.arc.counting import counting_candidates, counting_rules, task_background
-from inferscale.v1 import common_pb2
 from tests.test_arc_families import g
-from tests.test_arc_serving import ask
+from tests.test_arc_serving import solved_alone
 
 # As many cells as the input has objects, in their colour.
 COUNTED = [
@@ -117,12 +114,5 @@ def test_same_size_tasks_are_left_to_other_families() -> None:
 
 @pytest.mark.integration
 def test_the_counting_model_answers_through_the_router(router) -> None:  # type: ignore[no-untyped-def]
-    task = {"train": [{"input": i, "output": o} for i, o in COUNTED], "test": [{"input": TEST}]}
-    response = ask(
-        router,
-        task,
-        strategy=common_pb2.STRATEGY_SINGLE,
-        model_name="arc_counting",
-        skip_cache=True,
-    )
-    assert (g(json.loads(response.answer.label)), response.answer.confidence) == (ANSWER, 1.0)
+    grid, confidence = solved_alone(router, "arc_counting", COUNTED, TEST)
+    assert (g(grid), confidence) == (ANSWER, 1.0)

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from inferscale.arc.enclosure import enclosure_candidates, enclosure_rules
-from inferscale.v1 import common_pb2
 from tests.test_arc_families import g
-from tests.test_arc_serving import ask
+from tests.test_arc_serving import solved_alone
 
 # The background enclosed by any shape becomes 4; open background stays.
 HOLES = [
@@ -115,12 +112,5 @@ def test_walls_never_change_so_a_colour_that_changes_is_never_taken_for_the_wall
 
 @pytest.mark.integration
 def test_the_enclosure_model_answers_through_the_router(router) -> None:  # type: ignore[no-untyped-def]
-    task = {"train": [{"input": i, "output": o} for i, o in HOLES], "test": [{"input": TEST}]}
-    response = ask(
-        router,
-        task,
-        strategy=common_pb2.STRATEGY_SINGLE,
-        model_name="arc_enclosure",
-        skip_cache=True,
-    )
-    assert (g(json.loads(response.answer.label)), response.answer.confidence) == (ANSWER, 1.0)
+    grid, confidence = solved_alone(router, "arc_enclosure", HOLES, TEST)
+    assert (g(grid), confidence) == (ANSWER, 1.0)

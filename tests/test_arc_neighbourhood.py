@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
@@ -15,9 +13,8 @@ from inferscale.arc.neighbourhood import (
     neighbourhood_rules,
     table_rule,
 )
-from inferscale.v1 import common_pb2
 from tests.test_arc_families import g
-from tests.test_arc_serving import ask
+from tests.test_arc_serving import solved_alone
 
 # Filled cells whose four neighbours are all filled become 2: the inside of each block.
 INSIDE = [
@@ -91,12 +88,5 @@ def test_a_feature_set_that_generalises_predicts_each_pair_from_the_others_and_o
 
 @pytest.mark.integration
 def test_the_neighbourhood_model_answers_through_the_router(router) -> None:  # type: ignore[no-untyped-def]
-    task = {"train": [{"input": i, "output": o} for i, o in INSIDE], "test": [{"input": TEST}]}
-    response = ask(
-        router,
-        task,
-        strategy=common_pb2.STRATEGY_SINGLE,
-        model_name="arc_neighbourhood",
-        skip_cache=True,
-    )
-    assert (g(json.loads(response.answer.label)), response.answer.confidence) == (ANSWER, 1.0)
+    grid, confidence = solved_alone(router, "arc_neighbourhood", INSIDE, TEST)
+    assert (g(grid), confidence) == (ANSWER, 1.0)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
@@ -13,9 +11,8 @@ from inferscale.arc.object_transforms import (
     object_transform_candidates,
     recolour_objects,
 )
-from inferscale.v1 import common_pb2
 from tests.test_arc_families import g
-from tests.test_arc_serving import ask
+from tests.test_arc_serving import solved_alone
 
 # Objects recoloured by their size's rank: the largest 1, the next 2, the next 3.
 RANKED = [
@@ -111,12 +108,5 @@ def test_each_object_is_mirrored_within_its_own_box() -> None:
 
 @pytest.mark.integration
 def test_the_object_transform_model_answers_through_the_router(router) -> None:  # type: ignore[no-untyped-def]
-    task = {"train": [{"input": i, "output": o} for i, o in RANKED], "test": [{"input": TEST}]}
-    response = ask(
-        router,
-        task,
-        strategy=common_pb2.STRATEGY_SINGLE,
-        model_name="arc_object_transforms",
-        skip_cache=True,
-    )
-    assert (g(json.loads(response.answer.label)), response.answer.confidence) == (ANSWER, 1.0)
+    grid, confidence = solved_alone(router, "arc_object_transforms", RANKED, TEST)
+    assert (g(grid), confidence) == (ANSWER, 1.0)

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
 from inferscale.arc.rays import NOTHING, nearest, ray_candidates, ray_rules
-from inferscale.v1 import common_pb2
 from tests.test_arc_families import g
-from tests.test_arc_serving import ask
+from tests.test_arc_serving import solved_alone
 
 # Every pixel casts a ray down to the border, in its own colour.
 DOWN = [
@@ -70,8 +67,5 @@ def test_tasks_that_change_size_or_nothing_have_no_rays() -> None:
 
 @pytest.mark.integration
 def test_the_ray_model_answers_through_the_router(router) -> None:  # type: ignore[no-untyped-def]
-    task = {"train": [{"input": i, "output": o} for i, o in DOWN], "test": [{"input": TEST}]}
-    response = ask(
-        router, task, strategy=common_pb2.STRATEGY_SINGLE, model_name="arc_rays", skip_cache=True
-    )
-    assert (g(json.loads(response.answer.label)), response.answer.confidence) == (ANSWER, 1.0)
+    grid, confidence = solved_alone(router, "arc_rays", DOWN, TEST)
+    assert (g(grid), confidence) == (ANSWER, 1.0)

@@ -28,6 +28,14 @@ def ask(router, task: object = TASK, **fields: object) -> router_service_pb2.Inf
     return router.Infer(request, timeout=30)
 
 
+def solved_alone(router, model_name: str, pairs, test):  # type: ignore[no-untyped-def]
+    """The grid and confidence ``model_name`` alone answers, through the router, for the task of
+    ``pairs`` (training input and output grids) and ``test`` (a test input)."""
+    task = {"train": [{"input": i, "output": o} for i, o in pairs], "test": [{"input": test}]}
+    response = ask(router, task, strategy=common_pb2.STRATEGY_SINGLE, model_name=model_name, skip_cache=True)
+    return json.loads(response.answer.label), response.answer.confidence
+
+
 def test_a_solver_answers_the_grid_with_its_score_on_the_training_pairs_and_its_next_candidates(router) -> None:
     response = ask(router, strategy=common_pb2.STRATEGY_SINGLE, model_name="arc_geometry", skip_cache=True)
     assert (response.answer.label, response.answer.confidence) == (ANSWER, 1.0)
