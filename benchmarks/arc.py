@@ -13,7 +13,8 @@ Rows:
 - the multi-model strategies, each held to the budget of the most expensive solver alone
   (``--budget``, default arc_programs_3's cost) by the request's ``cost_ceiling``: a cascade that
   accepts a candidate reproducing every training pair, an ensemble (best score, two attempts from
-  the two best distinct answers), and an adaptive search of up to 8 calls;
+  the two best distinct answers), and an adaptive search of up to 16 calls (each solver once,
+  cheapest first, then as its tree decides, while the budget lasts);
 - the ensemble of every solver without a ceiling, for reference.
 
 Scoring is the ARC Prize's (``inferscale.arc.scoring``): two attempts per test input
@@ -66,7 +67,7 @@ SOLVERS = (
 FOLDERS = ("arc-agi-1/evaluation-dev", "arc-agi-2/training")
 # The budget the multi-model rows are held to: arc_programs_3's cost, the dearest solver alone.
 BUDGET = 210.0
-SEARCH_CALLS = 8
+SEARCH_CALLS = 16
 ORACLE_K = 5
 REQUEST_TIMEOUT_S = 300.0
 

@@ -117,6 +117,23 @@ def test_good_refinements_take_the_tree_deeper() -> None:
     assert max(depth(e) for e in made) >= 3
 
 
+def test_every_member_that_fits_answers_once_cheapest_first_before_treequest_chooses() -> None:
+    costs = [210.0, 1.0, 100.0, 5.0, 3.0]
+    members = [SearchMember(NEXT_CANDIDATES, False, False, cost) for cost in costs]
+    for seed in range(5):
+        state = search(*members, seed=seed)
+        spent, order = 0.0, []
+        while (expansion := state.propose(budget_left=210.0 - spent)) is not None:
+            order.append(expansion.member)
+            spent += costs[expansion.member]
+            state.observe(expansion, str(expansion.member), 0.2, candidates=4)
+        # The cascade's order while the budget lasts: 1, 3, 5 and then 100 units; the 210-unit
+        # member never fits after them, and the 101 units left go to next candidates.
+        assert order[:4] == [1, 4, 3, 2], seed
+        assert {answer.member for answer in state.calls} == {1, 2, 3, 4}
+        assert spent <= 210.0
+
+
 def test_a_cost_budget_leaves_out_members_that_do_not_fit() -> None:
     state = search(SearchMember(SAMPLES, False, False, 5.0), SAMPLER)
     for _ in range(10):
