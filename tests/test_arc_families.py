@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from inferscale.arc import programs
 from inferscale.arc.objects import object_candidates
 from inferscale.arc.programs import depth_1, depth_2, program_candidates
 from inferscale.arc.solvers import as_grid
@@ -73,6 +75,52 @@ def test_a_deeper_program_search_finds_what_a_shallower_one_cannot() -> None:
     found = program_candidates(train, test, 2)
     assert len({c.grid for c in found}) == len(found)
     assert [c.score for c in found] == sorted((c.score for c in found), reverse=True)
+
+
+def test_the_last_depth_runs_only_programs_whose_training_results_can_have_the_outputs_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The scaled-up task above: at depth 1, which nothing extends, a program whose training
+    # results keep the inputs' sizes cannot score; it is set aside without running on the test input.
+    train = [(g([[1, 2], [0, 0]]), g([[0, 0, 0, 0], [0, 0, 0, 0], [1, 1, 2, 2], [1, 1, 2, 2]])), (g([[3], [0]]), g([[0, 0], [0, 0], [3, 3], [3, 3]]))]
+    test = g([[0, 4], [5, 0]])
+    shallow = programs.search(train, test, 1)
+    assert shallow.pruned > 0 and all(c.score > 0 for c in shallow.candidates)
+    ran = []
+    original = programs._Applied.__call__
+
+    def recording(self, step, grid):  # type: ignore[no-untyped-def]
+        ran.append((step, grid.shape))
+        return original(self, step, grid)
+
+    monkeypatch.setattr(programs._Applied, "__call__", recording)
+    programs.search(train, test, 1)
+    steps = [name for name, _ in programs.primitives(train)]
+    scale_up, turn = steps.index("scale up 2"), steps.index("rotate 90")
+    # Scaling up by 2 reaches the outputs' size, and runs on all three inputs; a quarter turn
+    # does not, and never meets the 2 by 2 test input (it does meet the 2 by 2 training input).
+    assert sum(1 for step, _ in ran if step == scale_up) == 3
+    assert sum(1 for step, _ in ran if step == turn) == 2
+
+
+def test_a_search_that_remembers_nothing_finds_what_one_that_remembers_finds(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Grids of the same cells in other shapes ([1, 2, 3, 4] as 1x4, 2x2, 4x1) must not share results.
+    train = [(g([[1, 2, 3, 4]]), g([[4, 3, 2, 1]])), (g([[1, 2], [3, 4]]), g([[2, 1], [4, 3]])), (g([[1], [2], [3], [4]]), g([[1], [2], [3], [4]]))]
+    test = g([[5, 6, 7], [8, 9, 1]])
+    remembered = programs.search(train, test, 2)
+    monkeypatch.setattr(programs, "MAX_REMEMBERED", 0)
+    assert programs.search(train, test, 2) == remembered and remembered.candidates[0].score == 1.0
+
+
+def test_gravity_drops_every_filled_cell_to_the_side_in_its_order() -> None:
+    grid = np.array([[1, 0, 2], [0, 3, 0], [4, 0, 0], [0, 0, 0]], dtype=np.int8)
+    assert programs.gravity(grid, 0).tolist() == [[0, 0, 0], [0, 0, 0], [1, 0, 0], [4, 3, 2]]
+    assert programs.gravity(grid, 2).tolist() == [[1, 3, 2], [4, 0, 0], [0, 0, 0], [0, 0, 0]]
+    # One quarter turn to the left falls to the left, three to the right (the primitives' names).
+    assert programs.gravity(grid, 1).tolist() == [[1, 2, 0], [3, 0, 0], [4, 0, 0], [0, 0, 0]]
+    assert programs.gravity(grid, 3).tolist() == [[0, 1, 2], [0, 0, 3], [0, 0, 4], [0, 0, 0]]
+    names = [name for name, _ in programs.primitives([(g([[1]]), g([[1]]))]) if name.startswith("gravity")]
+    assert names == ["gravity down", "gravity left", "gravity up", "gravity right"]
 
 
 def test_the_rankings_of_offered_candidates_differ_as_their_rules_say() -> None:

@@ -11,31 +11,41 @@ on the training pairs.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
 
 from inferscale.arc.objects import SELECTORS, content, select_and_cut
-from inferscale.arc.solvers import SYMMETRIES, Candidate, Rule, as_array, as_grid, learn_colours, recolour, score, simplest_first
+from inferscale.arc.solvers import (
+    SYMMETRIES,
+    Candidate,
+    Rule,
+    as_array,
+    as_grid,
+    learn_colours,
+    recolour,
+    score,
+    simplest_first,
+)
 from inferscale.arc.tasks import MAX_SIDE, Grid
 from inferscale.arc.tiling import background_colour, block_reduce
 
 # How many of a depth's best programs the next depth extends, from depth 3 on.
 BEAM = 40
+# How many primitive results one search remembers (see ``_Applied``).
+MAX_REMEMBERED = 50_000
 
 
 def gravity(grid: np.ndarray, turns: int) -> np.ndarray:
     """Every non-background cell falls down (after ``turns`` quarter turns, then back)."""
-    background = background_colour(grid)
     turned = np.rot90(grid, turns)
-    fallen = np.full_like(turned, background)
-    for c in range(turned.shape[1]):
-        column = turned[:, c]
-        kept = column[column != background]
-        if kept.size:
-            fallen[-kept.size :, c] = kept
-    return np.rot90(fallen, -turns)
+    # A stable sort of each column by "is filled" puts its background cells first and keeps the
+    # filled ones in their order: each column's cells fallen to its bottom, in one call.
+    order = np.argsort(turned != background_colour(grid), axis=0, kind="stable")
+    return np.rot90(np.take_along_axis(turned, order, axis=0), -turns)
 
 
 def halves(grid: np.ndarray, across: bool) -> tuple[np.ndarray, np.ndarray] | None:
@@ -63,9 +73,19 @@ def overlay(grid: np.ndarray, across: bool, how: str) -> np.ndarray | None:
 
 
 def fill_holes(grid: np.ndarray, colour: int) -> np.ndarray:
+    """The background cells that filled cells enclose, painted ``colour``."""
+    return np.where(_enclosed(grid.shape, grid.astype(np.int8, copy=False).tobytes()), np.int8(colour), grid)
+
+
+@functools.lru_cache(maxsize=4096)
+def _enclosed(shape: tuple[int, ...], cells: bytes) -> np.ndarray:
+    """Which background cells the filled ones enclose. Remembered by content (at most 4096 grids,
+    a few MB): the search fills the same grid's holes with every colour of the task in turn."""
+    grid = np.frombuffer(cells, dtype=np.int8).reshape(shape)
     background = background_colour(grid)
-    enclosed = ndimage.binary_fill_holes(grid != background) & (grid == background)
-    return np.where(enclosed, np.int8(colour), grid)
+    mask = ndimage.binary_fill_holes(grid != background) & (grid == background)
+    mask.flags.writeable = False
+    return mask
 
 
 def drop_repeats(grid: np.ndarray) -> np.ndarray:
@@ -104,7 +124,7 @@ def primitives(train: Sequence[tuple[Grid, Grid]]) -> list[tuple[str, Rule]]:
         ("largest object", select_and_cut(SELECTORS["largest"], True, False, False)),
         ("smallest object", select_and_cut(SELECTORS["smallest"], True, False, False)),
     ]
-    found += [(f"gravity {d}", lambda g, t=t: gravity(g, t)) for t, d in enumerate(("down", "right", "up", "left"))]
+    found += [(f"gravity {d}", lambda g, t=t: gravity(g, t)) for t, d in enumerate(("down", "left", "up", "right"))]
     for across, side in ((False, "top"), (True, "left")):
         found.append((f"{side} half", lambda g, a=across: _half(g, a, 0)))
         found.append((f"{'bottom' if side == 'top' else 'right'} half", lambda g, a=across: _half(g, a, 1)))
@@ -121,61 +141,128 @@ def _half(grid: np.ndarray, across: bool, which: int) -> np.ndarray | None:
     return None if split is None else split[which]
 
 
-def _apply(rule: Rule, grids: Sequence[np.ndarray]) -> tuple[np.ndarray, ...] | None:
-    out = []
-    for grid in grids:
+@dataclass
+class Searched:
+    """What one search found: its candidates, and how much it ran."""
+
+    # Best score first, one per distinct answer to the test input (see ``program_candidates``).
+    candidates: list[Candidate]
+    # The distinct programs run (two that do the same to every input count once), pruned ones included.
+    programs: int
+    # Programs of the last depth set aside because none of their training results had its output's size.
+    pruned: int
+
+
+class _Applied:
+    """Each primitive's result on each grid content it met, computed once per search.
+
+    Many programs leave some input as it was (removing a colour it lacks, say), so deeper
+    programs meet the same grids again and again: a primitive's result is looked up by the grid's
+    content rather than computed anew. At most ``MAX_REMEMBERED`` results are kept, which bounds
+    the memory one request can hold (a 30 by 30 grid is under 1 KB).
+    """
+
+    def __init__(self, dsl: Sequence[tuple[str, Rule]]) -> None:
+        self._rules = [rule for _, rule in dsl]
+        self._results: dict[tuple[int, bytes], np.ndarray | None] = {}
+
+    def __call__(self, step: int, grid: np.ndarray) -> np.ndarray | None:
+        key = (step, bytes(grid.shape) + grid.tobytes())
+        if key in self._results:
+            return self._results[key]
         try:
-            moved = rule(grid)
+            moved = self._rules[step](grid)
         except (ValueError, IndexError):
-            return None
-        if moved is None or moved.ndim != 2 or not (1 <= moved.shape[0] <= MAX_SIDE and 1 <= moved.shape[1] <= MAX_SIDE):
-            return None
-        out.append(moved.astype(np.int8, copy=False))
-    return tuple(out)
+            moved = None
+        if moved is not None and (moved.ndim != 2 or not (1 <= moved.shape[0] <= MAX_SIDE and 1 <= moved.shape[1] <= MAX_SIDE)):
+            moved = None
+        if moved is not None:
+            moved = moved.astype(np.int8, copy=False)
+        if len(self._results) < MAX_REMEMBERED:
+            self._results[key] = moved
+        return moved
 
 
 def _fingerprint(grids: Sequence[np.ndarray]) -> bytes:
     return b"|".join(bytes(g.shape) + g.tobytes() for g in grids)
 
 
-def search(train: Sequence[tuple[Grid, Grid]], test_input: Grid, depth: int, beam: int = BEAM) -> Iterator[Candidate]:
-    """Every program up to ``depth`` primitives (beam-limited from depth 3), scored; the caller ranks."""
+def search(train: Sequence[tuple[Grid, Grid]], test_input: Grid, depth: int, beam: int = BEAM) -> Searched:
+    """Every program up to ``depth`` primitives (beam-limited from depth 3), scored, its answers ranked.
+
+    A program whose results on the training inputs all differ in size from the outputs scores 0
+    whatever colours follow: it is kept to be extended, but is no candidate, and at the last depth,
+    where nothing extends it, it is not run on the other inputs at all."""
     inputs = [as_array(i) for i, _ in train]
     outputs = [as_array(o) for _, o in train]
+    sizes = [o.shape for o in outputs]
     dsl = primitives(train)
+    applied = _Applied(dsl)
     start = (*inputs, as_array(test_input))
     seen = {_fingerprint(start)}
+    # Each distinct answer to the test input: its best (score, program, order of finding).
+    found: dict[bytes, tuple[float, str, int, np.ndarray]] = {}
     frontier: list[tuple[float, str, tuple[np.ndarray, ...]]] = [(0.0, "", start)]
+    programs = pruned = 0
     for level in range(1, depth + 1):
+        last = level == depth
         if level >= 3:
             frontier = sorted(frontier, key=lambda f: -f[0])[:beam]
         reached = []
         for _, name, grids in frontier:
-            for step, rule in dsl:
-                moved = _apply(rule, grids)
+            for index, (step, _) in enumerate(dsl):
+                moved = _run(applied, index, grids, sizes, last)
                 if moved is None:
+                    continue
+                if not moved:
+                    pruned += 1
                     continue
                 key = _fingerprint(moved)
                 if key in seen:
                     continue
                 seen.add(key)
-                colours = learn_colours(list(zip(moved[:-1], outputs, strict=True)))
-                program_score = score([recolour(m, colours) for m in moved[:-1]], outputs)
+                programs += 1
                 program = f"{name}, then {step}" if name else step
-                coloured = " + colours" if any(a != b for a, b in colours.items()) else ""
-                yield Candidate(as_grid(recolour(moved[-1], colours)), program_score, program + coloured)
-                reached.append((program_score, program, moved))
+                program_score = 0.0
+                if any(m.shape == size for m, size in zip(moved, sizes, strict=False)):
+                    colours = learn_colours(list(zip(moved[:-1], outputs, strict=True)))
+                    program_score = score([recolour(m, colours) for m in moved[:-1]], outputs)
+                    answer = recolour(moved[-1], colours)
+                    coloured = " + colours" if any(a != b for a, b in colours.items()) else ""
+                    answer_key = bytes(answer.shape) + answer.tobytes()
+                    if answer_key not in found or found[answer_key][0] < program_score:
+                        found[answer_key] = (program_score, program + coloured, programs, answer)
+                if not last:
+                    reached.append((program_score, program, moved))
         frontier = reached
+    ranked = {
+        as_grid(answer): (Candidate(as_grid(answer), program_score, program), order)
+        for program_score, program, order, answer in found.values()
+    }
+    return Searched(simplest_first(ranked), programs, pruned)
+
+
+def _run(
+    applied: _Applied, step: int, grids: Sequence[np.ndarray], sizes: Sequence[tuple[int, ...]], last: bool
+) -> tuple[np.ndarray, ...] | None:
+    """A primitive's results on every input (the test input last); None where it fails on any,
+    and at the last depth () where no training result has its output's size."""
+    train = []
+    for grid in grids[:-1]:
+        moved = applied(step, grid)
+        if moved is None:
+            return None
+        train.append(moved)
+    if last and not any(m.shape == size for m, size in zip(train, sizes, strict=True)):
+        return ()
+    test = applied(step, grids[-1])
+    return None if test is None else (*train, test)
 
 
 def program_candidates(train: Sequence[tuple[Grid, Grid]], test_input: Grid, depth: int) -> list[Candidate]:
     """The answers of every program up to ``depth``, best score first (among equals the simpler:
     without colour substitution, then the shorter program), one per distinct grid."""
-    found: dict[Grid, tuple[Candidate, int]] = {}
-    for order, candidate in enumerate(search(train, test_input, depth)):
-        if candidate.grid not in found or found[candidate.grid][0].score < candidate.score:
-            found[candidate.grid] = (candidate, order)
-    return simplest_first(found)
+    return search(train, test_input, depth).candidates
 
 
 def depth_1(train: Sequence[tuple[Grid, Grid]], test_input: Grid) -> list[Candidate]:

@@ -11,14 +11,13 @@ among, so a search that samples it again sees answers it has not seen first.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from inferscale.arc import counting, enclosure, neighbourhood, object_transforms, objects, programs, rays, solvers, tiling
+from inferscale.arc.catalogue import SOLVERS, Solver
 from inferscale.arc.solvers import Candidate
-from inferscale.arc.tasks import Grid, parse_task
+from inferscale.arc.tasks import parse_task
 from inferscale.models.triton_adapter import Refused, answer_each
 
 TASK = "TASK"
@@ -28,24 +27,6 @@ SEED = "SEED"
 CANDIDATES = 3
 # How many of the best distinct candidates a seed starts among.
 SAMPLE_AMONG = 3
-
-Solver = Callable[[Sequence[tuple[Grid, Grid]], Grid], list[Candidate]]
-
-# The solvers a model's config may name in its "solver" parameter: one family each, the program
-# search once per depth.
-SOLVERS: dict[str, Solver] = {
-    "geometry": solvers.geometric_candidates,
-    "tiling": tiling.tiling_candidates,
-    "objects": objects.object_candidates,
-    "programs_1": programs.depth_1,
-    "programs_2": programs.depth_2,
-    "programs_3": programs.depth_3,
-    "object_transforms": object_transforms.object_transform_candidates,
-    "rays": rays.ray_candidates,
-    "enclosure": enclosure.enclosure_candidates,
-    "counting": counting.counting_candidates,
-    "neighbourhood": neighbourhood.neighbourhood_candidates,
-}
 
 
 class SolverModel:
