@@ -75,7 +75,11 @@ def main() -> int:
     args = parser.parse_args()
     tasks = list(load_tasks(args.data / args.folder))[: args.limit]
     requests = [([(p.input, p.output) for p in task.train], test.input) for task in tasks for test in task.test]
+    if not requests:
+        parser.error(f"no test inputs in {args.data / args.folder}")
     served = served_solvers(MODEL_REPOSITORY)
+    if not any(s.model == UNIT for s in served):
+        parser.error(f"{UNIT}, the unit of cost, is not in {MODEL_REPOSITORY}")
     seconds = {s.model: 0.0 for s in served}
     depths = sorted(int(s.solver.removeprefix("programs_")) for s in served if s.solver.startswith("programs_"))
     search_seconds = dict.fromkeys(depths, 0.0)

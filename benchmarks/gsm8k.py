@@ -382,12 +382,13 @@ async def run(args: argparse.Namespace, suite: Suite) -> int:
 
 
 def report(args: argparse.Namespace, planned: Plan) -> int:
-    """Prints, writes and plots the comparison of what has been answered (rows answered for only
-    some of the problems count those)."""
+    """Prints, writes and plots the comparison of what has been answered, every row with answers
+    whichever rows this run asked (rows answered for only some of the problems count those)."""
     problems = planned.problems
-    summaries = [
-        summarise(r.name, [planned.done[(r.name, i)] for i in range(len(problems)) if (r.name, i) in planned.done]) for r in planned.chosen
+    answered = [
+        (r.name, [planned.done[(r.name, i)] for i in range(len(problems)) if (r.name, i) in planned.done]) for r in rows(planned.thresholds)
     ]
+    summaries = [summarise(name, records) for name, records in answered if records]
     text = table(
         summaries,
         f"GSM8K {args.data.name}, first {len(problems)} problems, {args.shots}-shot, max {args.max_tokens} tokens, "

@@ -36,7 +36,7 @@ from inferscale.arc.tiling import background_colour, block_reduce
 # How many of a depth's best programs the next depth extends, from depth 3 on.
 BEAM = 40
 # How many primitive results one search remembers (see ``_Applied``).
-MAX_REMEMBERED = 50_000
+MAX_REMEMBERED = 25_000
 
 
 def gravity(grid: np.ndarray, turns: int) -> np.ndarray:
@@ -147,9 +147,10 @@ class Searched:
 
     # Best score first, one per distinct answer to the test input (see ``program_candidates``).
     candidates: list[Candidate]
-    # The distinct programs run (two that do the same to every input count once), pruned ones included.
+    # The distinct programs run on every input (two that do the same to every input count once).
     programs: int
-    # Programs of the last depth set aside because none of their training results had its output's size.
+    # Programs of the last depth set aside after the training inputs, because none of their results
+    # had its output's size (not deduplicated: two such programs that do the same count twice).
     pruned: int
 
 
@@ -159,7 +160,8 @@ class _Applied:
     Many programs leave some input as it was (removing a colour it lacks, say), so deeper
     programs meet the same grids again and again: a primitive's result is looked up by the grid's
     content rather than computed anew. At most ``MAX_REMEMBERED`` results are kept, which bounds
-    the memory one request can hold (a 30 by 30 grid is under 1 KB).
+    the memory one request can hold: an entry holds a grid's cells in its key and a result, under
+    2 KB for 30 by 30 grids, so about 50 MB at most.
     """
 
     def __init__(self, dsl: Sequence[tuple[str, Rule]]) -> None:
@@ -260,8 +262,10 @@ def _run(
 
 
 def program_candidates(train: Sequence[tuple[Grid, Grid]], test_input: Grid, depth: int) -> list[Candidate]:
-    """The answers of every program up to ``depth``, best score first (among equals the simpler:
-    without colour substitution, then the shorter program), one per distinct grid."""
+    """The answers of every program up to ``depth`` that reproduces at least one training output's
+    size, best score first (among equals the simpler: without colour substitution, then the shorter
+    program), one per distinct grid. A program that reproduces no output's size scores 0 whatever
+    it answers, and is no candidate."""
     return search(train, test_input, depth).candidates
 
 

@@ -7,8 +7,9 @@ model asks, by Thompson sampling over the scores the answers earned. Its actions
 members (the plan's models); a node's score is its answer's confidence in [0, 1] (for grids, the
 share of training pairs reproduced; for text, the token probability the model declares).
 
-Every member first answers once, plainly, cheapest first, before treequest chooses anything: the
-usual start of a bandit (each arm pulled once), and the cascade's order. Before a member has
+Every member that fits the budget left is first asked once, plainly, cheapest first (a failed call
+counts as its turn), before treequest chooses anything: the usual start of a bandit (each arm
+pulled once), and the cascade's order. Before a member has
 answered, treequest's posterior for it is its prior, the same for every member, so its draws would
 pick among the untried ones at random, as blind to their costs as to their scores; within a budget
 that lets an expensive member that solves little spend what several cheap ones would. On ARC, with
@@ -30,7 +31,8 @@ add something:
 - a failed call is a node of score 0, never expanded;
 - a member that costs more than the budget left is not asked.
 treequest proposes from its posteriors; a proposal that cannot run is set aside, never told, and
-treequest is asked again, so that what runs is treequest's choice among the calls that can.
+treequest is asked again, so that after the first round what runs is treequest's choice among the
+calls that can.
 
 The final answer is the score-weighted vote of every answer: each label's total score, the largest
 winning (among equal totals, the label found first), its best-scoring answer the one returned.
