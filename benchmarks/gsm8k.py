@@ -88,8 +88,8 @@ def rows(thresholds: dict[int, float] | None) -> list[Row]:
         )
     for model, k in ((STRONGEST, 4), (STRONGEST, 8)):
         listed.append(self_consistency(model, k))
-    listed.append(Row("best-of-4, verifier", {"strategy": common_pb2.STRATEGY_BEST_OF_N, "max_calls": 4}, SAMPLING_TEMPERATURE))
-    listed.append(Row("adaptive search, 4 calls", {"strategy": common_pb2.STRATEGY_SEARCH, "max_calls": 4}, SAMPLING_TEMPERATURE))
+    listed.append(Row("best-of-4 by the verifier", {"strategy": common_pb2.STRATEGY_BEST_OF_N, "max_calls": 4}, SAMPLING_TEMPERATURE))
+    listed.append(Row("adaptive search of 4 calls", {"strategy": common_pb2.STRATEGY_SEARCH, "max_calls": 4}, SAMPLING_TEMPERATURE))
     listed.append(self_consistency(MODELS[1], 8))
     return listed
 
@@ -341,6 +341,9 @@ def plan(args: argparse.Namespace) -> Plan:
     chosen = rows(thresholds)
     if args.rows:
         wanted = set(args.rows.split(","))
+        unknown = wanted - {r.name for r in chosen}
+        if unknown:
+            raise SystemExit(f"--rows: no row named {', '.join(sorted(unknown))}; the rows: {', '.join(r.name for r in chosen)}")
         chosen = [r for r in chosen if r.name in wanted]
     answers = args.out / "answers.jsonl"
     return Plan(problems, short_examples_context(args.train, args.shots), key, thresholds, chosen, answers, load_done(answers, key))
