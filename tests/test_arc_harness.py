@@ -7,7 +7,8 @@ import os
 
 import pytest
 
-from benchmarks.arc import rows, run_folder, summarize
+from benchmarks.arc import BUDGET, rows, run_folder, summarize
+from benchmarks.arc_costs import MODEL_REPOSITORY, served_solvers
 from inferscale.arc.tasks import SHARED_ARC, load_tasks
 from inferscale.suite import Suite
 from inferscale.v1 import router_service_pb2_grpc
@@ -27,7 +28,7 @@ FRACTAL, COLOURS = "007bbfb7", "0d3d703e"
 
 def test_the_harness_scores_each_row_through_the_router_and_the_strategies_combine_the_families(suite: Suite) -> None:
     tasks = [t for t in load_tasks(SHARED_ARC / "arc-agi-1" / "training") if t.id in (FRACTAL, COLOURS)]
-    table_rows = rows(210.0)
+    table_rows = rows(BUDGET)
 
     async def run():  # type: ignore[no-untyped-def]
         async with suite.aio_channel("router") as channel:
@@ -37,7 +38,10 @@ def test_the_harness_scores_each_row_through_the_router_and_the_strategies_combi
     assert all(r["errors"] == 0 for r in summary.values())
     assert summary["arc_tiling alone"]["solved_ids"] == [FRACTAL]
     assert COLOURS in summary["arc_geometry alone"]["solved_ids"] and FRACTAL not in summary["arc_geometry alone"]["solved_ids"]
-    for strategy in ("cascade, budget 210", "ensemble, budget 210"):
-        assert summary[strategy]["solved"] == 2.0 and summary[strategy]["compute"] <= 210.0
-    # The cascade stops at the first exact reproduction: the colour task at tier 1.
-    assert summary["cascade, budget 210"]["compute"] < summary["ensemble, budget 210"]["compute"] == 148.0
+    cascade, ensemble = f"cascade, budget {BUDGET:g}", f"ensemble, budget {BUDGET:g}"
+    for strategy in (cascade, ensemble):
+        assert summary[strategy]["solved"] == 2.0 and summary[strategy]["compute"] <= BUDGET
+    # The cascade stops at the first exact reproduction: the colour task at tier 1. The ensemble
+    # runs every solver that fits the budget: all but arc_programs_3, whose cost is the budget.
+    every_other = sum(float(s.cost) for s in served_solvers(MODEL_REPOSITORY) if s.model != "arc_programs_3")
+    assert summary[cascade]["compute"] < summary[ensemble]["compute"] == every_other
