@@ -89,6 +89,13 @@ def rows(thresholds: dict[int, float] | None) -> list[Row]:
     for model, k in ((STRONGEST, 4), (STRONGEST, 8)):
         listed.append(self_consistency(model, k))
     listed.append(Row("best-of-4 by the verifier", {"strategy": common_pb2.STRATEGY_BEST_OF_N, "max_calls": 4}, SAMPLING_TEMPERATURE))
+    listed.append(
+        Row(
+            f"{STRONGEST} best-of-4 by the verifier",
+            {"strategy": common_pb2.STRATEGY_BEST_OF_N, "model_name": STRONGEST, "max_calls": 4},
+            SAMPLING_TEMPERATURE,
+        )
+    )
     listed.append(Row("adaptive search of 4 calls", {"strategy": common_pb2.STRATEGY_SEARCH, "max_calls": 4}, SAMPLING_TEMPERATURE))
     listed.append(self_consistency(MODELS[1], 8))
     return listed

@@ -157,7 +157,9 @@ def add_infer_arguments(infer: argparse.ArgumentParser) -> None:
         help="how to spend compute: cascade over the tiers, single runs one --model, self_consistency "
         "and best_of_n sample a text task's models up to --max-calls times (default: the router chooses)",
     )
-    infer.add_argument("--model", metavar="NAME", help="the model of --strategy single (implies it)")
+    infer.add_argument(
+        "--model", metavar="NAME", help="the model of --strategy single (implies it), or the one that samples with self_consistency or best_of_n"
+    )
     infer.add_argument(
         "--max-calls",
         type=int,

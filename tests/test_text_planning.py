@@ -94,7 +94,7 @@ def sampling(max_tokens: int = 0, temperature: float | None = None) -> common_pb
         (ask(prompt(sampling=sampling(temperature=float("inf")))), "text.sampling.temperature inf is outside"),
         (ask(inputs=[IMAGE]), "text and inputs are exclusive"),
         (ask(max_calls=4), "max_calls may be set only with strategy STRATEGY_SEARCH, STRATEGY_SELF_CONSISTENCY or"),
-        (ask(strategy=BEST_OF_N, model_name="small"), "model_name may be set only with strategy STRATEGY_SINGLE or"),
+        (ask(strategy=common_pb2.STRATEGY_SEARCH, model_name="small"), "model_name may be set only with strategy STRATEGY_SINGLE,"),
         (ask(strategy=SC, max_calls=65), r"max_calls 65 is outside \[0, 64\]"),
     ],
     ids=[
@@ -114,7 +114,7 @@ def sampling(max_tokens: int = 0, temperature: float | None = None) -> common_pb
         "infinite_temperature",
         "text_and_inputs",
         "calls_of_a_cascade",
-        "model_of_best_of_n",
+        "model_of_a_search",
         "too_many_samples",
     ],
 )
@@ -186,6 +186,14 @@ def test_best_of_n_spreads_over_every_text_model_judged_by_the_highest_tier_or_t
     assert (plan.max_calls, plan.verifier_model) == (6, "large")
     configured = build_plan(ask(strategy=BEST_OF_N, max_calls=3), MATH, 0.9, verifier_model="judge")
     assert (configured.max_calls, configured.verifier_model) == (3, "judge")
+
+
+def test_best_of_n_samples_the_named_model_alone_and_refuses_one_the_task_lacks() -> None:
+    validate_request(ask(strategy=BEST_OF_N, model_name="small", max_calls=4))
+    named = build_plan(ask(strategy=BEST_OF_N, model_name="small", max_calls=4), MATH, 0.9)
+    assert ([s.model.name for s in named.steps], named.max_calls, named.verifier_model) == (["small"], 4, "large")
+    with pytest.raises(NotFound, match="model_name 'nope' is not a routable model of task 'math'"):
+        build_plan(ask(strategy=BEST_OF_N, model_name="nope"), MATH, 0.9)
 
 
 def test_a_cascade_gets_a_verifier_only_when_a_step_is_judged_by_one() -> None:

@@ -27,7 +27,7 @@ DEFAULT_SEARCH_CALLS = 8
 DEFAULT_SKIP_COMPLEXITY = 0.25
 # The strategies whose plans carry a number of calls (Plan.max_calls).
 # The strategies that may name their model: the one that runs, or the one that samples.
-MODEL_NAMED = frozenset({common_pb2.STRATEGY_SINGLE, common_pb2.STRATEGY_SELF_CONSISTENCY})
+MODEL_NAMED = frozenset({common_pb2.STRATEGY_SINGLE, common_pb2.STRATEGY_SELF_CONSISTENCY, common_pb2.STRATEGY_BEST_OF_N})
 
 
 def validate_request(request: router_service_pb2.InferRequest, *, finite_inputs: bool = True) -> None:
@@ -56,7 +56,7 @@ def validate_request(request: router_service_pb2.InferRequest, *, finite_inputs:
     if request.strategy not in common_pb2.Strategy.values():
         raise InvalidArgument(f"strategy {request.strategy} is not a known Strategy value")
     if request.model_name and request.strategy not in MODEL_NAMED:
-        raise InvalidArgument("model_name may be set only with strategy STRATEGY_SINGLE or STRATEGY_SELF_CONSISTENCY")
+        raise InvalidArgument("model_name may be set only with strategy STRATEGY_SINGLE, STRATEGY_SELF_CONSISTENCY or STRATEGY_BEST_OF_N")
     if request.strategy == common_pb2.STRATEGY_SINGLE and not request.model_name:
         raise InvalidArgument("model_name is required with strategy STRATEGY_SINGLE")
     threshold = request.confidence_threshold
@@ -156,8 +156,8 @@ def build_plan(
     complexity model in the plan; a cascade then skips its cheapest tier at ``skip_complexity``.
 
     Text tasks: self-consistency samples one model (``model_name``'s, else the highest tier) and
-    best-of-N spreads its generations over every text model, each up to ``max_calls`` calls in
-    all, as a search; best-of-N, and a plan with a step whose confidence is a verifier's, are
+    best-of-N ``model_name``'s, else spreads its generations over every text model, each up to
+    ``max_calls`` calls in all, as a search; best-of-N, and a plan with a step whose confidence is a verifier's, are
     judged by ``verifier_model``, by default the task's highest-tier text model.
     """
     if not models:
@@ -193,7 +193,8 @@ def build_plan(
             if not chosen:
                 raise NotFound(f"task {request.task!r} has no model that declares inferscale.expert_complexity")
         if strategy == common_pb2.STRATEGY_BEST_OF_N:
-            chosen = [m for m in chosen if m.answer_kind == GENERATED_TEXT]
+            # Every sample from the named model, else from the task's text models in turn.
+            chosen = [_named_model(request, models)] if request.model_name else [m for m in chosen if m.answer_kind == GENERATED_TEXT]
     if len(chosen) > MAX_PLAN_STEPS:
         raise FailedPrecondition(
             f"task {request.task!r} has {len(chosen)} routable models, more than the {MAX_PLAN_STEPS} a plan may hold; "
