@@ -351,7 +351,8 @@ def plan(args: argparse.Namespace) -> Plan:
         wanted = set(args.rows.split(","))
         unknown = wanted - {r.name for r in chosen}
         if unknown:
-            raise SystemExit(f"--rows: no row named {', '.join(sorted(unknown))}; the rows: {', '.join(r.name for r in chosen)}")
+            uncalibrated = "" if thresholds else " (rows with learned thresholds appear once --calibrate has run)"
+            raise SystemExit(f"--rows: no row named {', '.join(sorted(unknown))}; the rows: {', '.join(r.name for r in chosen)}{uncalibrated}")
         chosen = [r for r in chosen if r.name in wanted]
     answers = args.out / "answers.jsonl"
     return Plan(problems, short_examples_context(args.train, args.shots), key, thresholds, chosen, answers, load_done(answers, key))

@@ -196,6 +196,16 @@ def test_best_of_n_samples_the_named_model_alone_and_refuses_one_the_task_lacks(
         build_plan(ask(strategy=BEST_OF_N, model_name="nope"), MATH, 0.9)
 
 
+@pytest.mark.parametrize("strategy", [SC, BEST_OF_N])
+def test_the_model_named_to_sample_must_generate_text(strategy: int) -> None:
+    # A task may hold a text model beside a classifier; only the text model can be sampled.
+    classifier = common_pb2.ModelInfo(
+        model=common_pb2.ModelRef(name="judge", version=1), task="math", tier=3, cost=1.0, answer_kind="class_probabilities", ready=True
+    )
+    with pytest.raises(InvalidArgument, match="model_name 'judge' answers class_probabilities: .* samples a model that generates text"):
+        build_plan(ask(strategy=strategy, model_name="judge"), [*MATH, classifier], 0.9)
+
+
 def test_a_cascade_gets_a_verifier_only_when_a_step_is_judged_by_one() -> None:
     assert build_plan(ask(), MATH, 0.9).verifier_model == ""
     judged = [text_model("small", 1, 100.0, confidence="verifier"), LARGE]

@@ -48,7 +48,8 @@ const USAGE = `usage: node infer.js (--pixels "0,0,5,13,..." | --pixels-file ima
   --task NAME           the task (default digits, or math with --prompt)
   --strategy NAME       how to spend compute, e.g. cascade, single, self_consistency
                         (default: the router chooses)
-  --model NAME          the model of --strategy single (implies it)
+  --model NAME          the model of --strategy single (implies it), or the one that
+                        samples with self_consistency or best_of_n
   --threshold X         confidence threshold in (0, 1]; default: the router's
   --skip-cache          neither read nor write the final-result cache
   --request-id ID       the request id (default: the router assigns one)

@@ -28,6 +28,8 @@ DEFAULT_SKIP_COMPLEXITY = 0.25
 # The strategies whose plans carry a number of calls (Plan.max_calls).
 # The strategies that may name their model: the one that runs, or the one that samples.
 MODEL_NAMED = frozenset({common_pb2.STRATEGY_SINGLE, common_pb2.STRATEGY_SELF_CONSISTENCY, common_pb2.STRATEGY_BEST_OF_N})
+# The strategies whose named model samples text again and again.
+SAMPLED_TEXT = frozenset({common_pb2.STRATEGY_SELF_CONSISTENCY, common_pb2.STRATEGY_BEST_OF_N})
 
 
 def validate_request(request: router_service_pb2.InferRequest, *, finite_inputs: bool = True) -> None:
@@ -171,6 +173,13 @@ def build_plan(
     else:
         escalate = min(default_escalate_threshold, threshold)
     texts = [m for m in models if m.answer_kind == GENERATED_TEXT]
+    if request.model_name and request.strategy in SAMPLED_TEXT:
+        named = _named_model(request, models)
+        if named.answer_kind != GENERATED_TEXT:
+            raise InvalidArgument(
+                f"model_name {request.model_name!r} answers {named.answer_kind}: "
+                f"{common_pb2.Strategy.Name(request.strategy)} samples a model that generates text"
+            )
     if request.strategy == common_pb2.STRATEGY_SINGLE:
         chosen = [_named_model(request, models)]
         strategy = common_pb2.STRATEGY_SINGLE
