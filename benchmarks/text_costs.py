@@ -6,11 +6,11 @@ Starts the embedded Triton and, side by side in one run, measures digits_linear'
 request (Triton's ``compute_infer``, as benchmarks/model_costs.py does) and, for each text
 model, generations of varied prompt and output lengths. A text model generates inside its
 execute, and Triton reports no ``compute_infer`` for a decoupled model, so a generation's time is
-its wall time from the request to the final response, one at a time. A least-squares fit of each
-generation's time on a per-call term and its input and output tokens gives the time of a call
-(what a call pays whatever its length: connection, network, client), of a prompt token and of a
-generated token; the last two, divided by digits_linear's time per request, are what
-``inferscale.cost_per_input_token`` and ``inferscale.cost_per_output_token`` should say. Every prompt opens with a different
+its wall time from the request to the final response, one at a time (its few milliseconds of
+network and client count in it: little beside seconds of generation). A least-squares fit of each generation's
+time on its input and output tokens gives the time of a prompt token and of a generated token;
+divided by digits_linear's time per request, they are what ``inferscale.cost_per_input_token``
+and ``inferscale.cost_per_output_token`` should say. Every prompt opens with a different
 sentence, so that llama.cpp's reuse of a cached prompt prefix does not make prompts look free.
 """
 
@@ -55,11 +55,8 @@ async def generate(url: str, model: str, text: str, max_tokens: int) -> Generate
     return generated
 
 
-def measure_text(url: str, model: str, generations: int) -> tuple[float, float, float]:
-    """Seconds per call, per prompt token and per generated token, fitted over ``generations`` calls.
-
-    The per-call term takes what every call pays whatever its length (a new connection, the
-    request's way through Triton, llama.cpp's reset), so that it is not charged to the tokens."""
+def measure_text(url: str, model: str, generations: int) -> tuple[float, float]:
+    """Seconds per prompt token and per generated token, fitted over ``generations`` calls."""
     rng = random.Random(7)
     rows, times = [], []
     asyncio.run(generate(url, model, prompt(rng, 2), 4))  # warm-up
@@ -67,11 +64,11 @@ def measure_text(url: str, model: str, generations: int) -> tuple[float, float, 
         sentences, max_tokens = (2, 8, 24)[index % 3], (16, 48, 96)[(index // 3) % 3]
         started = time.perf_counter()
         generated = asyncio.run(generate(url, model, prompt(rng, sentences), max_tokens))
-        rows.append((1, generated.input_tokens, generated.output_tokens))
+        rows.append((generated.input_tokens, generated.output_tokens))
         times.append(time.perf_counter() - started)
         print(f"{model}: {generated.input_tokens} in, {generated.output_tokens} out, {times[-1]:.2f} s", flush=True)
-    (per_call, per_input, per_output), *_ = np.linalg.lstsq(np.asarray(rows, dtype=float), np.asarray(times), rcond=None)
-    return float(per_call), float(per_input), float(per_output)
+    (per_input, per_output), *_ = np.linalg.lstsq(np.asarray(rows, dtype=float), np.asarray(times), rcond=None)
+    return float(per_input), float(per_output)
 
 
 def main() -> int:
@@ -94,14 +91,13 @@ def main() -> int:
         lines = [
             f"digits_linear: {unit * 1e6:.0f} us per [1, 64] request, the cost unit.",
             "",
-            "| model | ms per call | ms per prompt token | ms per generated token | cost_per_input_token | cost_per_output_token |",
-            "| --- | ---: | ---: | ---: | ---: | ---: |",
+            "| model | ms per prompt token | ms per generated token | cost_per_input_token | cost_per_output_token |",
+            "| --- | ---: | ---: | ---: | ---: |",
         ]
         for model in MODELS:
-            per_call, per_input, per_output = measure_text(server.grpc_url, model, args.generations)
+            per_input, per_output = measure_text(server.grpc_url, model, args.generations)
             lines.append(
-                f"| {model} | {per_call * 1e3:.1f} | {per_input * 1e3:.2f} | {per_output * 1e3:.2f} | "
-                f"{per_input / unit:.0f} | {per_output / unit:.0f} |"
+                f"| {model} | {per_input * 1e3:.2f} | {per_output * 1e3:.2f} | {per_input / unit:.0f} | {per_output / unit:.0f} |"
             )
     text = "\n".join(lines)
     print(text)
