@@ -226,7 +226,7 @@ def search(train: Sequence[tuple[Grid, Grid]], test_input: Grid, depth: int, bea
                 programs += 1
                 program = f"{name}, then {step}" if name else step
                 program_score = 0.0
-                if any(m.shape == size for m, size in zip(moved, sizes, strict=False)):
+                if _reaches_a_size(moved[:-1], sizes):
                     colours = learn_colours(list(zip(moved[:-1], outputs, strict=True)))
                     program_score = score([recolour(m, colours) for m in moved[:-1]], outputs)
                     answer = recolour(moved[-1], colours)
@@ -255,10 +255,15 @@ def _run(
         if moved is None:
             return None
         train.append(moved)
-    if last and not any(m.shape == size for m, size in zip(train, sizes, strict=True)):
+    if last and not _reaches_a_size(train, sizes):
         return ()
     test = applied(step, grids[-1])
     return None if test is None else (*train, test)
+
+
+def _reaches_a_size(train_results: Sequence[np.ndarray], sizes: Sequence[tuple[int, ...]]) -> bool:
+    """Whether any training result has its output's size: else the program scores 0."""
+    return any(m.shape == size for m, size in zip(train_results, sizes, strict=True))
 
 
 def program_candidates(train: Sequence[tuple[Grid, Grid]], test_input: Grid, depth: int) -> list[Candidate]:

@@ -9,10 +9,10 @@ share of training pairs reproduced; for text, the token probability the model de
 
 Every member that fits the budget left is first asked once, plainly, cheapest first (a failed call
 counts as its turn), before treequest chooses anything: the usual start of a bandit (each arm
-pulled once), and the cascade's order. Before a member has
-answered, treequest's posterior for it is its prior, the same for every member, so its draws would
-pick among the untried ones at random, as blind to their costs as to their scores; within a budget
-that lets an expensive member that solves little spend what several cheap ones would. On ARC, with
+pulled once), and the cascade's order. Before a member has answered, treequest's posterior for it
+is its prior, the same for every member, so its draws would pick among the untried ones at random,
+as blind to their costs as to their scores; within a budget that lets an expensive member that
+solves little spend what several cheap ones would. On ARC, with
 eleven solvers from 1 to 210 units and a budget of 210, the search that drew at random solved 96.2
 tasks of arc-agi-1/training where the cascade solved 128.2 (docs/arc.md).
 

@@ -173,19 +173,18 @@ def build_plan(
     else:
         escalate = min(default_escalate_threshold, threshold)
     texts = [m for m in models if m.answer_kind == GENERATED_TEXT]
-    if request.model_name and request.strategy in SAMPLED_TEXT:
-        named = _named_model(request, models)
-        if named.answer_kind != GENERATED_TEXT:
-            raise InvalidArgument(
-                f"model_name {request.model_name!r} answers {named.answer_kind}: "
-                f"{common_pb2.Strategy.Name(request.strategy)} samples a model that generates text"
-            )
+    named = _named_model(request, models) if request.model_name else None
+    if named is not None and request.strategy in SAMPLED_TEXT and named.answer_kind != GENERATED_TEXT:
+        raise InvalidArgument(
+            f"model_name {request.model_name!r} answers {named.answer_kind}: "
+            f"{common_pb2.Strategy.Name(request.strategy)} samples a model that generates text"
+        )
     if request.strategy == common_pb2.STRATEGY_SINGLE:
         chosen = [_named_model(request, models)]
         strategy = common_pb2.STRATEGY_SINGLE
     elif request.strategy == common_pb2.STRATEGY_SELF_CONSISTENCY:
         # Every sample from one model: the named one, else the strongest, whose votes count most.
-        chosen = [_named_model(request, models) if request.model_name else _strongest(texts)]
+        chosen = [named if named is not None else _strongest(texts)]
         strategy = common_pb2.STRATEGY_SELF_CONSISTENCY
     else:
         chosen = sorted(models, key=lambda m: (m.tier, m.cost, m.model.name))
@@ -203,7 +202,7 @@ def build_plan(
                 raise NotFound(f"task {request.task!r} has no model that declares inferscale.expert_complexity")
         if strategy == common_pb2.STRATEGY_BEST_OF_N:
             # Every sample from the named model, else from the task's text models in turn.
-            chosen = [_named_model(request, models)] if request.model_name else [m for m in chosen if m.answer_kind == GENERATED_TEXT]
+            chosen = [named] if named is not None else [m for m in chosen if m.answer_kind == GENERATED_TEXT]
     if len(chosen) > MAX_PLAN_STEPS:
         raise FailedPrecondition(
             f"task {request.task!r} has {len(chosen)} routable models, more than the {MAX_PLAN_STEPS} a plan may hold; "
