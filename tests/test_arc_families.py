@@ -63,6 +63,35 @@ def test_objects_cuts_the_inside_of_a_frame() -> None:
     assert best(object_candidates(train, g([[8, 8, 8], [8, 6, 8], [8, 8, 8]]))).grid == g([[6]])
 
 
+def test_objects_cuts_the_inside_of_the_largest_frame_whatever_its_colour() -> None:
+    # Each frame has its own colour, and noise of other colours lies around it.
+    train = [
+        (g([[1, 0, 0, 0, 2], [0, 4, 4, 4, 4], [0, 4, 3, 1, 4], [2, 4, 4, 4, 4]]), g([[3, 1]])),
+        (g([[7, 7, 7, 1], [7, 5, 7, 0], [7, 7, 7, 3]]), g([[5]])),
+    ]
+    top = best(object_candidates(train, g([[0, 2, 0, 0], [6, 6, 6, 1], [6, 9, 6, 0], [6, 8, 6, 1], [6, 6, 6, 0]])))
+    assert top.grid == g([[9], [8]]) and top.rule == "inside the largest frame of one colour"
+
+
+def test_objects_learns_a_window_at_a_fixed_place_from_a_corner() -> None:
+    # The output is the 2x2 window one row down from the top-right corner, whatever the size.
+    train = [
+        (g([[0, 0, 0, 0], [1, 2, 3, 4], [5, 6, 7, 8]]), g([[3, 4], [7, 8]])),
+        (g([[9, 9, 9], [1, 5, 6], [2, 7, 8], [3, 3, 3]]), g([[5, 6], [7, 8]])),
+    ]
+    top = best(object_candidates(train, g([[0, 0, 0, 0, 0], [1, 1, 1, 2, 3], [1, 1, 1, 4, 5]])))
+    assert top.grid == g([[2, 3], [4, 5]]) and top.rule == "the 2x2 window 1 rows and 0 columns in from the top right"
+
+
+def test_objects_cuts_the_object_a_marker_touches_without_the_marker() -> None:
+    train = [
+        (g([[0, 0, 0, 0, 0], [0, 5, 0, 0, 0], [0, 1, 0, 2, 2], [1, 1, 0, 2, 0]]), g([[0, 1], [1, 1]])),
+        (g([[3, 3, 0, 0], [0, 3, 0, 5], [0, 0, 0, 4], [0, 0, 4, 4]]), g([[0, 4], [4, 4]])),
+    ]
+    top = best(object_candidates(train, g([[0, 0, 0, 0], [6, 0, 0, 5], [6, 0, 7, 7], [0, 0, 0, 7]])))
+    assert top.grid == g([[7, 7], [0, 7]]) and top.rule == "the object marked by colour 5, without the marker"
+
+
 def test_a_deeper_program_search_finds_what_a_shallower_one_cannot() -> None:
     # Flip upside down, then scale up by 2: two primitives.
     train = [(g([[1, 2], [0, 0]]), g([[0, 0, 0, 0], [0, 0, 0, 0], [1, 1, 2, 2], [1, 1, 2, 2]])), (g([[3], [0]]), g([[0, 0], [0, 0], [3, 3], [3, 3]]))]

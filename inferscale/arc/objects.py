@@ -145,16 +145,95 @@ def colour_box(colour: int, inside: bool) -> Rule:
     return rule
 
 
+def frame_inside(grid: np.ndarray) -> np.ndarray | None:
+    """The inside of the largest rectangular frame of one colour: a 4-connected object of one
+    colour that holds every cell of its bounding box's border (any colour, unlike
+    ``colour_box``)."""
+    best: tuple[int, np.ndarray] | None = None
+    for s in shapes(grid, -1, False, True):
+        height, width = s.bottom - s.top, s.right - s.left
+        if height < 3 or width < 3:
+            continue
+        box = s.mask[s.top : s.bottom, s.left : s.right]
+        framed = box[0].all() and box[-1].all() and box[:, 0].all() and box[:, -1].all()
+        if framed and (best is None or height * width > best[0]):
+            best = (height * width, grid[s.top + 1 : s.bottom - 1, s.left + 1 : s.right - 1])
+    return None if best is None else best[1]
+
+
+def learn_window(pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[tuple[str, int, int]]:
+    """Where every training output lies in its input at the same place, counted from one of the
+    input's corners, as (corner, rows from it, columns from it); the outputs share one size."""
+    if len({o.shape for _, o in pairs}) != 1:
+        return []
+    h, w = pairs[0][1].shape
+    found = []
+    for corner in ("top left", "top right", "bottom left", "bottom right"):
+        places = None
+        for grid, output in pairs:
+            if grid.shape[0] < h or grid.shape[1] < w:
+                return []
+            here = {
+                (r, c)
+                for r in range(grid.shape[0] - h + 1)
+                for c in range(grid.shape[1] - w + 1)
+                if (_window(grid, corner, r, c, h, w) == output).all()
+            }
+            places = here if places is None else places & here
+            if not places:
+                break
+        found += [(corner, r, c) for r, c in sorted(places or ())]
+    return found[:4]
+
+
+def _window(grid: np.ndarray, corner: str, r: int, c: int, h: int, w: int) -> np.ndarray:
+    """The h by w window r rows and c columns in from ``corner``."""
+    top = r if corner.startswith("top") else grid.shape[0] - h - r
+    left = c if corner.endswith("left") else grid.shape[1] - w - c
+    if top < 0 or left < 0:
+        raise ValueError("the window lies outside the grid")
+    return grid[top : top + h, left : left + w]
+
+
+def marked(colour: int) -> Rule:
+    """The one 8-connected object of any colours that holds ``colour`` (a marker), cut out
+    without the marker's cells and cropped to what is left."""
+
+    def rule(grid: np.ndarray) -> np.ndarray | None:
+        background = background_colour(grid)
+        if colour == background:
+            return None
+        holding = [s for s in shapes(grid, background, True, False) if colour in s.colours]
+        if len(holding) != 1:
+            return None
+        cut = holding[0].alone(grid, background)
+        rows, cols = np.nonzero((cut != background) & (cut != colour))
+        if not rows.size:
+            return None
+        kept = np.where(cut == colour, np.int8(background), cut)
+        return kept[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+
+    return rule
+
+
 def object_rules(train: Sequence[tuple[Grid, Grid]]) -> Iterator[tuple[str, Rule]]:
     # Only tasks whose outputs are smaller than their inputs are cut-outs.
     pairs = [(as_array(i), as_array(o)) for i, o in train]
     if not all(o.size < i.size for i, o in pairs):
         return
     yield "everything but the background", content
+    yield "inside the largest frame of one colour", frame_inside
+    for corner, r, c in learn_window(pairs):
+        h, w = pairs[0][1].shape
+        yield (
+            f"the {h}x{w} window {r} rows and {c} columns in from the {corner}",
+            lambda g, k=corner, r=r, c=c, h=h, w=w: _window(g, k, r, c, h, w),
+        )
     shared = set.intersection(*(set(np.unique(i).tolist()) for i, _ in pairs))
     for colour in sorted(shared):
         yield f"box of colour {colour}", colour_box(colour, inside=False)
         yield f"inside the frame of colour {colour}", colour_box(colour, inside=True)
+        yield f"the object marked by colour {colour}, without the marker", marked(colour)
     for name, selector in SELECTORS.items():
         for diagonal in (True, False):
             for one_colour in (False, True):
