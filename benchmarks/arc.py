@@ -62,6 +62,7 @@ SOLVERS = (
     "arc_object_transforms",
     "arc_counting",
     "arc_rays",
+    "arc_partitions",
     "arc_programs_2",
     "arc_programs_3",
 )

@@ -11,6 +11,7 @@ from inferscale.arc import (
     neighbourhood,
     object_transforms,
     objects,
+    partitions,
     programs,
     rays,
     solvers,
@@ -33,4 +34,5 @@ SOLVERS: dict[str, Solver] = {
     "enclosure": enclosure.enclosure_candidates,
     "counting": counting.counting_candidates,
     "neighbourhood": neighbourhood.neighbourhood_candidates,
+    "partitions": partitions.partition_candidates,
 }
