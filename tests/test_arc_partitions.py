@@ -98,6 +98,27 @@ def test_each_cell_is_copied_from_the_fullest_by_a_symmetry_learned_per_position
     assert top.rule.startswith("each cell copied from the fullest cell: kept, flip rows")
 
 
+def test_every_cell_becomes_the_fullest_whatever_the_layout() -> None:
+    # Two cells in one pair, three in the other: no per-position choice could be learned.
+    train = [
+        (g([[1, 2, 5, 0, 0], [0, 3, 5, 0, 0]]), g([[1, 2, 5, 1, 2], [0, 3, 5, 0, 3]])),
+        (g([[0, 0, 5, 4, 0, 5, 0, 0], [0, 0, 5, 4, 4, 5, 0, 0]]), g([[4, 0, 5, 4, 0, 5, 4, 0], [4, 4, 5, 4, 4, 5, 4, 4]])),
+    ]
+    top = partition_candidates(train, g([[0, 0], [5, 5], [6, 7], [5, 5], [0, 0]]))[0]
+    assert (top.grid, top.score) == (g([[6, 7], [5, 5], [6, 7], [5, 5], [6, 7]]), 1.0)
+    assert top.rule == "every cell becomes the fullest cell"
+
+
+def test_the_cells_colours_are_answered_as_a_mirrored_picture() -> None:
+    # Four cells, each of one colour: the output is their colours, left and right swapped.
+    train = [
+        (g([[1, 1, 8, 2, 0], [8, 8, 8, 8, 8], [0, 3, 8, 4, 4]]), g([[2, 1], [4, 3]])),
+        (g([[6, 0, 8, 0, 0], [8, 8, 8, 8, 8], [0, 0, 8, 7, 0]]), g([[0, 6], [7, 0]])),
+    ]
+    top = partition_candidates(train, g([[9, 0, 8, 0, 0], [8, 8, 8, 8, 8], [2, 2, 8, 0, 1]]))[0]
+    assert (top.grid, top.score) == (g([[0, 9], [1, 2]]), 1.0) and top.rule == "each cell's colour, flip columns"
+
+
 def test_a_grid_without_lines_is_cut_into_blocks_of_the_outputs_size() -> None:
     # The input repeats one block three times across: the answer is the block.
     train = [

@@ -10,8 +10,9 @@ Many tasks draw a grid of cells separated by lines, and the answer is built from
 - Summaries: one output cell per cell (its colour, whether it is filled, its count of filled
   positions, whether that count is the largest or the smallest), or the input with each cell
   kept, emptied or filled with its colour by such a predicate.
-- Copies: every cell of the output made from one source cell (the fullest, or the first) by a
-  symmetry learned per position from the training pairs, or left empty or as it was.
+- Summaries turned: the cells' colours as a small picture under a symmetry of the square.
+- Copies: every cell of the output made from one source cell (the fullest, or the first), as it
+  is or by a symmetry learned per position from the training pairs, or left empty or as it was.
 A colour substitution learned from the pairs follows every rule (``candidates_from_rules``).
 
 The background of the cells is 0 where the cells hold it, else their most frequent colour; when a
@@ -343,6 +344,13 @@ def partition_rules(train: Sequence[tuple[Grid, Grid]]) -> Iterator[tuple[str, R
                     f"each cell's {feature}{suffix}",
                     on_partition(lambda g, p, f=feature, b=bg: _summary(p, b(p), f)),
                 )
+            # The cells' colours as a picture, which the output may show turned or mirrored.
+            for name, symmetry in SYMMETRIES.items():
+                if name != "identity":
+                    yield (
+                        f"each cell's colour, {name}{suffix}",
+                        on_partition(lambda g, p, t=symmetry, b=bg: t(_summary(p, b(p), "colour"))),
+                    )
         if same_sized:
             yield from _same_size_rules(known, outputs, bg, suffix, on_partition)
 
@@ -416,6 +424,10 @@ def _same_size_rules(
                 on_partition(lambda g, p, n=name, a=action, b=bg: _painted(g, p, b(p), _predicates(p, b(p))[n], a)),
             )
     for which in ("the fullest", "the first"):
+        yield (
+            f"every cell becomes {which} cell{suffix}",
+            on_partition(lambda g, p, w=which, b=bg: _copied(g, p, b(p), w, ["identity"] * len(p.cells))),
+        )
         choices = learn_copies([(p, o, bg(p)) for p, o in zip(known, outputs, strict=True)], which)
         if choices is not None:
             yield (
