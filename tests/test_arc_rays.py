@@ -42,6 +42,16 @@ def test_a_line_joins_two_cells_of_the_same_colour_and_leaves_a_cell_without_a_p
     assert "to same colour" in best.rule
 
 
+def test_a_pair_left_as_it_was_teaches_that_nothing_lands_there_without_hiding_the_rule() -> None:
+    # The second pair has no two cells of one colour in a row: its output is its input.
+    joined = [
+        (g([[2, 0, 0, 2], [0, 0, 0, 0]]), g([[2, 2, 2, 2], [0, 0, 0, 0]])),
+        (g([[4, 0, 0], [0, 0, 1]]), g([[4, 0, 0], [0, 0, 1]])),
+    ]
+    best = ray_candidates(joined, g([[0, 0, 0], [6, 0, 6]]))[0]
+    assert best.grid == g([[0, 0, 0], [6, 6, 6]]) and best.score == 1.0 and "to same colour" in best.rule
+
+
 def test_a_ray_stops_at_the_first_wall_it_meets_and_only_rays_that_meet_one_are_drawn() -> None:
     walled = [
         (g([[1, 0, 0, 8]]), g([[1, 1, 1, 8]])),

@@ -160,15 +160,15 @@ Sight = list[tuple[str, str, np.ndarray, np.ndarray]]
 def paint(
     grid: np.ndarray, seen: Sight, drawn: dict[tuple[str, str], int], rows_last: bool
 ) -> np.ndarray | None:
-    """The grid with the learned rays drawn (rays along rows last, or along columns last); None
-    when none lands on it."""
+    """The grid with the learned rays drawn (rays along rows last, or along columns last), as it
+    was where none lands on it."""
     out = grid.copy()
     for name, end, cells, colour in sorted(
         seen, key=lambda s: (DIRECTIONS[s[0]][0] == 0) == rows_last
     ):
         if (name, end) in drawn:
             out[cells] = colour[cells] if drawn[name, end] == SOURCE_COLOUR else drawn[name, end]
-    return None if (out == grid).all() else out
+    return out
 
 
 def learn_drawn(
@@ -204,7 +204,8 @@ def learn_drawn(
 def ray_rules(train: Sequence[tuple[Grid, Grid]]) -> list[tuple[str, Rule]]:
     """Every learned ray drawing, the ones that draw the fewest kinds of ray first."""
     pairs = [(as_array(i), as_array(o)) for i, o in train]
-    if any(s.shape != t.shape or (s == t).all() for s, t in pairs):
+    # A pair left as it was teaches that no learned ray lands on it; some pair must change.
+    if any(s.shape != t.shape for s, t in pairs) or all((s == t).all() for s, t in pairs):
         return []
     colours = sorted(
         set.intersection(*(set(np.unique(s).tolist()) - {background_colour(s)} for s, _ in pairs))
