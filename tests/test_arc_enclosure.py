@@ -28,6 +28,12 @@ def test_enclosed_background_is_filled_with_the_learned_colour_whatever_the_wall
     assert best.grid == ANSWER and best.score == 1.0 and best.rule.endswith("with one colour")
 
 
+def test_a_pair_without_an_enclosed_region_is_left_as_it_was_and_the_fill_is_still_learned() -> None:
+    open_shape = (g([[1, 1, 0], [1, 0, 0], [0, 0, 0]]), g([[1, 1, 0], [1, 0, 0], [0, 0, 0]]))
+    best = enclosure_candidates([*HOLES, open_shape], TEST)[0]
+    assert best.grid == ANSWER and best.score == 1.0 and best.rule.endswith("with one colour")
+
+
 def test_each_enclosed_region_takes_the_colour_its_size_calls_for() -> None:
     # One-cell holes become 6, two-cell holes 7.
     by_size = [

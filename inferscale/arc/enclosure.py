@@ -121,7 +121,7 @@ def fill_regions(
     table: dict[object, int],
     colour: int,
 ) -> np.ndarray | None:
-    """The grid with its regions filled as the rule says; None when nothing changes or a region
+    """The grid with its regions filled as the rule says; None when a region
     has no colour to take."""
     labels, count = regions(grid, wall, diagonal, _enclosed_only(colouring))
     fills = _region_colours(grid, labels, count, colouring, wall, table, colour)
@@ -131,7 +131,7 @@ def fill_regions(
     if not everything:
         target &= grid == background_colour(grid)
     out = np.where(target, fills[labels], grid).astype(np.int8)
-    return None if (out == grid).all() else out
+    return out
 
 
 def fill_boxes(grid: np.ndarray, diagonal: bool, colour: int | None) -> np.ndarray | None:
@@ -143,7 +143,7 @@ def fill_boxes(grid: np.ndarray, diagonal: bool, colour: int | None) -> np.ndarr
         box[grid[shape.top : shape.bottom, shape.left : shape.right] == background] = (
             shape.colours[0] if colour is None else colour
         )
-    return None if (out == grid).all() else out
+    return out
 
 
 def learned_colour(
@@ -181,7 +181,8 @@ def learned_table(
 def enclosure_rules(train: Sequence[tuple[Grid, Grid]]) -> Iterator[tuple[str, Rule]]:
     """Every fill whose walls no training output changes, and the boxes of shapes."""
     pairs = [(as_array(i), as_array(o)) for i, o in train]
-    if any(s.shape != t.shape or (s == t).all() for s, t in pairs):
+    # A pair left as it was teaches that the rule changes nothing there; some pair must change.
+    if any(s.shape != t.shape for s, t in pairs) or all((s == t).all() for s, t in pairs):
         return
     walls = sorted(set.union(*(set(np.unique(s).tolist()) for s, _ in pairs)))
     for wall in (EVERY_FILLED, *walls):
