@@ -88,6 +88,17 @@ def test_objects_fall_as_rigid_bodies_and_rest_on_those_that_fell_first() -> Non
     assert best.rule.startswith("gravity down")
 
 
+def test_each_object_of_a_colour_takes_the_colour_of_its_nearest_neighbour_even_one_never_seen() -> None:
+    # Grey (5) pixels take the colour of the nearer wall: left or right.
+    train = [
+        (g([[1, 5, 0, 0, 0, 2], [1, 0, 0, 0, 5, 2]]), g([[1, 1, 0, 0, 0, 2], [1, 0, 0, 0, 2, 2]])),
+        (g([[3, 0, 0, 5, 4], [3, 5, 0, 0, 4]]), g([[3, 0, 0, 4, 4], [3, 3, 0, 0, 4]])),
+    ]
+    best = object_transform_candidates(train, g([[6, 0, 5, 0, 0, 0, 7], [6, 0, 0, 0, 0, 5, 7]]))[0]
+    assert best.grid == g([[6, 0, 6, 0, 0, 0, 7], [6, 0, 0, 0, 0, 7, 7]]) and best.score == 1.0
+    assert "with the nearest other colour" in best.rule
+
+
 def test_each_object_is_mirrored_within_its_own_box() -> None:
     mirrored = [
         (

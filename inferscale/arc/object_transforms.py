@@ -10,6 +10,7 @@ learned from the training pairs (which must keep their size), changes them where
   direction (or towards whichever side reaches one first) until they touch a cell of another
   colour, an anchor; or lets every object fall as a rigid body until it rests on the border or on
   an object that fell before it (gravity);
+- recolours each object of one colour with the colour of the nearest cell of another;
 - mirrors each object within its bounding box;
 - sorts the rows or columns by how many filled cells each holds.
 
@@ -289,6 +290,24 @@ def mirror_objects(grid: np.ndarray, symmetry: str, diagonal: bool) -> np.ndarra
     return None if (out == grid).all() else out
 
 
+def recolour_by_nearest(grid: np.ndarray, colour: int, diagonal: bool) -> np.ndarray | None:
+    """Each object of ``colour`` recoloured with the colour of the nearest cell (straight-line
+    distance from any of its cells) of another colour than it and the background."""
+    background = background_colour(grid)
+    others = (grid != background) & (grid != colour)
+    if not others.any() or colour == background:
+        return None
+    distance, (rows, cols) = ndimage.distance_transform_edt(~others, return_indices=True)
+    out = grid.copy()
+    for shape in shapes(grid, background, diagonal, one_colour=True):
+        if shape.colours != (colour,):
+            continue
+        cells = np.nonzero(shape.mask)
+        closest = int(np.argmin(distance[cells]))
+        out[shape.mask] = grid[rows[cells][closest], cols[cells][closest]]
+    return out
+
+
 def sort_lines(grid: np.ndarray, columns: bool, descending: bool) -> np.ndarray | None:
     """The rows (or columns) reordered by how many filled cells each holds, stably."""
     lines = grid.T if columns else grid
@@ -324,6 +343,15 @@ def object_transform_rules(train: Sequence[tuple[Grid, Grid]]) -> Iterator[tuple
     colours = sorted(
         set.intersection(*(set(np.unique(s).tolist()) - {background_colour(s)} for s, _ in pairs))
     )
+    # The colours whose every cell changes colour in every pair: each object of one may take the
+    # colour of its nearest neighbour.
+    for colour in colours:
+        if all(((s == colour) <= (s != t)).all() for s, t in pairs):
+            for diagonal in (True, False):
+                yield (
+                    f"recolour each {'8' if diagonal else '4'}-connected object of colour {colour} with the nearest other colour",
+                    lambda g, c=colour, d=diagonal: recolour_by_nearest(g, c, d),
+                )
     for mover in (None, *colours):
         offset = learn_offset(pairs, mover)
         if offset is not None:
