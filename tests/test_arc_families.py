@@ -38,6 +38,16 @@ def test_tiling_finds_the_fractal_and_the_block_reduction() -> None:
     assert top.grid == g([[5, 5]]) and top.score == 1.0
 
 
+def test_tiling_scales_up_by_the_number_of_colours_the_input_holds() -> None:
+    train = [
+        (g([[1, 0], [0, 0]]), g([[1, 0], [0, 0]])),
+        (g([[1, 2], [0, 0]]), g([[1, 1, 2, 2], [1, 1, 2, 2], [0, 0, 0, 0], [0, 0, 0, 0]])),
+    ]
+    top = best(tiling_candidates(train, g([[3, 0, 4], [0, 5, 0]])))
+    assert top.rule == "scale up by its colours" and np.array(top.grid).shape == (6, 9)
+    assert top.grid[0][:3] == (3, 3, 3) and top.grid[3][3:6] == (5, 5, 5)
+
+
 def test_a_masked_region_is_repaired_from_the_symmetry_or_the_period_the_rest_obeys() -> None:
     symmetric = np.array([[1, 2, 2, 1], [3, 9, 4, 3], [3, 4, 4, 3], [1, 2, 2, 1]])
     assert repair_by_symmetry(symmetric, 9)[1, 1] == 4

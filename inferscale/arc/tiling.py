@@ -1,7 +1,8 @@
 """The symmetry-and-tiling family of ARC solvers: outputs built from copies of the input.
 
 - Growing: the output is the input scaled up, tiled with a symmetry chosen per tile, or the
-  input laid out in its own shape (a fractal).
+  input laid out in its own shape (a fractal); or scaled up by a count read off the input (its
+  colours, its filled cells), when the factor differs from pair to pair.
 - Shrinking: the output is the input scaled down, each block read by majority or presence.
 - Repairing: cells of a mask colour (one the inputs have and the outputs never do) are filled
   from the symmetries or the periodic pattern the rest of the grid obeys; the answer is the
@@ -19,7 +20,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from inferscale.arc.solvers import SYMMETRIES, Candidate, Rule, as_array, candidates_from_rules
-from inferscale.arc.tasks import Grid
+from inferscale.arc.tasks import MAX_SIDE, Grid
 
 # The symmetries that keep a grid's shape whatever it is, for tiles of non-square inputs.
 SHAPE_KEEPING = ("identity", "rotate 180", "flip rows", "flip columns")
@@ -47,6 +48,21 @@ def mask_colour(pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> int | None:
         missing = set(np.unique(source).tolist()) - set(np.unique(target).tolist())
         common = missing if common is None else common & missing
     return min(common) if common and len(common) == 1 else None
+
+
+# Numbers read off a grid that may set the factor it is scaled up by.
+SCALE_COUNTS = {
+    "its colours": lambda g: int(np.count_nonzero(np.bincount(g.ravel(), minlength=10))) - 1,
+    "its filled cells": lambda g: int((g != background_colour(g)).sum()),
+}
+
+
+def scaled_by_count(grid: np.ndarray, count: str) -> np.ndarray | None:
+    """The grid scaled up by ``SCALE_COUNTS[count]``; None where that leaves 1 to 30 cells a side."""
+    factor = SCALE_COUNTS[count](grid)
+    if factor < 1 or max(grid.shape) * factor > MAX_SIDE:
+        return None
+    return np.kron(grid, np.ones((factor, factor), dtype=np.int8))
 
 
 def tiled(grid: np.ndarray, ratio: tuple[int, int], tile_symmetries: Sequence[str]) -> np.ndarray:
@@ -191,6 +207,9 @@ def tiling_rules(train: Sequence[tuple[Grid, Grid]]) -> Iterator[tuple[str, Rule
         yield "tile " + "/".join(symmetries), lambda g: tiled(g, grow, symmetries)
         yield "fractal", lambda g: np.kron((g != background_colour(g)).astype(np.int8), g) if g.shape == grow else None
         yield "inverse fractal", lambda g: np.kron((g == background_colour(g)).astype(np.int8), g) if g.shape == grow else None
+    for count, read in SCALE_COUNTS.items():
+        if all(t.shape == (s.shape[0] * read(s), s.shape[1] * read(s)) for s, t in pairs):
+            yield f"scale up by {count}", lambda g, c=count: scaled_by_count(g, c)
     shrink = shape_ratio(pairs, grow=False)
     if shrink is not None:
         for how in ("majority", "any", "first"):
