@@ -34,6 +34,16 @@ def test_a_pair_without_an_enclosed_region_is_left_as_it_was_and_the_fill_is_sti
     assert best.grid == ANSWER and best.score == 1.0 and best.rule.endswith("with one colour")
 
 
+def test_two_pixels_of_a_colour_span_a_rectangle_filled_with_it() -> None:
+    train = [
+        (g([[1, 0, 0], [0, 0, 0], [0, 0, 1]]), g([[1, 1, 1], [1, 1, 1], [1, 1, 1]])),
+        (g([[0, 2, 0, 0], [0, 0, 0, 2], [0, 0, 0, 0]]), g([[0, 2, 2, 2], [0, 2, 2, 2], [0, 0, 0, 0]])),
+    ]
+    best = enclosure_candidates(train, g([[3, 0, 0, 0], [0, 3, 0, 4], [0, 0, 0, 4], [0, 0, 0, 0]]))[0]
+    assert best.grid == g([[3, 3, 0, 0], [3, 3, 0, 4], [0, 0, 0, 4], [0, 0, 0, 0]]) and best.score == 1.0
+    assert best.rule == "fill the box of each colour's cells with it"
+
+
 def test_each_enclosed_region_takes_the_colour_its_size_calls_for() -> None:
     # One-cell holes become 6, two-cell holes 7.
     by_size = [

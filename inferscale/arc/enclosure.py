@@ -9,8 +9,8 @@ each region or all of its cells, with:
 - a colour looked up by the region's size, its shape (square, rectangle or other) or whether it
   is enclosed, in a table learned from the training pairs (a region may also be left as it is);
 - the one colour already inside it (a seed floods its room, enclosed or not).
-The backgrounds of shapes are filled too: each object's bounding box, where it is background,
-with one colour or the object's own. Which walls, connectivity, cells and colour is learned from
+The backgrounds of shapes are filled too: each object's bounding box (or the box of all cells of
+each colour), where it is background, with one colour or the object's own. Which walls, connectivity, cells and colour is learned from
 the training pairs, which must keep their size: only walls that no output changes are tried,
 then each rule is scored on the pairs.
 
@@ -146,6 +146,22 @@ def fill_boxes(grid: np.ndarray, diagonal: bool, colour: int | None) -> np.ndarr
     return out
 
 
+def fill_colour_boxes(grid: np.ndarray, colour: int | None) -> np.ndarray | None:
+    """The bounding box of all cells of each colour, where background, in ``colour`` (None: that
+    colour): two pixels of a colour span a rectangle."""
+    background = background_colour(grid)
+    out = grid.copy()
+    for own in np.unique(grid).tolist():
+        if own == background:
+            continue
+        rows, cols = np.nonzero(grid == own)
+        box = out[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+        box[grid[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1] == background] = (
+            own if colour is None else colour
+        )
+    return out
+
+
 def learned_colour(
     pairs: Sequence[tuple[np.ndarray, np.ndarray]], wall: int, diagonal: bool
 ) -> int | None:
@@ -212,6 +228,9 @@ def enclosure_rules(train: Sequence[tuple[Grid, Grid]]) -> Iterator[tuple[str, R
                     )
     changed_colours = set.union(*(set(np.unique(t[s != t]).tolist()) for s, t in pairs))
     only = changed_colours.pop() if len(changed_colours) == 1 else None
+    yield "fill the box of each colour's cells with it", lambda g: fill_colour_boxes(g, None)
+    if only is not None:
+        yield f"fill the box of each colour's cells with {only}", lambda g: fill_colour_boxes(g, only)
     for diagonal in (False, True):
         shape = f"{'8' if diagonal else '4'}-connected shapes"
         yield (
