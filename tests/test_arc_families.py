@@ -102,6 +102,15 @@ def test_objects_cuts_the_object_a_marker_touches_without_the_marker() -> None:
     assert top.grid == g([[7, 7], [0, 7]]) and top.rule == "the object marked by colour 5, without the marker"
 
 
+def test_objects_cuts_the_object_holding_a_marker_and_paints_the_marker_in_its_colour() -> None:
+    train = [
+        (g([[0, 0, 0, 0, 0], [0, 3, 3, 0, 2], [0, 3, 8, 0, 2], [0, 0, 0, 0, 0]]), g([[3, 3], [3, 3]])),
+        (g([[4, 8, 4, 0], [0, 4, 0, 0], [0, 0, 0, 6], [0, 0, 6, 6]]), g([[4, 4, 4], [0, 4, 0]])),
+    ]
+    top = best(object_candidates(train, g([[0, 0, 0, 0], [7, 0, 1, 8], [7, 0, 1, 0], [0, 0, 0, 0]])))
+    assert top.grid == g([[1, 1], [1, 0]]) and top.rule == "the object marked by colour 8, the marker in its colour"
+
+
 def test_a_deeper_program_search_finds_what_a_shallower_one_cannot() -> None:
     # Flip upside down, then scale up by 2: two primitives.
     train = [(g([[1, 2], [0, 0]]), g([[0, 0, 0, 0], [0, 0, 0, 0], [1, 1, 2, 2], [1, 1, 2, 2]])), (g([[3], [0]]), g([[0, 0], [0, 0], [3, 3], [3, 3]]))]

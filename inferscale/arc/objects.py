@@ -195,9 +195,10 @@ def _window(grid: np.ndarray, corner: str, r: int, c: int, h: int, w: int) -> np
     return grid[top : top + h, left : left + w]
 
 
-def marked(colour: int) -> Rule:
-    """The one 8-connected object of any colours that holds ``colour`` (a marker), cut out
-    without the marker's cells and cropped to what is left."""
+def marked(colour: int, painted_over: bool) -> Rule:
+    """The one 8-connected object of any colours that holds ``colour`` (a marker), cut out and
+    cropped to its other cells, the marker's cells emptied or, ``painted_over``, in the object's
+    most frequent other colour."""
 
     def rule(grid: np.ndarray) -> np.ndarray | None:
         background = background_colour(grid)
@@ -207,10 +208,12 @@ def marked(colour: int) -> Rule:
         if len(holding) != 1:
             return None
         cut = holding[0].alone(grid, background)
-        rows, cols = np.nonzero((cut != background) & (cut != colour))
+        rest = (cut != background) & (cut != colour)
+        rows, cols = np.nonzero(rest)
         if not rows.size:
             return None
-        kept = np.where(cut == colour, np.int8(background), cut)
+        fill = int(np.bincount(cut[rest], minlength=10).argmax()) if painted_over else background
+        kept = np.where(cut == colour, np.int8(fill), cut)
         return kept[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
 
     return rule
@@ -233,7 +236,8 @@ def object_rules(train: Sequence[tuple[Grid, Grid]]) -> Iterator[tuple[str, Rule
     for colour in sorted(shared):
         yield f"box of colour {colour}", colour_box(colour, inside=False)
         yield f"inside the frame of colour {colour}", colour_box(colour, inside=True)
-        yield f"the object marked by colour {colour}, without the marker", marked(colour)
+        yield f"the object marked by colour {colour}, without the marker", marked(colour, False)
+        yield f"the object marked by colour {colour}, the marker in its colour", marked(colour, True)
     for name, selector in SELECTORS.items():
         for diagonal in (True, False):
             for one_colour in (False, True):
