@@ -196,9 +196,9 @@ def _window(grid: np.ndarray, corner: str, r: int, c: int, h: int, w: int) -> np
 
 
 def marked(colour: int, painted_over: bool) -> Rule:
-    """The one 8-connected object of any colours that holds ``colour`` (a marker), cut out and
-    cropped to its other cells, the marker's cells emptied or, ``painted_over``, in the object's
-    most frequent other colour."""
+    """The one 8-connected object of any colours that holds ``colour`` (a marker), cut out, the
+    marker's cells emptied or, ``painted_over``, in the object's most frequent other colour, and
+    cropped to what is filled."""
 
     def rule(grid: np.ndarray) -> np.ndarray | None:
         background = background_colour(grid)
@@ -209,11 +209,11 @@ def marked(colour: int, painted_over: bool) -> Rule:
             return None
         cut = holding[0].alone(grid, background)
         rest = (cut != background) & (cut != colour)
-        rows, cols = np.nonzero(rest)
-        if not rows.size:
+        if not rest.any():
             return None
         fill = int(np.bincount(cut[rest], minlength=10).argmax()) if painted_over else background
         kept = np.where(cut == colour, np.int8(fill), cut)
+        rows, cols = np.nonzero(kept != background)
         return kept[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
 
     return rule
