@@ -72,8 +72,8 @@ def test_a_cascade_of_solvers_stops_at_the_first_that_reproduces_every_training_
 
 
 def test_a_search_over_grids_answers_the_best_score_of_every_call(router) -> None:
-    # The search is reproducible by request id: pinned, it makes the same calls every run. With
-    # eleven solvers a short search may not reach one that reproduces this task: twelve calls do.
+    # The search is reproducible by request id: pinned, it makes the same calls every run. Its
+    # first round asks every solver once, cheapest first; twelve calls reach past that round.
     search = ask(router, strategy=common_pb2.STRATEGY_SEARCH, max_calls=12, skip_cache=True, request_id="search-best-score")
     assert search.plan.aggregation == common_pb2.AGGREGATION_BEST_SCORE
     assert search.answer.label == ANSWER and search.steps[0].search_action == common_pb2.SEARCH_ACTION_SAMPLE
