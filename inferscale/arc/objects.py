@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from inferscale.arc.per_grid import PerGrid
 from inferscale.arc.solvers import Candidate, Rule, as_array, candidates_from_rules
 from inferscale.arc.tasks import Grid
 from inferscale.arc.tiling import background_colour
@@ -108,10 +109,23 @@ def _most_repeated(objects: list[Shape], grid: np.ndarray) -> Shape | None:
     return next(s for s in objects if s.pattern(grid) == ranked[0][0])
 
 
-def select_and_cut(selector: Selector, diagonal: bool, one_colour: bool, alone: bool) -> Rule:
+ObjectsOf = Callable[[np.ndarray, bool, bool], list[Shape]]
+
+
+def objects_on_background(grid: np.ndarray, diagonal: bool, one_colour: bool) -> list[Shape]:
+    """The grid's objects on its most frequent colour."""
+    return shapes(grid, background_colour(grid), diagonal, one_colour)
+
+
+def select_and_cut(
+    selector: Selector, diagonal: bool, one_colour: bool, alone: bool, objects_of: ObjectsOf = objects_on_background
+) -> Rule:
+    """The object ``selector`` picks, cut out (``alone``: without the other objects in its box).
+    ``objects_of`` finds a grid's objects: a remembered copy shares them among a task's rules."""
+
     def rule(grid: np.ndarray) -> np.ndarray | None:
         background = background_colour(grid)
-        objects = shapes(grid, background, diagonal, one_colour)
+        objects = objects_of(grid, diagonal, one_colour)
         if not objects:
             return None
         chosen = selector(objects, grid)
@@ -195,7 +209,7 @@ def _window(grid: np.ndarray, corner: str, r: int, c: int, h: int, w: int) -> np
     return grid[top : top + h, left : left + w]
 
 
-def marked(colour: int, painted_over: bool) -> Rule:
+def marked(colour: int, painted_over: bool, objects_of: ObjectsOf = objects_on_background) -> Rule:
     """The one 8-connected object of any colours that holds ``colour`` (a marker), cut out, the
     marker's cells emptied or, ``painted_over``, in the object's most frequent other colour, and
     cropped to what is filled."""
@@ -204,7 +218,7 @@ def marked(colour: int, painted_over: bool) -> Rule:
         background = background_colour(grid)
         if colour == background:
             return None
-        holding = [s for s in shapes(grid, background, True, False) if colour in s.colours]
+        holding = [s for s in objects_of(grid, True, False) if colour in s.colours]
         if len(holding) != 1:
             return None
         cut = holding[0].alone(grid, background)
@@ -224,6 +238,8 @@ def object_rules(train: Sequence[tuple[Grid, Grid]]) -> Iterator[tuple[str, Rule
     pairs = [(as_array(i), as_array(o)) for i, o in train]
     if not all(o.size < i.size for i, o in pairs):
         return
+    # Each grid's objects of each kind, found once for all the rules below.
+    objects_of: ObjectsOf = PerGrid(objects_on_background)
     yield "everything but the background", content
     yield "inside the largest frame of one colour", frame_inside
     for corner, r, c in learn_window(pairs):
@@ -236,8 +252,8 @@ def object_rules(train: Sequence[tuple[Grid, Grid]]) -> Iterator[tuple[str, Rule
     for colour in sorted(shared):
         yield f"box of colour {colour}", colour_box(colour, inside=False)
         yield f"inside the frame of colour {colour}", colour_box(colour, inside=True)
-        yield f"the object marked by colour {colour}, without the marker", marked(colour, False)
-        yield f"the object marked by colour {colour}, the marker in its colour", marked(colour, True)
+        yield f"the object marked by colour {colour}, without the marker", marked(colour, False, objects_of)
+        yield f"the object marked by colour {colour}, the marker in its colour", marked(colour, True, objects_of)
     for name, selector in SELECTORS.items():
         for diagonal in (True, False):
             for one_colour in (False, True):
@@ -246,7 +262,7 @@ def object_rules(train: Sequence[tuple[Grid, Grid]]) -> Iterator[tuple[str, Rule
                         f"{name} {'8' if diagonal else '4'}-connected {'one-colour' if one_colour else 'any-colour'} object"
                         f"{' alone' if alone else ''}"
                     )
-                    yield described, select_and_cut(selector, diagonal, one_colour, alone)
+                    yield described, select_and_cut(selector, diagonal, one_colour, alone, objects_of)
 
 
 def object_candidates(train: Sequence[tuple[Grid, Grid]], test_input: Grid) -> list[Candidate]:
