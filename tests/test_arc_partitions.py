@@ -129,6 +129,25 @@ def test_a_grid_without_lines_is_cut_into_blocks_of_the_outputs_size() -> None:
     assert (top.grid, top.score) == (g([[7, 8], [8, 8]]), 1.0)
 
 
+def test_a_grid_that_repeats_a_block_is_cut_into_its_copies_whichever_way_it_repeats() -> None:
+    # Repeated across in one pair, down in the other: no one layout of blocks fits both.
+    train = [
+        (g([[1, 2, 1, 2], [3, 1, 3, 1]]), g([[1, 2], [3, 1]])),
+        (g([[4, 4, 5], [6, 0, 6], [4, 4, 5], [6, 0, 6]]), g([[4, 4, 5], [6, 0, 6]])),
+    ]
+    top = partition_candidates(train, g([[7], [8], [7], [8], [7], [8]]))[0]
+    assert (top.grid, top.score) == (g([[7], [8]]), 1.0)
+
+
+def test_the_one_cell_without_a_mirror_symmetry_is_cut_out() -> None:
+    train = [
+        (g([[1, 0, 1], [0, 0, 0], [5, 5, 5], [1, 1, 0], [0, 1, 0]]), g([[1, 1, 0], [0, 1, 0]])),
+        (g([[2, 2, 0, 5, 2, 0, 2], [0, 2, 0, 5, 0, 2, 0], [0, 2, 0, 5, 2, 0, 2]]), g([[2, 2, 0], [0, 2, 0], [0, 2, 0]])),
+    ]
+    top = partition_candidates(train, g([[3, 0, 0, 5, 3, 3, 3], [0, 0, 3, 5, 0, 3, 0], [0, 0, 3, 5, 0, 3, 0]]))[0]
+    assert (top.grid, top.score) == (g([[3, 0, 0], [0, 0, 3], [0, 0, 3]]), 1.0) and "mirror symmetries" in top.rule
+
+
 def test_a_task_whose_inputs_are_not_partitioned_gets_no_candidates() -> None:
     train = [(g([[1, 0], [0, 2]]), g([[2, 0], [0, 1]]))]
     assert partition_candidates(train, g([[3, 0], [0, 4]])) == []

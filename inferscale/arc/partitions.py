@@ -1,5 +1,8 @@
 """The partition family of ARC solvers: grids split into equal cells by full lines of one colour.
 
+Without such lines, a grid is cut into blocks of the training outputs' size when every pair
+agrees on how many, else into copies of its smallest repeating block.
+
 Many tasks draw a grid of cells separated by lines, and the answer is built from the cells:
 - Overlays, one cell's size: the cells' filled positions combined (all, any, an odd number, none,
   exactly one), or the cells laid over one another, in an order of the cells or in an order of
@@ -19,9 +22,11 @@ The background of the cells is 0 where the cells hold it, else their most freque
 task's grids disagree with that, the most frequent colour is tried as well.
 
 **Bound.** Finding the lines is one pass over the grid per colour that fills a whole row or
-column (at most 10). A 30 by 30 grid has at most 225 cells; the orders of cells are tried only
-for at most 4 cells (24 orders), and every other rule is linear in the cells' positions or, for
-the unique pattern, quadratic in the number of cells (at most 225 squared comparisons of cells).
+column (at most 10); finding the smallest repeating block, one comparison of the grid with a
+tiling per pair of divisors of its sides (at most 64 for 30 by 30). A grid has at most 225 cells
+between lines, 900 as blocks; each cell's features are read once per task and background. The
+orders of cells are tried only for at most 4 cells (24 orders), and every other rule is linear in
+the cells' positions.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -66,6 +71,8 @@ class Partition:
     line: int
     # The colour the cells are drawn on.
     background: int
+    # Each cell's features by background, read once: every rule of a task reads them.
+    read: dict[int, dict[str, list[int]]] = field(default_factory=dict, compare=False, repr=False)
 
     def filled(self, background: int | None = None) -> np.ndarray:
         """Which positions of each cell hold a colour other than the background: cells x h x w."""
@@ -124,6 +131,19 @@ def blocks(grid: np.ndarray, rows: int, cols: int) -> Partition | None:
     return Partition(cells, corners, rows, cols, -1, 0 if counts[0] else int(counts.argmax()))
 
 
+def repeats(grid: np.ndarray) -> Partition | None:
+    """The grid as copies of its smallest repeating block (at least two copies), or None."""
+    h, w = grid.shape
+    for rows, cols in sorted(
+        ((r, c) for r in range(1, h + 1) for c in range(1, w + 1) if h % r == 0 and w % c == 0 and r * c > 1),
+        key=lambda rc: -rc[0] * rc[1],
+    ):
+        bh, bw = h // rows, w // cols
+        if (np.tile(grid[:bh, :bw], (rows, cols)) == grid).all():
+            return blocks(grid, rows, cols)
+    return None
+
+
 def block_layout(pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[int, int] | None:
     """How many blocks of its output's size each training input holds down and across, when
     that is the same whole numbers (at least two blocks) in every pair."""
@@ -147,7 +167,13 @@ def _colour(cell: np.ndarray, background: int) -> int:
 
 
 def _features(p: Partition, background: int) -> dict[str, list[int]]:
-    """Numbers read off each cell, by name, in reading order."""
+    """Numbers read off each cell, by name, in reading order (read once per background)."""
+    if background not in p.read:
+        p.read[background] = _read_features(p, background)
+    return p.read[background]
+
+
+def _read_features(p: Partition, background: int) -> dict[str, list[int]]:
     filled = p.filled(background).reshape(len(p.cells), -1).sum(axis=1).tolist()
     colours = [len(set(c.ravel().tolist()) - {background}) for c in p.cells]
     looks = Counter(c.tobytes() for c in p.cells)
@@ -155,7 +181,14 @@ def _features(p: Partition, background: int) -> dict[str, list[int]]:
         "filled positions": filled,
         "colours": colours,
         "cells sharing its pattern": [looks[c.tobytes()] for c in p.cells],
+        "mirror symmetries": [_mirror_symmetries(c) for c in p.cells],
     }
+
+
+def _mirror_symmetries(cell: np.ndarray) -> int:
+    """How many of the mirrors (left-right, top-bottom, both diagonals) leave the cell as it is."""
+    mirrored = [cell[:, ::-1], cell[::-1], cell.T, np.rot90(cell, 2).T]
+    return sum(m.shape == cell.shape and bool((m == cell).all()) for m in mirrored)
 
 
 def _predicates(p: Partition, background: int) -> dict[str, list[bool]]:
@@ -310,10 +343,10 @@ def partition_rules(train: Sequence[tuple[Grid, Grid]]) -> Iterator[tuple[str, R
     parts = [partitioned(g) for g in inputs]
     if any(p is None for p in parts):
         layout = block_layout(list(zip(inputs, outputs, strict=True)))
-        if layout is None:
-            return
-        partitioned = PerGrid(lambda g: blocks(g, *layout))
+        partitioned = PerGrid(repeats) if layout is None else PerGrid(lambda g: blocks(g, *layout))
         parts = [partitioned(g) for g in inputs]
+        if any(p is None for p in parts):
+            return
     known = [p for p in parts if p is not None]
     backgrounds: dict[str, Callable[[Partition], int]] = {"": lambda p: p.background}
     frequent = [int(np.bincount(np.concatenate([c.ravel() for c in p.cells]), minlength=10).argmax()) for p in known]
@@ -400,7 +433,7 @@ def _selection_rules(
 ) -> Iterator[tuple[str, Rule]]:
     for index, which in ((0, "first"), (-1, "last")):
         yield f"the {which} cell{suffix}", on_partition(lambda g, p, i=index: p.cells[i].copy())
-    for feature in ("filled positions", "colours", "cells sharing its pattern"):
+    for feature in ("filled positions", "colours", "cells sharing its pattern", "mirror symmetries"):
         for how in ("largest", "smallest", "unique"):
 
             def selected(g: np.ndarray, p: Partition, f: str = feature, h: str = how) -> np.ndarray | None:
