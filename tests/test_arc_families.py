@@ -111,6 +111,16 @@ def test_objects_cuts_the_object_holding_a_marker_and_paints_the_marker_in_its_c
     assert top.grid == g([[1, 1], [1, 0]]) and top.rule == "the object marked by colour 8, the marker in its colour"
 
 
+def test_objects_cuts_the_only_mirror_symmetric_object() -> None:
+    train = [
+        (g([[1, 1, 0, 0, 0], [0, 1, 0, 2, 2], [0, 0, 0, 2, 2], [3, 0, 0, 0, 0], [3, 3, 0, 0, 0]]), g([[2, 2], [2, 2]])),
+        (g([[4, 4, 4, 0], [0, 4, 0, 0], [0, 0, 0, 0], [6, 6, 0, 0], [0, 6, 6, 0]]), g([[4, 4, 4], [0, 4, 0]])),
+    ]
+    top = object_candidates(train, g([[7, 0, 0, 0, 0], [7, 7, 0, 8, 0], [0, 0, 8, 8, 8], [9, 9, 0, 0, 0], [0, 9, 0, 0, 0]]))
+    assert g([[0, 8, 0], [8, 8, 8]]) in [c.grid for c in top[:2]]
+    assert any(c.rule.startswith("only mirror-symmetric") for c in top if c.grid == g([[0, 8, 0], [8, 8, 8]]))
+
+
 def test_a_deeper_program_search_finds_what_a_shallower_one_cannot() -> None:
     # Flip upside down, then scale up by 2: two primitives.
     train = [(g([[1, 2], [0, 0]]), g([[0, 0, 0, 0], [0, 0, 0, 0], [1, 1, 2, 2], [1, 1, 2, 2]])), (g([[3], [0]]), g([[0, 0], [0, 0], [3, 3], [3, 3]]))]

@@ -98,7 +98,21 @@ SELECTORS: dict[str, Selector] = {
     "unique shape": lambda objs, g: _unique_by(objs, lambda s: s.mask[s.top : s.bottom, s.left : s.right].tobytes() + bytes((s.bottom - s.top,))),
     "unique look": lambda objs, g: _unique_by(objs, lambda s: s.pattern(g)),
     "most repeated look": lambda objs, g: _most_repeated(objs, g),
+    "only mirror-symmetric": lambda objs, g: _only(objs, lambda s: _mirror_symmetric(s, g)),
+    "only not mirror-symmetric": lambda objs, g: _only(objs, lambda s: not _mirror_symmetric(s, g)),
 }
+
+
+def _mirror_symmetric(shape: Shape, grid: np.ndarray) -> bool:
+    """Whether the object looks the same mirrored left to right or top to bottom."""
+    alone = shape.alone(grid, -1)
+    return bool((alone == alone[:, ::-1]).all() or (alone == alone[::-1]).all())
+
+
+def _only(objects: list[Shape], holds: Callable[[Shape], bool]) -> Shape | None:
+    """The one object for which ``holds`` is true; None when none or several are."""
+    chosen = [s for s in objects if holds(s)]
+    return chosen[0] if len(chosen) == 1 else None
 
 
 def _most_repeated(objects: list[Shape], grid: np.ndarray) -> Shape | None:
