@@ -99,6 +99,17 @@ def test_each_object_of_a_colour_takes_the_colour_of_its_nearest_neighbour_even_
     assert "with the nearest other colour" in best.rule
 
 
+def test_each_moving_colour_goes_to_its_own_anchor() -> None:
+    # 3 moves until it touches 2, and 7 until it touches 1, whichever is nearer.
+    train = [
+        (g([[3, 0, 0, 2, 0, 0, 1, 0, 7]]), g([[0, 0, 3, 2, 0, 0, 1, 7, 0]])),
+        (g([[0, 1, 0, 0, 7, 3, 0, 0, 2]]), g([[0, 1, 7, 0, 0, 0, 0, 3, 2]])),
+    ]
+    best = object_transform_candidates(train, g([[7, 0, 0, 0, 1], [2, 0, 0, 0, 3]]))[0]
+    assert best.grid == g([[0, 0, 0, 7, 1], [2, 3, 0, 0, 0]]) and best.score == 1.0
+    assert best.rule == "move each colour until it touches its anchor: 3 towards 2, 7 towards 1"
+
+
 def test_each_object_is_mirrored_within_its_own_box() -> None:
     mirrored = [
         (

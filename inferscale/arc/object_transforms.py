@@ -8,7 +8,7 @@ learned from the training pairs (which must keep their size), changes them where
   on every training object and when the test input's objects show only values the table has seen;
 - moves the objects of one colour (or all) by an offset read off the first pair, or in a
   direction (or towards whichever side reaches one first) until they touch a cell of another
-  colour, an anchor; or lets every object fall as a rigid body until it rests on the border or on
+  colour, an anchor; or the objects of every colour that moves, each towards its own anchor; or lets every object fall as a rigid body until it rests on the border or on
   an object that fell before it (gravity);
 - recolours each object of one colour with the colour of the nearest cell of another;
 - mirrors each object within its bounding box;
@@ -17,7 +17,8 @@ learned from the training pairs (which must keep their size), changes them where
 **Bound.** A grid holds at most 900 objects, each found once per grid and kind. There are at
 most 11 properties x 4 object kinds recolourings (one pass over the objects of the 17 grids
 each), 10 offsets, 9 movers x 10 anchors x 5 directions (at most 30 steps per object and
-direction) and 4 x 2 gravities (at most 30 steps per object).
+direction), as many again to learn each mover's own anchor, and 4 x 2 gravities (at most 30
+steps per object).
 """
 
 from __future__ import annotations
@@ -249,6 +250,34 @@ def move_until_touching(
     return out if moved else None
 
 
+def learn_anchors(
+    pairs: Sequence[tuple[np.ndarray, np.ndarray]], found: Objects, movers: Sequence[int], still: Sequence[int]
+) -> list[tuple[int, int | None]] | None:
+    """For each mover colour, the anchor (a colour that stays, or None: any other colour) such that
+    moving it towards whichever side touches the anchor soonest puts its cells where every training
+    output has them; None when some mover has no such anchor."""
+    anchored = []
+    for mover in movers:
+        for anchor in (*still, None):
+            results = [move_until_touching(s, found, mover, anchor, "towards") for s, _ in pairs]
+            if all(r is not None and ((r == mover) == (t == mover)).all() for r, (_, t) in zip(results, pairs, strict=True)):
+                anchored.append((mover, anchor))
+                break
+        else:
+            return None
+    return anchored
+
+
+def move_each_towards(grid: np.ndarray, found: Objects, anchored: Sequence[tuple[int, int | None]]) -> np.ndarray | None:
+    """The objects of each mover colour in turn moved towards the side where they soonest touch
+    its anchor; None when none moves."""
+    out = grid
+    for mover, anchor in anchored:
+        moved = move_until_touching(out, found, mover, anchor, "towards")
+        out = out if moved is None else moved
+    return None if out is grid else out
+
+
 def gravity(grid: np.ndarray, direction: str, diagonal: bool) -> np.ndarray | None:
     """Every object falls towards ``direction`` as a rigid body until it rests on the border or on
     an object that has already fallen; the objects nearest that side fall first."""
@@ -376,6 +405,11 @@ def object_transform_rules(train: Sequence[tuple[Grid, Grid]]) -> Iterator[tuple
                         g, found, m, a, d
                     ),
                 )
+    if len(moved) > 1:
+        anchored = learn_anchors(pairs, found, moved, still)
+        if anchored is not None:
+            described = ", ".join(f"{m} towards {'another colour' if a is None else a}" for m, a in anchored)
+            yield f"move each colour until it touches its anchor: {described}", lambda g, m=anchored: move_each_towards(g, found, m)
     for direction in STEPS:
         for diagonal in (True, False):
             yield (
