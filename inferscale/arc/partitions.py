@@ -47,7 +47,13 @@ from inferscale.arc.tasks import Grid
 MAX_ORDERED_CELLS = 4
 # The symmetries the cells after the first may undergo before an overlay: those that keep a
 # cell's shape whatever it is.
-FOLDS = ("identity", "flip rows", "flip columns", "rotate 180")
+FOLDS: dict[str, tuple[slice, slice]] = {
+    # Each as the slices that apply it to every cell of a stack of cells at once.
+    "identity": (slice(None), slice(None)),
+    "flip rows": (slice(None, None, -1), slice(None)),
+    "flip columns": (slice(None), slice(None, None, -1)),
+    "rotate 180": (slice(None, None, -1), slice(None, None, -1)),
+}
 COMBINATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     # Each takes the count, per position, of the cells filled there, and the number of cells.
     "all": lambda filled: filled.all(axis=0),
@@ -399,21 +405,24 @@ def _overlay_rules(
     ordered = counts.pop() if len(counts) == 1 else MAX_ORDERED_CELLS + 1
     for fold in FOLDS:
 
-        def folded(p: Partition, fold: str = fold) -> list[np.ndarray]:
-            return [p.cells[0], *(SYMMETRIES[fold](c) for c in p.cells[1:])]
+        def folded(p: Partition, fold: str = fold) -> np.ndarray:
+            """The cells stacked, every cell after the first under the fold."""
+            stacked = np.stack(p.cells)
+            stacked[1:] = stacked[1:][(slice(None), *FOLDS[fold])].copy()
+            return stacked
 
         then = "" if fold == "identity" else f", the later cells under {fold}"
         for name, combine in COMBINATIONS.items():
             yield (
                 f"the positions filled in {name} of the cells{then}{suffix}",
-                on_partition(lambda g, p, c=combine, f=folded, b=bg: c(np.stack(f(p)) != b(p)).astype(np.int8)),
+                on_partition(lambda g, p, c=combine, f=folded, b=bg: c(f(p) != b(p)).astype(np.int8)),
             )
         if ordered <= MAX_ORDERED_CELLS:
             for order in itertools.permutations(range(ordered)):
                 yield (
                     f"the cells laid over one another in the order {order}{then}{suffix}",
                     on_partition(
-                        lambda g, p, o=order, f=folded, b=bg: _layered([f(p)[i] for i in o], b(p))
+                        lambda g, p, o=order, f=folded, b=bg: _layered(f(p)[list(o)], b(p))
                         if len(p.cells) == len(o)
                         else None
                     ),
