@@ -85,6 +85,30 @@ class Partition:
         return np.stack(self.cells) != (self.background if background is None else background)
 
 
+# The colour a rule takes as a partition's background.
+BackgroundOf = Callable[[Partition], int]
+# Makes a rule of a grid from a function of the grid and its partition (None where it has none).
+OnPartition = Callable[[Callable[[np.ndarray, Partition], np.ndarray | None]], Rule]
+
+
+@dataclass(frozen=True)
+class _Task:
+    """What the rule makers read of one task, for one choice of background."""
+
+    # The training inputs' partitions, and the training outputs.
+    known: Sequence[Partition]
+    outputs: Sequence[np.ndarray]
+    background: BackgroundOf
+    # Appended to every rule's name: which background it takes.
+    suffix: str
+    on_partition: OnPartition
+
+
+def _most_frequent(p: Partition) -> int:
+    """The most frequent colour in the cells."""
+    return int(np.bincount(np.concatenate([c.ravel() for c in p.cells]), minlength=10).argmax())
+
+
 def _runs(separators: np.ndarray) -> list[tuple[int, int]]:
     """The maximal runs of positions that are not separators, as (start, stop)."""
     found, start = [], None
@@ -354,12 +378,9 @@ def partition_rules(train: Sequence[tuple[Grid, Grid]]) -> Iterator[tuple[str, R
         if any(p is None for p in parts):
             return
     known = [p for p in parts if p is not None]
-    backgrounds: dict[str, Callable[[Partition], int]] = {"": lambda p: p.background}
-    frequent = [int(np.bincount(np.concatenate([c.ravel() for c in p.cells]), minlength=10).argmax()) for p in known]
-    if any(f != p.background for f, p in zip(frequent, known, strict=True)):
-        backgrounds[" (on the most frequent colour)"] = lambda p: int(
-            np.bincount(np.concatenate([c.ravel() for c in p.cells]), minlength=10).argmax()
-        )
+    backgrounds: dict[str, BackgroundOf] = {"": lambda p: p.background}
+    if any(_most_frequent(p) != p.background for p in known):
+        backgrounds[" (on the most frequent colour)"] = _most_frequent
 
     def on_partition(make: Callable[[np.ndarray, Partition], np.ndarray | None]) -> Rule:
         def rule(grid: np.ndarray) -> np.ndarray | None:
@@ -372,9 +393,10 @@ def partition_rules(train: Sequence[tuple[Grid, Grid]]) -> Iterator[tuple[str, R
     summary_sized = all(o.shape == (p.rows, p.cols) for o, p in zip(outputs, known, strict=True))
     same_sized = all(o.shape == i.shape for o, i in zip(outputs, inputs, strict=True))
     for suffix, bg in backgrounds.items():
+        task = _Task(known, outputs, bg, suffix, on_partition)
         if cell_sized:
-            yield from _overlay_rules(known, outputs, bg, suffix, on_partition)
-            yield from _selection_rules(bg, suffix, on_partition)
+            yield from _overlay_rules(task)
+            yield from _selection_rules(task)
         if summary_sized:
             for feature in ("colour", "holds anything", "filled positions", "colours", *(
                 f"is {name}" for name in _predicates(known[0], known[0].background)
@@ -391,16 +413,11 @@ def partition_rules(train: Sequence[tuple[Grid, Grid]]) -> Iterator[tuple[str, R
                         on_partition(lambda g, p, t=symmetry, b=bg: t(_summary(p, b(p), "colour"))),
                     )
         if same_sized:
-            yield from _same_size_rules(known, outputs, bg, suffix, on_partition)
+            yield from _same_size_rules(task)
 
 
-def _overlay_rules(
-    known: Sequence[Partition],
-    outputs: Sequence[np.ndarray],
-    bg: Callable[[Partition], int],
-    suffix: str,
-    on_partition: Callable[[Callable[[np.ndarray, Partition], np.ndarray | None]], Rule],
-) -> Iterator[tuple[str, Rule]]:
+def _overlay_rules(task: _Task) -> Iterator[tuple[str, Rule]]:
+    known, outputs, bg, suffix, on_partition = task.known, task.outputs, task.background, task.suffix, task.on_partition
     counts = {len(p.cells) for p in known}
     ordered = counts.pop() if len(counts) == 1 else MAX_ORDERED_CELLS + 1
     for fold in FOLDS:
@@ -435,11 +452,8 @@ def _overlay_rules(
         )
 
 
-def _selection_rules(
-    bg: Callable[[Partition], int],
-    suffix: str,
-    on_partition: Callable[[Callable[[np.ndarray, Partition], np.ndarray | None]], Rule],
-) -> Iterator[tuple[str, Rule]]:
+def _selection_rules(task: _Task) -> Iterator[tuple[str, Rule]]:
+    bg, suffix, on_partition = task.background, task.suffix, task.on_partition
     for index, which in ((0, "first"), (-1, "last")):
         yield f"the {which} cell{suffix}", on_partition(lambda g, p, i=index: p.cells[i].copy())
     for feature in ("filled positions", "colours", "cells sharing its pattern", "mirror symmetries"):
@@ -452,13 +466,8 @@ def _selection_rules(
             yield f"the cell whose {feature} are the {how}{suffix}", on_partition(selected)
 
 
-def _same_size_rules(
-    known: Sequence[Partition],
-    outputs: Sequence[np.ndarray],
-    bg: Callable[[Partition], int],
-    suffix: str,
-    on_partition: Callable[[Callable[[np.ndarray, Partition], np.ndarray | None]], Rule],
-) -> Iterator[tuple[str, Rule]]:
+def _same_size_rules(task: _Task) -> Iterator[tuple[str, Rule]]:
+    known, outputs, bg, suffix, on_partition = task.known, task.outputs, task.background, task.suffix, task.on_partition
     for name in _predicates(known[0], known[0].background):
         for action in ("fill, empty the others", "fill, keep the others", "keep, empty the others"):
             yield (
