@@ -228,9 +228,6 @@ def enclosure_rules(train: Sequence[tuple[Grid, Grid]]) -> Iterator[tuple[str, R
                     )
     changed_colours = set.union(*(set(np.unique(t[s != t]).tolist()) for s, t in pairs))
     only = changed_colours.pop() if len(changed_colours) == 1 else None
-    yield "fill the box of each colour's cells with it", lambda g: fill_colour_boxes(g, None)
-    if only is not None:
-        yield f"fill the box of each colour's cells with {only}", lambda g: fill_colour_boxes(g, only)
     for diagonal in (False, True):
         shape = f"{'8' if diagonal else '4'}-connected shapes"
         yield (
@@ -242,6 +239,9 @@ def enclosure_rules(train: Sequence[tuple[Grid, Grid]]) -> Iterator[tuple[str, R
                 f"fill the boxes of {shape} with {only}",
                 lambda g, d=diagonal: fill_boxes(g, d, only),
             )
+    yield "fill the box of each colour's cells with it", lambda g: fill_colour_boxes(g, None)
+    if only is not None:
+        yield f"fill the box of each colour's cells with {only}", lambda g: fill_colour_boxes(g, only)
 
 
 def enclosure_candidates(train: Sequence[tuple[Grid, Grid]], test_input: Grid) -> list[Candidate]:
