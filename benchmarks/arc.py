@@ -42,9 +42,10 @@ from dataclasses import dataclass, field
 import grpc
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from benchmarks.arc_costs import MODEL_REPOSITORY, served_solvers
+from benchmarks.arc_costs import MODEL_REPOSITORY
 from benchmarks.plots import save_log_x
 from inferscale.arc.scoring import ATTEMPTS, oracle_pass_at_k, set_score, task_score
+from inferscale.arc.served import dearest_cost
 from inferscale.arc.tasks import SHARED_ARC, Grid, Task, load_tasks, to_grid
 from inferscale.steps import ANSWERED
 from inferscale.suite import REPO_ROOT, Suite, SuitePorts
@@ -69,7 +70,7 @@ SOLVERS = (
 FOLDERS = ("arc-agi-1/evaluation-dev", "arc-agi-2/training")
 # The budget the multi-model rows are held to: the dearest solver's cost (arc_programs_3's), as
 # the model repository declares it.
-BUDGET = max(solver.cost for solver in served_solvers(MODEL_REPOSITORY))
+BUDGET = dearest_cost(MODEL_REPOSITORY)
 SEARCH_CALLS = 16
 ORACLE_K = 5
 REQUEST_TIMEOUT_S = 300.0

@@ -25,39 +25,18 @@ import itertools
 import pathlib
 import sys
 import time
-from dataclasses import dataclass
 
-from google.protobuf import text_format
 from rich.progress import Progress
-from tritonclient.grpc import model_config_pb2
 
 from inferscale.arc import programs
 from inferscale.arc.catalogue import SOLVERS
+from inferscale.arc.served import Served, served_solvers
 from inferscale.arc.tasks import SHARED_ARC, load_tasks
 from inferscale.suite import REPO_ROOT
 
 RESULTS = REPO_ROOT / "results" / "arc"
 MODEL_REPOSITORY = REPO_ROOT / "model_repository"
 UNIT = "arc_geometry"
-
-
-@dataclass
-class Served:
-    """One solver model of the repository: its name, the solver it serves, its declared cost."""
-
-    model: str
-    solver: str
-    cost: float
-
-
-def served_solvers(repository: pathlib.Path) -> list[Served]:
-    """The ARC solver models of ``repository``, cheapest declared cost first."""
-    found = []
-    for config_path in sorted(repository.glob("arc_*/config.pbtxt")):
-        config = text_format.Parse(config_path.read_text(), model_config_pb2.ModelConfig())
-        parameters = {key: value.string_value for key, value in config.parameters.items()}
-        found.append(Served(config.name, parameters["solver"], float(parameters["inferscale.cost"])))
-    return sorted(found, key=lambda s: (s.cost, s.model))
 
 
 def cpu_seconds(work, *args):  # type: ignore[no-untyped-def]

@@ -8,7 +8,8 @@ import os
 import pytest
 
 from benchmarks.arc import BUDGET, rows, run_folder, summarize
-from benchmarks.arc_costs import MODEL_REPOSITORY, served_solvers
+from benchmarks.arc_costs import MODEL_REPOSITORY
+from inferscale.arc.served import served_solvers
 from inferscale.arc.tasks import SHARED_ARC, load_tasks
 from inferscale.suite import Suite
 from inferscale.v1 import router_service_pb2_grpc

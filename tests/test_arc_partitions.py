@@ -159,8 +159,15 @@ def test_the_largest_partition_a_30_by_30_grid_can_hold_is_answered() -> None:
     grid = rng.integers(1, 10, (30, 30)).astype(np.int8)
     grid[1::2, :] = 0
     grid[:, 1::2] = 0
-    train = [(g(grid.tolist()), g(grid[::2, ::2][:1, :1].tolist()))]
-    assert all(0.0 <= c.score <= 1.0 for c in partition_candidates(train, g(grid.tolist())))
+    p = split(grid)
+    assert p is not None and (p.rows, p.cols) == (15, 15)
+    # The output is the first cell; the test input, another such grid, answers its first cell.
+    train = [(g(grid.tolist()), g(grid[:1, :1].tolist()))]
+    test = grid.copy()
+    test[::2, ::2] = rng.integers(1, 10, (15, 15))
+    found = partition_candidates(train, g(test.tolist()))
+    assert all(0.0 <= c.score <= 1.0 for c in found)
+    assert g(test[:1, :1].tolist()) in [c.grid for c in found if c.score == 1.0]
 
 
 def test_the_partition_model_answers_through_the_router(router) -> None:  # type: ignore[no-untyped-def]

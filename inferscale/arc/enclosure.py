@@ -10,9 +10,10 @@ each region or all of its cells, with:
   is enclosed, in a table learned from the training pairs (a region may also be left as it is);
 - the one colour already inside it (a seed floods its room, enclosed or not).
 The backgrounds of shapes are filled too: each object's bounding box (or the box of all cells of
-each colour), where it is background, with one colour or the object's own. Which walls, connectivity, cells and colour is learned from
-the training pairs, which must keep their size: only walls that no output changes are tried,
-then each rule is scored on the pairs.
+each colour), where it is background, with one colour or the object's own. Which walls,
+connectivity, cells and colour is learned from the training pairs, which must keep their size
+(and some pair must change): only walls that no output changes are tried, then each rule is
+scored on the pairs.
 
 **Bound.** At most 11 wall choices x 2 connectivities, each labelled once per grid (17 grids of
 900 cells) and per table, and one pass per region (at most 450 per grid) to read its colour.
@@ -121,8 +122,8 @@ def fill_regions(
     table: dict[object, int],
     colour: int,
 ) -> np.ndarray | None:
-    """The grid with its regions filled as the rule says; None when a region
-    has no colour to take."""
+    """The grid with its regions filled as the rule says; None when a region has no colour to
+    take."""
     labels, count = regions(grid, wall, diagonal, _enclosed_only(colouring))
     fills = _region_colours(grid, labels, count, colouring, wall, table, colour)
     if fills is None:
@@ -134,7 +135,7 @@ def fill_regions(
     return out
 
 
-def fill_boxes(grid: np.ndarray, diagonal: bool, colour: int | None) -> np.ndarray | None:
+def fill_boxes(grid: np.ndarray, diagonal: bool, colour: int | None) -> np.ndarray:
     """Each object's bounding box, where background, in ``colour`` (None: the object's own)."""
     background = background_colour(grid)
     out = grid.copy()
@@ -146,7 +147,7 @@ def fill_boxes(grid: np.ndarray, diagonal: bool, colour: int | None) -> np.ndarr
     return out
 
 
-def fill_colour_boxes(grid: np.ndarray, colour: int | None) -> np.ndarray | None:
+def fill_colour_boxes(grid: np.ndarray, colour: int | None) -> np.ndarray:
     """The bounding box of all cells of each colour, where background, in ``colour`` (None: that
     colour): two pixels of a colour span a rectangle."""
     background = background_colour(grid)
@@ -155,10 +156,8 @@ def fill_colour_boxes(grid: np.ndarray, colour: int | None) -> np.ndarray | None
         if own == background:
             continue
         rows, cols = np.nonzero(grid == own)
-        box = out[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
-        box[grid[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1] == background] = (
-            own if colour is None else colour
-        )
+        box = np.s_[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+        out[box][grid[box] == background] = own if colour is None else colour
     return out
 
 

@@ -8,8 +8,9 @@ learned from the training pairs (which must keep their size), changes them where
   on every training object and when the test input's objects show only values the table has seen;
 - moves the objects of one colour (or all) by an offset read off the first pair, or in a
   direction (or towards whichever side reaches one first) until they touch a cell of another
-  colour, an anchor; or the objects of every colour that moves, each towards its own anchor; or lets every object fall as a rigid body until it rests on the border or on
-  an object that fell before it (gravity);
+  colour, an anchor; or the objects of every colour that moves, each towards its own anchor; or
+  lets every object fall as a rigid body until it rests on the border or on an object that fell
+  before it (gravity);
 - recolours each object of one colour with the colour of the nearest cell of another;
 - mirrors each object within its bounding box;
 - sorts the rows or columns by how many filled cells each holds.
@@ -319,7 +320,7 @@ def mirror_objects(grid: np.ndarray, symmetry: str, diagonal: bool) -> np.ndarra
     return None if (out == grid).all() else out
 
 
-def recolour_by_nearest(grid: np.ndarray, colour: int, diagonal: bool) -> np.ndarray | None:
+def recolour_by_nearest(grid: np.ndarray, found: Objects, colour: int, diagonal: bool) -> np.ndarray | None:
     """Each object of ``colour`` recoloured with the colour of the nearest cell (straight-line
     distance from any of its cells) of another colour than it and the background."""
     background = background_colour(grid)
@@ -328,7 +329,7 @@ def recolour_by_nearest(grid: np.ndarray, colour: int, diagonal: bool) -> np.nda
         return None
     distance, (rows, cols) = ndimage.distance_transform_edt(~others, return_indices=True)
     out = grid.copy()
-    for shape in shapes(grid, background, diagonal, one_colour=True):
+    for shape in found.of(grid, diagonal, True):
         if shape.colours != (colour,):
             continue
         cells = np.nonzero(shape.mask)
@@ -379,7 +380,7 @@ def object_transform_rules(train: Sequence[tuple[Grid, Grid]]) -> Iterator[tuple
             for diagonal in (True, False):
                 yield (
                     f"recolour each {'8' if diagonal else '4'}-connected object of colour {colour} with the nearest other colour",
-                    lambda g, c=colour, d=diagonal: recolour_by_nearest(g, c, d),
+                    lambda g, c=colour, d=diagonal: recolour_by_nearest(g, found, c, d),
                 )
     for mover in (None, *colours):
         offset = learn_offset(pairs, mover)

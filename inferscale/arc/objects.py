@@ -256,8 +256,8 @@ def object_rules(train: Sequence[tuple[Grid, Grid]]) -> Iterator[tuple[str, Rule
     objects_of: ObjectsOf = PerGrid(objects_on_background)
     yield "everything but the background", content
     yield "inside the largest frame of one colour", frame_inside
+    h, w = pairs[0][1].shape
     for corner, r, c in learn_window(pairs):
-        h, w = pairs[0][1].shape
         yield (
             f"the {h}x{w} window {r} rows and {c} columns in from the {corner}",
             lambda g, k=corner, r=r, c=c, h=h, w=w: _window(g, k, r, c, h, w),

@@ -8,8 +8,9 @@ Many tasks draw a grid of cells separated by lines, and the answer is built from
   exactly one), or the cells laid over one another, in an order of the cells or in an order of
   the colours learned from the training pairs (a colour on top wherever it met another). The
   cells after the first may be mirrored first (folding a grid in two).
-- Selection: the cell whose count of filled positions or of colours is the largest, the
-  smallest or the one unique, or the one cell whose pattern no other cell shares, cut out.
+- Selection: the first or the last cell, or the cell whose count of filled positions, of colours,
+  of mirror symmetries or of cells sharing its pattern is the largest, the smallest or the one
+  unique, cut out.
 - Summaries: one output cell per cell (its colour, whether it is filled, its count of filled
   positions, whether that count is the largest or the smallest), or the input with each cell
   kept, emptied or filled with its colour by such a predicate.
@@ -55,7 +56,7 @@ FOLDS: dict[str, tuple[slice, slice]] = {
     "rotate 180": (slice(None, None, -1), slice(None, None, -1)),
 }
 COMBINATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    # Each takes the count, per position, of the cells filled there, and the number of cells.
+    # Each takes which positions of each cell are filled (cells x height x width).
     "all": lambda filled: filled.all(axis=0),
     "any": lambda filled: filled.any(axis=0),
     "an odd number": lambda filled: filled.sum(axis=0) % 2 == 1,
@@ -77,12 +78,9 @@ class Partition:
     line: int
     # The colour the cells are drawn on.
     background: int
-    # Each cell's features by background, read once: every rule of a task reads them.
-    read: dict[int, dict[str, list[int]]] = field(default_factory=dict, compare=False, repr=False)
-
-    def filled(self, background: int | None = None) -> np.ndarray:
-        """Which positions of each cell hold a colour other than the background: cells x h x w."""
-        return np.stack(self.cells) != (self.background if background is None else background)
+    # Each cell's features and predicates by background, read once: every rule of a task reads
+    # them on every grid.
+    read: dict[tuple[str, int], dict] = field(default_factory=dict, compare=False, repr=False)
 
 
 # The colour a rule takes as a partition's background.
@@ -104,9 +102,20 @@ class _Task:
     on_partition: OnPartition
 
 
+def _colour_counts(cells: Sequence[np.ndarray]) -> np.ndarray:
+    """How many cells of each colour the cells hold together."""
+    return np.bincount(np.concatenate([c.ravel() for c in cells]), minlength=10)
+
+
+def _drawn_on(counts: np.ndarray) -> int:
+    """The colour cells with these colour counts are drawn on: 0 where they hold it, else their
+    most frequent."""
+    return 0 if counts[0] else int(counts.argmax())
+
+
 def _most_frequent(p: Partition) -> int:
     """The most frequent colour in the cells."""
-    return int(np.bincount(np.concatenate([c.ravel() for c in p.cells]), minlength=10).argmax())
+    return int(_colour_counts(p.cells).argmax())
 
 
 def _runs(separators: np.ndarray) -> list[tuple[int, int]]:
@@ -139,12 +148,10 @@ def split(grid: np.ndarray) -> Partition | None:
         corners = tuple((top, left) for top, _ in row_runs for left, _ in col_runs)
         h, w = heights.pop(), widths.pop()
         cells = tuple(grid[top : top + h, left : left + w] for top, left in corners)
-        inside = np.concatenate([c.ravel() for c in cells])
-        counts = np.bincount(inside, minlength=10)
-        if counts[line] * 2 > inside.size:
+        counts = _colour_counts(cells)
+        if counts[line] * 2 > counts.sum():
             continue
-        background = 0 if counts[0] else int(counts.argmax())
-        return Partition(cells, corners, len(row_runs), len(col_runs), line, background)
+        return Partition(cells, corners, len(row_runs), len(col_runs), line, _drawn_on(counts))
     return None
 
 
@@ -157,8 +164,7 @@ def blocks(grid: np.ndarray, rows: int, cols: int) -> Partition | None:
     bh, bw = h // rows, w // cols
     corners = tuple((r * bh, c * bw) for r in range(rows) for c in range(cols))
     cells = tuple(grid[top : top + bh, left : left + bw] for top, left in corners)
-    counts = np.bincount(grid.ravel(), minlength=10)
-    return Partition(cells, corners, rows, cols, -1, 0 if counts[0] else int(counts.argmax()))
+    return Partition(cells, corners, rows, cols, -1, _drawn_on(np.bincount(grid.ravel(), minlength=10)))
 
 
 def repeats(grid: np.ndarray) -> Partition | None:
@@ -198,13 +204,13 @@ def _colour(cell: np.ndarray, background: int) -> int:
 
 def _features(p: Partition, background: int) -> dict[str, list[int]]:
     """Numbers read off each cell, by name, in reading order (read once per background)."""
-    if background not in p.read:
-        p.read[background] = _read_features(p, background)
-    return p.read[background]
+    if ("features", background) not in p.read:
+        p.read["features", background] = _read_features(p, background)
+    return p.read["features", background]
 
 
 def _read_features(p: Partition, background: int) -> dict[str, list[int]]:
-    filled = p.filled(background).reshape(len(p.cells), -1).sum(axis=1).tolist()
+    filled = (np.stack(p.cells) != background).reshape(len(p.cells), -1).sum(axis=1).tolist()
     colours = [len(set(c.ravel().tolist()) - {background}) for c in p.cells]
     looks = Counter(c.tobytes() for c in p.cells)
     return {
@@ -222,7 +228,13 @@ def _mirror_symmetries(cell: np.ndarray) -> int:
 
 
 def _predicates(p: Partition, background: int) -> dict[str, list[bool]]:
-    """Yes-or-no facts of each cell, by name, in reading order."""
+    """Yes-or-no facts of each cell, by name, in reading order (read once per background)."""
+    if ("predicates", background) not in p.read:
+        p.read["predicates", background] = _read_predicates(p, background)
+    return p.read["predicates", background]
+
+
+def _read_predicates(p: Partition, background: int) -> dict[str, list[bool]]:
     found: dict[str, list[bool]] = {}
     for name, values in _features(p, background).items():
         for how in ("largest", "smallest"):
@@ -270,11 +282,13 @@ def learn_colour_order(pairs: Sequence[tuple[Partition, np.ndarray, int]]) -> li
 
 
 def _by_colour_order(p: Partition, order: Sequence[int], background: int) -> np.ndarray:
-    rank = {colour: i for i, colour in enumerate(order)}
+    # Each colour's height, the topmost highest; colours the training pairs never showed meeting
+    # rank below every known one, and the background below them all.
+    height = np.zeros(10, dtype=np.int64)
+    height[list(order)] = np.arange(len(order), 0, -1)
+    height[background] = -1
     stacked = np.stack(p.cells)
-    # Colours the training pairs never showed meeting rank below every known one.
-    ranks = np.vectorize(lambda c: -1 if c == background else len(order) - rank.get(c, len(order)))(stacked)
-    top = ranks.argmax(axis=0)
+    top = height[stacked].argmax(axis=0)
     return np.take_along_axis(stacked, top[None], axis=0)[0]
 
 

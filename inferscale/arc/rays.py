@@ -159,7 +159,7 @@ Sight = list[tuple[str, str, np.ndarray, np.ndarray]]
 
 def paint(
     grid: np.ndarray, seen: Sight, drawn: dict[tuple[str, str], int], rows_last: bool
-) -> np.ndarray | None:
+) -> np.ndarray:
     """The grid with the learned rays drawn (rays along rows last, or along columns last), as it
     was where none lands on it."""
     out = grid.copy()

@@ -58,7 +58,8 @@ SCALE_COUNTS = {
 
 
 def scaled_by_count(grid: np.ndarray, count: str) -> np.ndarray | None:
-    """The grid scaled up by ``SCALE_COUNTS[count]``; None where that leaves 1 to 30 cells a side."""
+    """The grid scaled up by ``SCALE_COUNTS[count]``; None where the factor is below 1 or the
+    result would exceed 30 cells a side."""
     factor = SCALE_COUNTS[count](grid)
     if factor < 1 or max(grid.shape) * factor > MAX_SIDE:
         return None
