@@ -38,6 +38,42 @@ def test_tiling_finds_the_fractal_and_the_block_reduction() -> None:
     assert top.grid == g([[5, 5]]) and top.score == 1.0
 
 
+def test_tiling_lays_the_inverted_input_at_the_cells_a_fractal_names() -> None:
+    # Each empty cell of the input becomes a copy of the input with its two colours swapped.
+    train = [
+        (g([[1, 0], [0, 0]]), g([[0, 0, 0, 1], [0, 0, 1, 1], [0, 1, 0, 1], [1, 1, 1, 1]])),
+        (g([[0, 2], [2, 2]]), g([[2, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]])),
+    ]
+    top = best(tiling_candidates(train, g([[3, 3], [0, 3]])))
+    assert top.rule == "inverted fractal at empty cells" and top.score == 1.0
+    assert top.grid == g([[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [3, 0, 0, 0]])
+
+
+def test_tiling_places_copies_at_the_rarest_colour() -> None:
+    train = [
+        (g([[1, 2], [2, 0]]), g([[1, 2, 0, 0], [2, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]])),
+        (g([[4, 4], [4, 3]]), g([[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 4, 4], [0, 0, 4, 3]])),
+    ]
+    top = best(tiling_candidates(train, g([[6, 5], [6, 0]])))
+    assert top.rule == "fractal at the rarest colour"
+    assert top.grid == g([[0, 0, 6, 5], [0, 0, 6, 0], [0, 0, 0, 0], [0, 0, 0, 0]])
+
+
+def test_tiling_tiles_the_inverted_input() -> None:
+    train = [(g([[1, 0, 0]]), g([[0, 1, 1, 0, 1, 1], [0, 1, 1, 0, 1, 1]])), (g([[2, 2, 0]]), g([[0, 0, 2, 0, 0, 2], [0, 0, 2, 0, 0, 2]]))]
+    top = best(tiling_candidates(train, g([[3, 3, 0]])))
+    assert top.rule == "tile inverted identity/identity/identity/identity"
+    assert top.grid == g([[0, 0, 3, 0, 0, 3], [0, 0, 3, 0, 0, 3]])
+
+
+def test_tiling_learns_the_block_each_colour_becomes() -> None:
+    train = [(g([[5, 0]]), g([[1, 2, 0, 0], [2, 1, 0, 0]])), (g([[0, 5], [5, 5]]), g([[0, 0, 1, 2], [0, 0, 2, 1], [1, 2, 1, 2], [2, 1, 2, 1]]))]
+    top = best(tiling_candidates(train, g([[5], [0]])))
+    assert top.rule == "scale up by learned blocks" and top.grid == g([[1, 2], [2, 1], [0, 0], [0, 0]])
+    # A colour no training pair showed could become any block: no answer by this rule.
+    assert all(c.rule != "scale up by learned blocks" for c in tiling_candidates(train, g([[7, 0]])))
+
+
 def test_tiling_scales_up_by_the_number_of_colours_the_input_holds() -> None:
     train = [
         (g([[1, 0], [0, 0]]), g([[1, 0], [0, 0]])),

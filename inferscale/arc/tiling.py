@@ -1,8 +1,10 @@
 """The symmetry-and-tiling family of ARC solvers: outputs built from copies of the input.
 
-- Growing: the output is the input scaled up, tiled with a symmetry chosen per tile, or the
-  input laid out in its own shape (a fractal); or scaled up by a count read off the input (its
-  colours, its filled cells), when the factor differs from pair to pair.
+- Growing: the output is the input scaled up, each colour to a block learned from the pairs;
+  the input (or its two colours swapped) tiled with a symmetry chosen per tile, or laid out in its
+  own shape at its filled, empty, rarest- or commonest-colour cells (a fractal); or the input
+  scaled up by a count read off it (its colours, its filled cells), when the factor differs from
+  pair to pair.
 - Shrinking: the output is the input scaled down, each block read by majority or presence.
 - Repairing: cells of a mask colour (one the inputs have and the outputs never do) are filled
   from the symmetries or the periodic pattern the rest of the grid obeys; the answer is the
@@ -15,7 +17,7 @@ candidate is scored on them (``inferscale.arc.solvers.candidates_from_rules``).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -91,6 +93,73 @@ def learn_tile_symmetries(pairs: Sequence[tuple[np.ndarray, np.ndarray]], ratio:
 
             chosen.append(max(names, key=agreement))
     return chosen
+
+
+# Where a fractal places copies: the cells of the input that are filled, empty, of its rarest or of
+# its commonest filled colour.
+FRACTAL_PLACES = ("filled cells", "empty cells", "the rarest colour", "the commonest colour")
+
+
+def fractal(grid: np.ndarray, copy: np.ndarray, where: str) -> np.ndarray | None:
+    """The input laid out in its own shape: ``copy`` in the blocks of the cells ``where`` names,
+    black (0) elsewhere."""
+    # Black (0) is the background wherever the grid has it: in grids this small the commonest
+    # colour is often the pattern's own.
+    background = 0 if (grid == 0).any() else background_colour(grid)
+    counts = np.bincount(grid.ravel(), minlength=10)
+    counts[0] = 0  # black is never the rarest or commonest colour; another background may be
+    filled = np.nonzero(counts)[0]
+    if where == "filled cells":
+        places = grid != background
+    elif where == "empty cells":
+        places = grid == background
+    elif filled.size < 2:
+        return None  # rarest and commonest are the same colour: the rule reads nothing
+    else:
+        ranked = filled[np.argsort(counts[filled], kind="stable")]
+        places = grid == (ranked[0] if where == "the rarest colour" else ranked[-1])
+    return np.kron(places.astype(np.int8), copy)
+
+
+def inverted(grid: np.ndarray) -> np.ndarray | None:
+    """The grid's two colours swapped; None when it has more or fewer."""
+    present = np.nonzero(np.bincount(grid.ravel(), minlength=10))[0]
+    if present.size != 2:
+        return None
+    first, second = present.tolist()
+    return np.where(grid == first, second, first).astype(np.int8)
+
+
+def _then(grid: np.ndarray | None, step: Callable[[np.ndarray], np.ndarray | None]) -> np.ndarray | None:
+    return None if grid is None else step(grid)
+
+
+def learn_blocks(pairs: Sequence[tuple[np.ndarray, np.ndarray]], ratio: tuple[int, int]) -> dict[int, np.ndarray] | None:
+    """Per input colour, the block of the ratio's size that each of its cells becomes on every
+    training pair; None when a colour's cells become different blocks."""
+    blocks: dict[int, np.ndarray] = {}
+    for source, target in pairs:
+        h, w = source.shape
+        tiles = target.reshape(h, ratio[0], w, ratio[1]).transpose(0, 2, 1, 3)
+        for colour in np.unique(source).tolist():
+            found = tiles[source == colour]
+            if (found != found[0]).any() or (colour in blocks and (blocks[colour] != found[0]).any()):
+                return None
+            blocks[colour] = found[0]
+    return blocks
+
+
+def _blocks_rule(pairs: Sequence[tuple[np.ndarray, np.ndarray]], ratio: tuple[int, int]) -> Rule:
+    blocks = learn_blocks(pairs, ratio)
+
+    def rule(grid: np.ndarray) -> np.ndarray | None:
+        if blocks is None or any(colour not in blocks for colour in np.unique(grid).tolist()):
+            return None  # a colour never seen could become any block
+        h, w = grid.shape
+        out = np.stack([blocks[colour] for colour in grid.ravel().tolist()]).reshape(h, w, *ratio)
+        return out.transpose(0, 2, 1, 3).reshape(h * ratio[0], w * ratio[1])
+
+    return rule
 
 
 def block_reduce(grid: np.ndarray, ratio: tuple[int, int], how: str) -> np.ndarray | None:
@@ -206,8 +275,17 @@ def tiling_rules(train: Sequence[tuple[Grid, Grid]]) -> Iterator[tuple[str, Rule
         yield "scale up", lambda g: np.kron(g, np.ones(grow, dtype=np.int8))
         symmetries = learn_tile_symmetries(pairs, grow)
         yield "tile " + "/".join(symmetries), lambda g: tiled(g, grow, symmetries)
-        yield "fractal", lambda g: np.kron((g != background_colour(g)).astype(np.int8), g) if g.shape == grow else None
-        yield "inverse fractal", lambda g: np.kron((g == background_colour(g)).astype(np.int8), g) if g.shape == grow else None
+        flipped = [(inverted(source), target) for source, target in pairs]
+        if all(source is not None for source, _ in flipped):
+            inverted_symmetries = learn_tile_symmetries(flipped, grow)
+            yield (
+                "tile inverted " + "/".join(inverted_symmetries),
+                lambda g: _then(inverted(g), lambda i: tiled(i, grow, inverted_symmetries)),
+            )
+        yield "scale up by learned blocks", _blocks_rule(pairs, grow)
+        for where in FRACTAL_PLACES:
+            yield f"fractal at {where}", lambda g, w=where: fractal(g, g, w) if g.shape == grow else None
+            yield f"inverted fractal at {where}", lambda g, w=where: _then(inverted(g), lambda i: fractal(g, i, w)) if g.shape == grow else None
     for count, read in SCALE_COUNTS.items():
         if all(t.shape == (s.shape[0] * read(s), s.shape[1] * read(s)) for s, t in pairs):
             yield f"scale up by {count}", lambda g, c=count: scaled_by_count(g, c)
