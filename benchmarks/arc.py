@@ -64,6 +64,7 @@ SOLVERS = (
     "arc_counting",
     "arc_rays",
     "arc_partitions",
+    "arc_stamps",
     "arc_programs_2",
     "arc_programs_3",
 )

@@ -15,6 +15,7 @@ from inferscale.arc import (
     programs,
     rays,
     solvers,
+    stamps,
     tiling,
 )
 from inferscale.arc.solvers import Candidate
@@ -35,4 +36,5 @@ SOLVERS: dict[str, Solver] = {
     "counting": counting.counting_candidates,
     "neighbourhood": neighbourhood.neighbourhood_candidates,
     "partitions": partitions.partition_candidates,
+    "stamps": stamps.stamp_candidates,
 }
