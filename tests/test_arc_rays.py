@@ -62,6 +62,17 @@ def test_a_ray_stops_at_the_first_wall_it_meets_and_only_rays_that_meet_one_are_
     assert best.rule.endswith("right to other colour")
 
 
+def test_each_colour_draws_its_own_rays_and_their_crossings_take_a_learned_colour() -> None:
+    # 1s draw whole rows, 2s whole columns; where a row meets a column the output shows 4.
+    train = [
+        (g([[0, 0, 0], [0, 0, 1], [0, 0, 0], [2, 0, 0]]), g([[2, 0, 0], [4, 1, 1], [2, 0, 0], [2, 0, 0]])),
+        (g([[0, 2, 0, 0], [0, 0, 0, 0], [1, 0, 0, 0]]), g([[0, 2, 0, 0], [0, 2, 0, 0], [1, 4, 1, 1]])),
+    ]
+    top = ray_candidates(train, g([[0, 0, 0, 0], [0, 0, 0, 1], [0, 0, 2, 0], [0, 0, 0, 0]]))[0]
+    assert top.score == 1.0 and top.rule.startswith("rays from each colour") and top.rule.endswith("crossings 4")
+    assert top.grid == g([[0, 0, 2, 0], [1, 1, 4, 1], [0, 0, 2, 0], [0, 0, 2, 0]])
+
+
 def test_the_nearest_cell_is_found_along_rows_columns_and_both_diagonals() -> None:
     places = np.full((3, 3), NOTHING)
     places[0, 0] = 7

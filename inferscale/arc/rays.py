@@ -12,7 +12,8 @@ pairs, which must keep their size:
   cells of the same colour (a line that connects them).
 A kind is drawn when every cell it would paint changes in the training outputs, in the source's
 colour where the outputs mostly show it (two crossing rays cannot both win), else in the one
-colour they show.
+colour they show. Each colour may also learn its own kinds, drawn together (one colour's rays go
+down, another's across), with the colour the outputs show where rays of two colours cross.
 
 **Bound.** For each source choice (at most 11) and mode (3), each wall layout is looked along
 once per direction (8) and grid (17), by one cumulative pass over its 900 cells (diagonals by
@@ -232,7 +233,70 @@ def ray_rules(train: Sequence[tuple[Grid, Grid]]) -> list[tuple[str, Rule]]:
                         ),
                     )
                 )
+    rules.extend(_rules_per_colour(pairs, colours, sights))
     return [(name, rule) for _, name, rule in sorted(rules, key=lambda r: r[0])]
+
+
+def _rules_per_colour(
+    pairs: Sequence[tuple[np.ndarray, np.ndarray]], colours: Sequence[int], sights: PerGrid[Sight]
+) -> Iterator[tuple[int, str, Rule]]:
+    """Each colour's own kinds of ray, learned apart and drawn together: one colour's rays go
+    down, another's right. Where rays of two colours cross, the outputs may show a colour of their
+    own, learned too."""
+    if len(colours) < 2:
+        return
+    for mode, described in MODES.items():
+        learned = {c: learn_drawn(pairs, [sights(s, f"colour {c}", mode) for s, _ in pairs]) for c in colours}
+        learned = {c: drawn for c, drawn in learned.items() if drawn}
+        if len(learned) < 2:
+            continue
+        kinds = "; ".join(f"colour {c} " + ", ".join(f"{name} to {end}" for name, end in sorted(d)) for c, d in learned.items())
+        for rows_last in (True, False) if mode != "stop" else (True,):
+
+            def drawn_by_each(
+                grid: np.ndarray, m: str = mode, r: bool = rows_last, each: dict = learned
+            ) -> tuple[np.ndarray, np.ndarray]:
+                return paint_each(grid, [(sights(grid, f"colour {c}", m), d) for c, d in each.items()], r)
+
+            crossing = learn_crossing(pairs, [drawn_by_each(s) for s, _ in pairs])
+            name = f"rays from each colour {described}{', rows last' if rows_last else ', columns last'}: {kinds}"
+            if crossing is not None:
+                name += f", crossings {crossing}"
+
+            def rule(grid: np.ndarray, draw: Callable = drawn_by_each, crossing: int | None = crossing) -> np.ndarray:
+                out, crossed = draw(grid)
+                if crossing is not None:
+                    out[crossed] = crossing
+                return out
+
+            yield sum(len(d) for d in learned.values()), name, rule
+
+
+def paint_each(
+    grid: np.ndarray, each: Sequence[tuple[Sight, dict[tuple[str, str], int]]], rows_last: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """The grid with every colour's learned rays drawn (rays along rows last, or along columns
+    last), and where rays of two or more colours land."""
+    out = grid.copy()
+    landed = np.zeros((10, *grid.shape), dtype=bool)
+    seen = [(name, end, cells, colour, drawn) for sight_, drawn in each for name, end, cells, colour in sight_ if (name, end) in drawn]
+    for name, end, cells, colour, drawn in sorted(seen, key=lambda s: (DIRECTIONS[s[0]][0] == 0) == rows_last):
+        painted = colour if drawn[name, end] == SOURCE_COLOUR else np.full(grid.shape, drawn[name, end])
+        out[cells] = painted[cells]
+        for c in np.unique(painted[cells]).tolist():
+            landed[c] |= cells & (painted == c)
+    return out, landed.sum(axis=0) >= 2
+
+
+def learn_crossing(pairs: Sequence[tuple[np.ndarray, np.ndarray]], drawn: Sequence[tuple[np.ndarray, np.ndarray]]) -> int | None:
+    """The one colour the outputs show wherever rays of two colours cross, if they show one that
+    the rays do not already give."""
+    shown = [target[crossed] for (_, target), (_, crossed) in zip(pairs, drawn, strict=True)]
+    found = np.unique(np.concatenate(shown)) if shown else np.array([])
+    if found.size != 1:
+        return None
+    colour = int(found[0])
+    return None if all((out[crossed] == colour).all() for out, crossed in drawn) else colour
 
 
 def ray_candidates(train: Sequence[tuple[Grid, Grid]], test_input: Grid) -> list[Candidate]:
