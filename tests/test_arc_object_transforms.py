@@ -110,6 +110,27 @@ def test_each_moving_colour_goes_to_its_own_anchor() -> None:
     assert best.rule == "move each colour until it touches its anchor: 3 towards 2, 7 towards 1"
 
 
+def test_each_colour_moves_by_its_own_offset() -> None:
+    # 1s move one step right, 2s two steps, 3s stay; the 2 is absent from the second pair.
+    train = [
+        (g([[1, 0, 0, 0], [2, 0, 0, 0], [3, 0, 0, 0]]), g([[0, 1, 0, 0], [0, 0, 2, 0], [3, 0, 0, 0]])),
+        (g([[0, 0, 0, 0], [1, 0, 0, 3], [0, 0, 0, 0]]), g([[0, 0, 0, 0], [0, 1, 0, 3], [0, 0, 0, 0]])),
+    ]
+    top = object_transform_candidates(train, g([[2, 0, 0, 0], [1, 0, 0, 0], [3, 0, 0, 0]]))[0]
+    assert top.rule == "move each colour by its own offset: 1 by (0, 1), 2 by (0, 2)" and top.score == 1.0
+    assert top.grid == g([[0, 0, 2, 0], [0, 1, 0, 0], [3, 0, 0, 0]])
+
+
+def test_each_objects_two_colours_are_swapped() -> None:
+    train = [
+        (g([[1, 2, 0, 0], [1, 1, 0, 0], [0, 0, 0, 3], [0, 0, 0, 4]]), g([[2, 1, 0, 0], [2, 2, 0, 0], [0, 0, 0, 4], [0, 0, 0, 3]])),
+        (g([[5, 6, 0], [0, 0, 0], [0, 7, 8]]), g([[6, 5, 0], [0, 0, 0], [0, 8, 7]])),
+    ]
+    top = object_transform_candidates(train, g([[9, 0, 0], [9, 1, 0], [0, 0, 0]]))[0]
+    assert (top.rule, top.score) == ("swap the two colours of each object", 1.0)
+    assert top.grid == g([[1, 0, 0], [1, 9, 0], [0, 0, 0]])
+
+
 def test_each_object_is_mirrored_within_its_own_box() -> None:
     mirrored = [
         (

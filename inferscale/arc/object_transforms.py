@@ -6,12 +6,14 @@ learned from the training pairs (which must keep their size), changes them where
   largest or smallest, shape, colour, height, width, touching the border, holding a hole, how
   many objects share its shape) to the colour it takes, or to "kept"; used only when consistent
   on every training object and when the test input's objects show only values the table has seen;
-- moves the objects of one colour (or all) by an offset read off the first pair, or in a
+- moves the objects of one colour (or all) by an offset read off the first pair, or each colour
+  by its own offset (the same in every pair that shows it), or in a
   direction (or towards whichever side reaches one first) until they touch a cell of another
   colour, an anchor; or the objects of every colour that moves, each towards its own anchor; or
   lets every object fall as a rigid body until it rests on the border or on an object that fell
   before it (gravity);
-- recolours each object of one colour with the colour of the nearest cell of another;
+- recolours each object of one colour with the colour of the nearest cell of another, or swaps
+  the two colours of each two-coloured object;
 - mirrors each object within its bounding box;
 - sorts the rows or columns by how many filled cells each holds.
 
@@ -199,6 +201,53 @@ def learn_offset(
         return None
     offset = (int(after[0].min() - before[0].min()), int(after[1].min() - before[1].min()))
     return None if offset == (0, 0) else offset
+
+
+def learn_offsets(pairs: Sequence[tuple[np.ndarray, np.ndarray]], colours: Sequence[int]) -> dict[int, tuple[int, int]]:
+    """Each colour's own offset, the same in every pair that shows the colour (carrying its cells'
+    bounding box to the output's, with as many cells after as before); colours that stay, or move
+    differently from pair to pair, are left out."""
+    offsets = {}
+    for colour in colours:
+        seen = set()
+        for source, target in pairs:
+            before, after = np.nonzero(source == colour), np.nonzero(target == colour)
+            if before[0].size != after[0].size:
+                seen.add(None)
+            elif before[0].size:
+                seen.add((int(after[0].min() - before[0].min()), int(after[1].min() - before[1].min())))
+        if len(seen) == 1 and None not in seen and (0, 0) not in seen:
+            offsets[colour] = seen.pop()
+    return offsets
+
+
+def shift_each(grid: np.ndarray, offsets: dict[int, tuple[int, int]]) -> np.ndarray | None:
+    """The cells of each colour moved by that colour's offset, all at once, drawn over the cells
+    that stay; cells moved off the grid are lost."""
+    background = np.int8(background_colour(grid))
+    moving = np.isin(grid, list(offsets))
+    if not moving.any():
+        return None
+    out = np.where(moving, background, grid)
+    for colour, (dr, dc) in offsets.items():
+        rows, cols = np.nonzero(grid == colour)
+        r, c = rows + dr, cols + dc
+        inside = (r >= 0) & (r < grid.shape[0]) & (c >= 0) & (c < grid.shape[1])
+        out[r[inside], c[inside]] = colour
+    return out
+
+
+def swap_colours_in_objects(grid: np.ndarray, found: Objects) -> np.ndarray | None:
+    """Each 8-connected object of exactly two colours with those two colours swapped."""
+    out = grid.copy()
+    swapped = False
+    for shape in found.of(grid, True, False):
+        if len(shape.colours) == 2:
+            first, second = shape.colours
+            out[shape.mask & (grid == first)] = second
+            out[shape.mask & (grid == second)] = first
+            swapped = True
+    return out if swapped else None
 
 
 def _slide(
@@ -389,6 +438,13 @@ def object_transform_rules(train: Sequence[tuple[Grid, Grid]]) -> Iterator[tuple
                 f"move {'everything' if mover is None else f'colour {mover}'} by {offset}",
                 lambda g, m=mover, o=offset: shift(g, m, o),
             )
+    # Any colour some input shows may move: a colour absent from a pair says nothing against it.
+    shown = set().union(*(set(np.unique(s).tolist()) - {background_colour(s)} for s, _ in pairs))
+    offsets = learn_offsets(pairs, sorted(shown))
+    if len(offsets) > 1:
+        described = ", ".join(f"{colour} by {offset}" for colour, offset in offsets.items())
+        yield f"move each colour by its own offset: {described}", lambda g, o=offsets: shift_each(g, o)
+    yield "swap the two colours of each object", lambda g: swap_colours_in_objects(g, found)
     # Movers are the colours whose cells move in every pair (as many after as before); anchors
     # the colours that stay.
     moved = [
