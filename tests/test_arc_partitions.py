@@ -173,3 +173,13 @@ def test_the_largest_partition_a_30_by_30_grid_can_hold_is_answered() -> None:
 def test_the_partition_model_answers_through_the_router(router) -> None:  # type: ignore[no-untyped-def]
     grid, confidence = solved_alone(router, "arc_partitions", BOTH, BOTH_TEST)
     assert (g(grid), confidence) == (BOTH_ANSWER, 1.0)
+
+
+def test_a_grid_without_lines_or_repeats_is_cut_into_one_block_per_output_cell() -> None:
+    # Each 2x2 block (3x3 in the larger input) holds one coloured cell: the output is those cells.
+    train = [
+        (g([[1, 0, 0, 0], [0, 0, 0, 2], [0, 0, 4, 0], [3, 0, 0, 0]]), g([[1, 2], [3, 4]])),
+        (g([[0, 0, 0, 0, 0, 0], [0, 5, 0, 0, 0, 0], [0, 0, 0, 0, 0, 6], [0, 0, 0, 0, 0, 0], [0, 0, 7, 0, 0, 0], [0, 0, 0, 8, 0, 0]]), g([[5, 6], [7, 8]])),
+    ]
+    top = partition_candidates(train, g([[0, 0, 0, 0], [9, 0, 0, 1], [0, 2, 0, 0], [0, 0, 0, 3]]))[0]
+    assert (top.grid, top.score, top.rule) == (g([[9, 1], [2, 3]]), 1.0, "each cell's colour")

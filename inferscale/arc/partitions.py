@@ -1,7 +1,8 @@
 """The partition family of ARC solvers: grids split into equal cells by full lines of one colour.
 
 Without such lines, a grid is cut into blocks of the training outputs' size when every pair
-agrees on how many, else into copies of its smallest repeating block.
+agrees on how many, else into copies of its smallest repeating block, else into one block per
+cell of the outputs when they all have one size.
 
 Many tasks draw a grid of cells separated by lines, and the answer is built from the cells:
 - Overlays, one cell's size: the cells' filled positions combined (all, any, an odd number, none,
@@ -388,6 +389,16 @@ def partition_rules(train: Sequence[tuple[Grid, Grid]]) -> Iterator[tuple[str, R
     if any(p is None for p in parts):
         layout = block_layout(list(zip(inputs, outputs, strict=True)))
         partitioned = PerGrid(repeats) if layout is None else PerGrid(lambda g: blocks(g, *layout))
+        parts = [partitioned(g) for g in inputs]
+    if any(p is None for p in parts):
+        # One block per output cell, when every output has the same size.
+        sizes = {o.shape for o in outputs}
+        if len(sizes) != 1:
+            return
+        counted = sizes.pop()
+        if counted[0] * counted[1] < 2:
+            return
+        partitioned = PerGrid(lambda g: blocks(g, *counted) if g.size > counted[0] * counted[1] else None)
         parts = [partitioned(g) for g in inputs]
         if any(p is None for p in parts):
             return
