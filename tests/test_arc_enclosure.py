@@ -127,6 +127,17 @@ def test_walls_never_change_so_a_colour_that_changes_is_never_taken_for_the_wall
 
 
 @pytest.mark.integration
+def test_black_regions_are_read_between_every_other_colour_even_where_black_is_not_the_most_frequent() -> None:
+    # Black cells walled in by 1s and 3s become 5; black cells that reach the border stay.
+    train = [
+        (g([[3, 3, 3, 1], [3, 0, 1, 0], [1, 3, 3, 3], [0, 3, 1, 1]]), g([[3, 3, 3, 1], [3, 5, 1, 0], [1, 3, 3, 3], [0, 3, 1, 1]])),
+        (g([[1, 1, 3, 0], [1, 0, 0, 3], [3, 1, 1, 3], [3, 3, 0, 3]]), g([[1, 1, 3, 0], [1, 5, 5, 3], [3, 1, 1, 3], [3, 3, 0, 3]])),
+    ]
+    top = enclosure_candidates(train, g([[0, 3, 1, 3], [3, 1, 0, 1], [1, 0, 3, 3], [3, 1, 3, 0]]))[0]
+    assert top.score == 1.0 and "every non-black cell" in top.rule
+    assert top.grid == g([[0, 3, 1, 3], [3, 1, 5, 1], [1, 5, 3, 3], [3, 1, 3, 0]])
+
+
 def test_the_enclosure_model_answers_through_the_router(router) -> None:  # type: ignore[no-untyped-def]
     grid, confidence = solved_alone(router, "arc_enclosure", HOLES, TEST)
     assert (g(grid), confidence) == (ANSWER, 1.0)

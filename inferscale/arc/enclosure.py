@@ -1,9 +1,10 @@
 """The enclosure family of ARC solvers: regions enclosed by a colour, or held by a shape, filled.
 
-Walls are the cells of one colour (or every filled cell). The regions are the connected parts of
-everything else (4-connected, so a diagonal gap does not leak; or 8-connected, so it does); a
-region is enclosed when it does not reach the border. A rule fills either the background cells of
-each region or all of its cells, with:
+Walls are the cells of one colour (or every filled cell, or every cell that is not black where
+black is not the most frequent colour). The regions are the connected parts of everything else
+(4-connected, so a diagonal gap does not leak; or 8-connected, so it does); a region is enclosed
+when it does not reach the border. A rule fills either the background cells of each region or all
+of its cells, with:
 - one colour, the same for every enclosed region;
 - the colour of the wall around it;
 - a colour looked up by the region's size, its shape (square, rectangle or other) or whether it
@@ -32,6 +33,8 @@ from inferscale.arc.tasks import Grid
 from inferscale.arc.tiling import background_colour
 
 EVERY_FILLED = -1
+# Every cell not black (0): "filled" where black is not the most frequent colour of the grid.
+EVERY_NOT_BLACK = -3
 # A region left as it is.
 KEEP = -2
 FIXED_COLOURINGS = ("one colour", "the wall's colour", "the colour inside it")
@@ -57,8 +60,11 @@ KEYS: dict[str, tuple[Callable[[np.ndarray, np.ndarray], object], bool]] = {
 
 
 def wall_mask(grid: np.ndarray, wall: int) -> np.ndarray:
-    """The cells of colour ``wall``, or every filled cell for ``EVERY_FILLED``."""
-    return grid != background_colour(grid) if wall == EVERY_FILLED else grid == wall
+    """The cells of colour ``wall``, or every filled (or every non-black) cell for ``EVERY_FILLED``
+    (``EVERY_NOT_BLACK``)."""
+    if wall == EVERY_FILLED:
+        return grid != background_colour(grid)
+    return grid != 0 if wall == EVERY_NOT_BLACK else grid == wall
 
 
 def regions(
@@ -200,8 +206,12 @@ def enclosure_rules(train: Sequence[tuple[Grid, Grid]]) -> Iterator[tuple[str, R
     if any(s.shape != t.shape for s, t in pairs) or all((s == t).all() for s, t in pairs):
         return
     walls = sorted(set.union(*(set(np.unique(s).tolist()) for s, _ in pairs)))
+    # Black is the background by convention even where another colour is more frequent.
+    if any(background_colour(s) != 0 and (s == 0).any() for s, _ in pairs):
+        walls.insert(0, EVERY_NOT_BLACK)
+    names = {EVERY_FILLED: "every filled cell", EVERY_NOT_BLACK: "every non-black cell"}
     for wall in (EVERY_FILLED, *walls):
-        named = "every filled cell" if wall == EVERY_FILLED else f"colour {wall}"
+        named = names.get(wall, f"colour {wall}")
         for diagonal in (False, True):
             held = [regions(s, wall, diagonal, enclosed_only=False)[0] > 0 for s, _ in pairs]
             if not all(((s != t) <= h).all() for (s, t), h in zip(pairs, held, strict=True)):
