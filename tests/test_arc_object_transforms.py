@@ -110,6 +110,29 @@ def test_each_moving_colour_goes_to_its_own_anchor() -> None:
     assert best.rule == "move each colour until it touches its anchor: 3 towards 2, 7 towards 1"
 
 
+def test_objects_are_recoloured_by_how_many_holes_they_hold() -> None:
+    def stacked(*shapes: tuple[list[list[int]], int]) -> list[list[int]]:
+        # The shapes one above the other, each in its colour, two black rows apart, 8 wide.
+        rows: list[list[int]] = []
+        for shape, colour in shapes:
+            rows += [[colour if c else 0 for c in r] + [0] * (8 - len(r)) for r in shape] + [[0] * 8] * 2
+        return rows
+
+    one = [[1, 1, 1], [1, 0, 1], [1, 1, 1]]
+    two = [[1, 1, 1, 1, 1], [1, 0, 1, 0, 1], [1, 1, 1, 1, 1]]
+    big_one = [[1, 1, 1, 1, 1, 1], [1, 0, 0, 0, 0, 1], [1, 1, 1, 1, 1, 1]]
+    train = [
+        (g(stacked((one, 1), (two, 1))), g(stacked((one, 2), (two, 3)))),
+        (g(stacked((big_one, 1), (two, 1))), g(stacked((big_one, 2), (two, 3)))),
+    ]
+    # A two-hole shape of a size, width and look no pair showed, beside a larger one-hole shape.
+    wide = [[1, 1, 1, 1, 1, 1, 1], [1, 0, 1, 1, 1, 0, 1], [1, 1, 1, 1, 1, 1, 1]]
+    biggest_one = [[1, 1, 1, 1, 1, 1, 1, 1], [1, 0, 0, 0, 0, 0, 0, 1], [1, 1, 1, 1, 1, 1, 1, 1]]
+    top = object_transform_candidates(train, g(stacked((wide, 1), (biggest_one, 1))))[0]
+    assert (top.score, top.rule) == (1.0, "recolour 8-connected one-colour objects by holes")
+    assert top.grid == g(stacked((wide, 3), (biggest_one, 2)))
+
+
 def test_each_colour_moves_by_its_own_offset() -> None:
     # 1s move one step right, 2s two steps, 3s stay; the 2 is absent from the second pair.
     train = [

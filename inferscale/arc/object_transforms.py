@@ -4,8 +4,9 @@ The objects are the input's connected components (as in ``inferscale.arc.objects
 learned from the training pairs (which must keep their size), changes them where they stand:
 - recolours each object by a table from one of its properties (size, size rank, being the
   largest or smallest, shape, colour, height, width, touching the border, holding a hole, how
-  many objects share its shape) to the colour it takes, or to "kept"; used only when consistent
-  on every training object and when the test input's objects show only values the table has seen;
+  many holes, how many objects share its shape) to the colour it takes, or to "kept"; used only
+  when consistent on every training object and when the test input's objects show only values
+  the table has seen;
 - moves the objects of one colour (or all) by an offset read off the first pair, or each colour
   by its own offset (the same in every pair that shows it), or in a
   direction (or towards whichever side reaches one first) until they touch a cell of another
@@ -18,7 +19,7 @@ learned from the training pairs (which must keep their size), changes them where
 - sorts the rows or columns by how many filled cells each holds.
 
 **Bound.** A grid holds at most 900 objects, each found once per grid and kind. There are at
-most 11 properties x 4 object kinds recolourings (one pass over the objects of the 17 grids
+most 12 properties x 4 object kinds recolourings (one pass over the objects of the 17 grids
 each), 10 offsets, 9 movers x 10 anchors x 5 directions (at most 30 steps per object and
 direction), as many again to learn each mover's own anchor, and 4 x 2 gravities (at most 30
 steps per object).
@@ -74,6 +75,12 @@ def _holds_a_hole(shape: Shape) -> bool:
     return bool((ndimage.binary_fill_holes(box) & ~box).any())
 
 
+def _holes(shape: Shape) -> int:
+    """How many separate holes the object encloses (4-connected background inside its box)."""
+    box = _box(shape)
+    return int(ndimage.label(ndimage.binary_fill_holes(box) & ~box)[1])
+
+
 def _shared_shape(objects: list[Shape]) -> list[object]:
     looks = [_look(s) for s in objects]
     counts = Counter(looks)
@@ -93,6 +100,7 @@ PROPERTIES: dict[str, Properties] = {
         s.top == 0 or s.left == 0 or s.bottom == g.shape[0] or s.right == g.shape[1] for s in objs
     ],
     "holding a hole": lambda objs, g: [_holds_a_hole(s) for s in objs],
+    "holes": lambda objs, g: [_holes(s) for s in objs],
     "objects of its shape": lambda objs, g: _shared_shape(objs),
     "being the largest, the smallest or neither": lambda objs, g: _extremes([s.size for s in objs]),
 }
