@@ -133,6 +133,27 @@ def test_objects_are_recoloured_by_how_many_holes_they_hold() -> None:
     assert top.grid == g(stacked((wide, 3), (biggest_one, 2)))
 
 
+def test_objects_inside_a_frame_take_the_outermost_frames_colour() -> None:
+    # A 2 frame holds a 3 frame holding a 4 dot: everything inside takes the outer frame's colour;
+    # the lone 5 outside every frame stays.
+    def nest(outer: int, middle: int, dot: int) -> list[list[int]]:
+        rows = [[outer] * 7] + [[outer] + [0] * 5 + [outer] for _ in range(5)] + [[outer] * 7]
+        for c in range(1, 6):
+            rows[1][c] = rows[5][c] = middle
+        for r in range(1, 6):
+            rows[r][1] = rows[r][5] = middle
+        rows[3][3] = dot
+        return [r + [0, 0] for r in rows] + [[0] * 8 + [5]]
+
+    train = [
+        (g(nest(2, 3, 4)), g(nest(2, 2, 2))),
+        (g(nest(6, 1, 8)), g(nest(6, 6, 6))),
+    ]
+    top = object_transform_candidates(train, g(nest(7, 9, 3)))[0]
+    assert (top.score, top.rule) == (1.0, "recolour each object inside another with the outermost one's colour")
+    assert top.grid == g(nest(7, 7, 7))
+
+
 def test_each_colour_moves_by_its_own_offset() -> None:
     # 1s move one step right, 2s two steps, 3s stay; the 2 is absent from the second pair.
     train = [

@@ -14,7 +14,8 @@ learned from the training pairs (which must keep their size), changes them where
   lets every object fall as a rigid body until it rests on the border or on an object that fell
   before it (gravity);
 - recolours each object of one colour with the colour of the nearest cell of another, or swaps
-  the two colours of each two-coloured object;
+  the two colours of each two-coloured object, or recolours each object lying inside another
+  with the colour of the outermost (or innermost) one around it;
 - mirrors each object within its bounding box;
 - sorts the rows or columns by how many filled cells each holds.
 
@@ -40,6 +41,8 @@ from inferscale.arc.tasks import Grid
 from inferscale.arc.tiling import background_colour
 
 KEPT = -1
+# The most objects whose containers are looked for: each object is tested against every other.
+MAX_CONTAINERS = 60
 STEPS = {"down": (1, 0), "up": (-1, 0), "right": (0, 1), "left": (0, -1)}
 # Object kinds: (8-connected, of one colour).
 KINDS = ((True, True), (False, True), (True, False), (False, False))
@@ -395,6 +398,24 @@ def recolour_by_nearest(grid: np.ndarray, found: Objects, colour: int, diagonal:
     return out
 
 
+def recolour_by_container(grid: np.ndarray, found: Objects, outermost: bool) -> np.ndarray | None:
+    """Each 8-connected one-colour object that lies inside another's enclosed space recoloured
+    with the colour of the outermost (or the innermost) object around it."""
+    objects = found.of(grid, True, True)
+    if len(objects) > MAX_CONTAINERS:
+        return None  # an object against each of hundreds is more than a frame-and-contents task
+    insides = [ndimage.binary_fill_holes(shape.mask) & ~shape.mask for shape in objects]
+    out = grid.copy()
+    changed = False
+    for shape in objects:
+        around = [(int(inside.sum()), other) for inside, other in zip(insides, objects, strict=True) if (shape.mask <= inside).all()]
+        if around:
+            _, container = max(around, key=lambda a: a[0]) if outermost else min(around, key=lambda a: a[0])
+            out[shape.mask] = container.colours[0]
+            changed = True
+    return out if changed else None
+
+
 def sort_lines(grid: np.ndarray, columns: bool, descending: bool) -> np.ndarray | None:
     """The rows (or columns) reordered by how many filled cells each holds, stably."""
     lines = grid.T if columns else grid
@@ -453,6 +474,11 @@ def object_transform_rules(train: Sequence[tuple[Grid, Grid]]) -> Iterator[tuple
         described = ", ".join(f"{colour} by {offset}" for colour, offset in offsets.items())
         yield f"move each colour by its own offset: {described}", lambda g, o=offsets: shift_each(g, o)
     yield "swap the two colours of each object", lambda g: swap_colours_in_objects(g, found)
+    for outermost in (True, False):
+        yield (
+            f"recolour each object inside another with the {'outermost' if outermost else 'innermost'} one's colour",
+            lambda g, o=outermost: recolour_by_container(g, found, o),
+        )
     # Movers are the colours whose cells move in every pair (as many after as before); anchors
     # the colours that stay.
     moved = [
