@@ -154,6 +154,20 @@ def test_objects_inside_a_frame_take_the_outermost_frames_colour() -> None:
     assert top.grid == g(nest(7, 7, 7))
 
 
+def test_each_object_slides_to_the_side_its_colour_calls_for() -> None:
+    # 1s slide right, 2s slide down, until the border.
+    train = [
+        (g([[0, 0, 0, 0], [1, 0, 0, 0], [0, 0, 2, 0], [0, 0, 0, 0]]), g([[0, 0, 0, 0], [0, 0, 0, 1], [0, 0, 0, 0], [0, 0, 2, 0]])),
+        (g([[0, 2, 0, 0], [0, 0, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0]]), g([[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 1], [0, 2, 0, 0]])),
+    ]
+    top = object_transform_candidates(train, g([[2, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 1, 0]]))[0]
+    assert (top.score, top.rule) == (1.0, "slide each object the way its colour says")
+    assert top.grid == g([[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [2, 0, 0, 1]])
+    # A colour no pair showed has no direction: no answer by this rule.
+    unseen = object_transform_candidates(train, g([[3, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 1, 0]]))
+    assert all(not c.rule.startswith("slide each object") for c in unseen)
+
+
 def test_each_colour_moves_by_its_own_offset() -> None:
     # 1s move one step right, 2s two steps, 3s stay; the 2 is absent from the second pair.
     train = [

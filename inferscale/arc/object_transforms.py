@@ -12,7 +12,7 @@ learned from the training pairs (which must keep their size), changes them where
   direction (or towards whichever side reaches one first) until they touch a cell of another
   colour, an anchor; or the objects of every colour that moves, each towards its own anchor; or
   lets every object fall as a rigid body until it rests on the border or on an object that fell
-  before it (gravity);
+  before it (gravity), or slides each object to the side its colour (or shape) calls for;
 - recolours each object of one colour with the colour of the nearest cell of another, or swaps
   the two colours of each two-coloured object, or recolours each object lying inside another
   with the colour of the outermost (or innermost) one around it;
@@ -339,6 +339,53 @@ def move_each_towards(grid: np.ndarray, found: Objects, anchored: Sequence[tuple
     return None if out is grid else out
 
 
+# What an object's own direction of slide may be learned from.
+SLIDE_KEYS: dict[str, Callable[[Shape], object]] = {"colour": lambda s: s.colours, "shape": _look}
+
+
+def _slid(grid: np.ndarray, shape: Shape, direction: str) -> tuple[np.ndarray, np.ndarray]:
+    """Where the object's cells end when it slides towards ``direction`` until the border or
+    another filled cell of the grid stops it."""
+    cells = np.nonzero(shape.mask)
+    step = STEPS[direction]
+    steps = _slide(cells, (grid != background_colour(grid)) & ~shape.mask, step)
+    return cells[0] + steps * step[0], cells[1] + steps * step[1]
+
+
+def learn_slides(pairs: Sequence[tuple[np.ndarray, np.ndarray]], found: Objects, key: str) -> dict[object, str] | None:
+    """The direction objects slide in, per value of ``key`` (their colour or shape): the one
+    direction that lands every such object of every pair where the output shows it; None when a
+    value has none or the slides move nothing."""
+    options: dict[object, set[str]] = {}
+    for source, target in pairs:
+        for shape in found.of(source, True, True):
+            landing = {d for d in STEPS if (target[_slid(source, shape, d)] == shape.colours[0]).all()}
+            value = SLIDE_KEYS[key](shape)
+            options[value] = options.get(value, landing) & landing
+    if not options or any(not o for o in options.values()):
+        return None
+    learned = {value: min(o) for value, o in options.items()}  # several fit: the object stays put
+    return learned if any(len(o) == 1 for o in options.values()) else None
+
+
+def slide_each(grid: np.ndarray, found: Objects, key: str, directions: dict[object, str]) -> np.ndarray | None:
+    """Each object slid in the direction learned for its colour (or shape), the others standing
+    where they were; None when an object's value was never seen."""
+    background = background_colour(grid)
+    out = grid.copy()
+    moves = []
+    for shape in found.of(grid, True, True):
+        direction = directions.get(SLIDE_KEYS[key](shape))
+        if direction is None:
+            return None
+        moves.append((_slid(grid, shape, direction), shape))
+    for _, shape in moves:
+        out[shape.mask] = background
+    for landing, shape in moves:
+        out[landing] = shape.colours[0]
+    return out
+
+
 def gravity(grid: np.ndarray, direction: str, diagonal: bool) -> np.ndarray | None:
     """Every object falls towards ``direction`` as a rigid body until it rests on the border or on
     an object that has already fallen; the objects nearest that side fall first."""
@@ -501,6 +548,10 @@ def object_transform_rules(train: Sequence[tuple[Grid, Grid]]) -> Iterator[tuple
         if anchored is not None:
             described = ", ".join(f"{m} towards {'another colour' if a is None else a}" for m, a in anchored)
             yield f"move each colour until it touches its anchor: {described}", lambda g, m=anchored: move_each_towards(g, found, m)
+    for key in SLIDE_KEYS:
+        directions = learn_slides(pairs, found, key)
+        if directions is not None:
+            yield f"slide each object the way its {key} says", lambda g, k=key, d=directions: slide_each(g, found, k, d)
     for direction in STEPS:
         for diagonal in (True, False):
             yield (
