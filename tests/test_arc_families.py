@@ -157,6 +157,17 @@ def test_objects_cuts_the_only_mirror_symmetric_object() -> None:
     assert any(c.rule.startswith("only mirror-symmetric") for c in top if c.grid == g([[0, 8, 0], [8, 8, 8]]))
 
 
+def test_objects_of_one_size_are_laid_side_by_side_along_their_spread() -> None:
+    # Two 2x2 objects spread across are laid left to right, spread down laid top to bottom.
+    train = [
+        (g([[1, 1, 0, 0, 0], [1, 0, 0, 2, 0], [0, 0, 0, 2, 2], [0, 0, 0, 0, 0]]), g([[1, 1, 2, 0], [1, 0, 2, 2]])),
+        (g([[0, 3, 0], [3, 3, 0], [0, 0, 0], [0, 4, 4], [0, 4, 0]]), g([[0, 3], [3, 3], [4, 4], [4, 0]])),
+    ]
+    top = object_candidates(train, g([[0, 0, 0, 0, 0, 0], [5, 5, 0, 0, 6, 0], [0, 5, 0, 0, 6, 6]]))[0]
+    assert (top.score, top.rule) == (1.0, "the objects laid side by side, along their spread")
+    assert top.grid == g([[5, 5, 6, 0], [0, 5, 6, 6]])
+
+
 def test_a_deeper_program_search_finds_what_a_shallower_one_cannot() -> None:
     # Flip upside down, then scale up by 2: two primitives.
     train = [(g([[1, 2], [0, 0]]), g([[0, 0, 0, 0], [0, 0, 0, 0], [1, 1, 2, 2], [1, 1, 2, 2]])), (g([[3], [0]]), g([[0, 0], [0, 0], [3, 3], [3, 3]]))]

@@ -4,7 +4,8 @@ The input's objects are its connected components of non-background cells (4- or 
 of one colour or of any colours). A selector picks one (the largest, the one of a colour no other
 object has, the one whose shape is unique, ...), and the answer is its bounding box cut from the
 grid, or the object alone on the background. Other cuts: everything that is not background, all
-cells of one colour, and the inside of a frame. Which selector and cut is learned by scoring
+cells of one colour, and the inside of a frame; or every object, when all share one size, cut out
+and laid side by side (across, down, or along the axis they are spread over). Which selector and cut is learned by scoring
 every combination on the training pairs (``inferscale.arc.solvers.candidates_from_rules``).
 """
 
@@ -247,6 +248,29 @@ def marked(colour: int, painted_over: bool, objects_of: ObjectsOf = objects_on_b
     return rule
 
 
+# How gathered objects are laid out: side by side in the order of their left edges, one under
+# another in the order of their tops, or along the axis over which they are spread the most.
+GATHERINGS = ("across", "down", "along their spread")
+
+
+def gathered(how: str, objects_of: ObjectsOf = objects_on_background) -> Rule:
+    """The 8-connected objects of any colours, all of one box size (at least two), each cut out
+    and laid next to the others as ``how`` says."""
+
+    def rule(grid: np.ndarray) -> np.ndarray | None:
+        found = objects_of(grid, True, False)
+        if len(found) < 2 or len({(s.bottom - s.top, s.right - s.left) for s in found}) != 1:
+            return None
+        across = how == "across"
+        if how == "along their spread":
+            across = max(s.left for s in found) - min(s.left for s in found) >= max(s.top for s in found) - min(s.top for s in found)
+        ordered = sorted(found, key=(lambda s: (s.left, s.top)) if across else (lambda s: (s.top, s.left)))
+        background = background_colour(grid)
+        return np.concatenate([s.alone(grid, background) for s in ordered], axis=1 if across else 0)
+
+    return rule
+
+
 def object_rules(train: Sequence[tuple[Grid, Grid]]) -> Iterator[tuple[str, Rule]]:
     # Only tasks whose outputs are smaller than their inputs are cut-outs.
     pairs = [(as_array(i), as_array(o)) for i, o in train]
@@ -256,6 +280,8 @@ def object_rules(train: Sequence[tuple[Grid, Grid]]) -> Iterator[tuple[str, Rule
     objects_of: ObjectsOf = PerGrid(objects_on_background)
     yield "everything but the background", content
     yield "inside the largest frame of one colour", frame_inside
+    for how in GATHERINGS:
+        yield f"the objects laid side by side, {how}", gathered(how, objects_of)
     h, w = pairs[0][1].shape
     for corner, r, c in learn_window(pairs):
         yield (
