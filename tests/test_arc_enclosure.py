@@ -44,6 +44,17 @@ def test_two_pixels_of_a_colour_span_a_rectangle_filled_with_it() -> None:
     assert best.rule == "fill the box of each colour's cells with it"
 
 
+def test_the_edge_of_the_box_a_colours_cells_span_is_drawn_in_a_learned_colour() -> None:
+    train = [
+        (g([[8, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 8], [0, 0, 0, 0]]), g([[8, 1, 1, 1], [1, 0, 0, 1], [1, 1, 1, 8], [0, 0, 0, 0]])),
+        (g([[0, 0, 0, 0, 0], [0, 8, 0, 0, 0], [0, 0, 0, 0, 8], [0, 0, 0, 0, 0], [0, 0, 8, 0, 0]]),
+         g([[0, 0, 0, 0, 0], [0, 8, 1, 1, 1], [0, 1, 0, 0, 8], [0, 1, 0, 0, 1], [0, 1, 8, 1, 1]])),
+    ]
+    best = enclosure_candidates(train, g([[0, 0, 0, 0, 0], [0, 0, 8, 0, 0], [0, 0, 0, 0, 0], [8, 0, 0, 0, 8]]))[0]
+    assert (best.score, best.rule) == (1.0, "outline the box of each colour's cells with 1")
+    assert best.grid == g([[0, 0, 0, 0, 0], [1, 1, 8, 1, 1], [1, 0, 0, 0, 1], [8, 1, 1, 1, 8]])
+
+
 def test_each_enclosed_region_takes_the_colour_its_size_calls_for() -> None:
     # One-cell holes become 6, two-cell holes 7.
     by_size = [

@@ -11,7 +11,8 @@ of its cells, with:
   is enclosed, in a table learned from the training pairs (a region may also be left as it is);
 - the one colour already inside it (a seed floods its room, enclosed or not).
 The backgrounds of shapes are filled too: each object's bounding box (or the box of all cells of
-each colour), where it is background, with one colour or the object's own. Which walls,
+each colour, or only that box's edge), where it is background, with one colour or the object's
+own. Which walls,
 connectivity, cells and colour is learned from the training pairs, which must keep their size
 (and some pair must change): only walls that no output changes are tried, then each rule is
 scored on the pairs.
@@ -153,9 +154,9 @@ def fill_boxes(grid: np.ndarray, diagonal: bool, colour: int | None) -> np.ndarr
     return out
 
 
-def fill_colour_boxes(grid: np.ndarray, colour: int | None) -> np.ndarray:
-    """The bounding box of all cells of each colour, where background, in ``colour`` (None: that
-    colour): two pixels of a colour span a rectangle."""
+def fill_colour_boxes(grid: np.ndarray, colour: int | None, outline: bool = False) -> np.ndarray:
+    """The bounding box of all cells of each colour (or, ``outline``, only its edge), where
+    background, in ``colour`` (None: that colour): two pixels of a colour span a rectangle."""
     background = background_colour(grid)
     out = grid.copy()
     for own in np.unique(grid).tolist():
@@ -163,7 +164,10 @@ def fill_colour_boxes(grid: np.ndarray, colour: int | None) -> np.ndarray:
             continue
         rows, cols = np.nonzero(grid == own)
         box = np.s_[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
-        out[box][grid[box] == background] = own if colour is None else colour
+        drawn = grid[box] == background
+        if outline:
+            drawn[1:-1, 1:-1] = False
+        out[box][drawn] = own if colour is None else colour
     return out
 
 
@@ -248,9 +252,11 @@ def enclosure_rules(train: Sequence[tuple[Grid, Grid]]) -> Iterator[tuple[str, R
                 f"fill the boxes of {shape} with {only}",
                 lambda g, d=diagonal: fill_boxes(g, d, only),
             )
-    yield "fill the box of each colour's cells with it", lambda g: fill_colour_boxes(g, None)
-    if only is not None:
-        yield f"fill the box of each colour's cells with {only}", lambda g: fill_colour_boxes(g, only)
+    for outline in (False, True):
+        verb = "outline" if outline else "fill"
+        yield f"{verb} the box of each colour's cells with it", lambda g, o=outline: fill_colour_boxes(g, None, o)
+        if only is not None:
+            yield f"{verb} the box of each colour's cells with {only}", lambda g, o=outline: fill_colour_boxes(g, only, o)
 
 
 def enclosure_candidates(train: Sequence[tuple[Grid, Grid]], test_input: Grid) -> list[Candidate]:
