@@ -44,6 +44,18 @@ def test_two_pixels_of_a_colour_span_a_rectangle_filled_with_it() -> None:
     assert best.rule == "fill the box of each colour's cells with it"
 
 
+def test_the_largest_region_and_the_smallest_take_their_own_colours_enclosed_or_not() -> None:
+    # Walls of 5 cut the grid into rooms that reach the border: the largest becomes 8, the
+    # smallest 7, the others stay; sizes differ from pair to pair, so no table by size fits.
+    train = [
+        (g([[0, 5, 0, 0, 5, 0, 0, 0]] * 2), g([[7, 5, 0, 0, 5, 8, 8, 8]] * 2)),
+        (g([[0, 0, 0, 0, 5, 0, 5, 0, 0]] * 2), g([[8, 8, 8, 8, 5, 7, 5, 0, 0]] * 2)),
+    ]
+    best = enclosure_candidates(train, g([[0, 0, 5, 0, 0, 0, 5, 0, 0, 0, 0, 0]] * 2))[0]
+    assert best.score == 1.0 and best.rule.endswith("a colour by its being the largest, the smallest or neither")
+    assert best.grid == g([[7, 7, 5, 0, 0, 0, 5, 8, 8, 8, 8, 8]] * 2)
+
+
 def test_the_edge_of_the_box_a_colours_cells_span_is_drawn_in_a_learned_colour() -> None:
     train = [
         (g([[8, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 8], [0, 0, 0, 0]]), g([[8, 1, 1, 1], [1, 0, 0, 1], [1, 1, 1, 8], [0, 0, 0, 0]])),

@@ -7,8 +7,9 @@ when it does not reach the border. A rule fills either the background cells of e
 of its cells, with:
 - one colour, the same for every enclosed region;
 - the colour of the wall around it;
-- a colour looked up by the region's size, its shape (square, rectangle or other) or whether it
-  is enclosed, in a table learned from the training pairs (a region may also be left as it is);
+- a colour looked up by the region's size, its shape (square, rectangle or other), whether it
+  is the largest or the smallest region (enclosed or not) or whether it is enclosed, in a table
+  learned from the training pairs (a region may also be left as it is);
 - the one colour already inside it (a seed floods its room, enclosed or not).
 The backgrounds of shapes are filled too: each object's bounding box (or the box of all cells of
 each colour, or only that box's edge), where it is background, with one colour or the object's
@@ -47,10 +48,17 @@ def _shape_of(region: np.ndarray) -> str:
     return ("square" if h == w else "rectangle") if h * w == rows.size else "other"
 
 
+def _size_extreme(region: np.ndarray, labels: np.ndarray) -> str:
+    sizes = np.bincount(labels.ravel())[1:]
+    size = int(region.sum())
+    return "largest" if size == sizes.max() else "smallest" if size == sizes[sizes > 0].min() else "neither"
+
+
 # What a region's colour may be learned from, and whether only enclosed regions count.
 KEYS: dict[str, tuple[Callable[[np.ndarray, np.ndarray], object], bool]] = {
     "size": (lambda region, labels: int(region.sum()), True),
     "shape": (lambda region, labels: _shape_of(region), True),
+    "being the largest, the smallest or neither": (lambda region, labels: _size_extreme(region, labels), False),
     "being enclosed": (
         lambda region, labels: (
             not (region[0].any() or region[-1].any() or region[:, 0].any() or region[:, -1].any())
