@@ -23,7 +23,8 @@ learned from the training pairs (which must keep their size), changes them where
 most 12 properties x 4 object kinds recolourings (one pass over the objects of the 17 grids
 each), 10 offsets, 9 movers x 10 anchors x 5 directions (at most 30 steps per object and
 direction), as many again to learn each mover's own anchor, and 4 x 2 gravities (at most 30
-steps per object).
+steps per object). Slides learned per colour or shape (4 directions per object) and containers
+(each object against every other) are read only on grids of at most 60 objects.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ from inferscale.arc.tasks import Grid
 from inferscale.arc.tiling import background_colour
 
 KEPT = -1
-# The most objects whose containers are looked for: each object is tested against every other.
+# The most objects a grid may hold for the rules that look at each object against every other
+# (containers) or slide each one on its own.
 MAX_CONTAINERS = 60
 STEPS = {"down": (1, 0), "up": (-1, 0), "right": (0, 1), "left": (0, -1)}
 # Object kinds: (8-connected, of one colour).
@@ -358,6 +360,8 @@ def learn_slides(pairs: Sequence[tuple[np.ndarray, np.ndarray]], found: Objects,
     value has none or the slides move nothing."""
     options: dict[object, set[str]] = {}
     for source, target in pairs:
+        if len(found.of(source, True, True)) > MAX_CONTAINERS:
+            return None  # hundreds of specks are noise, not objects that each know their way
         for shape in found.of(source, True, True):
             landing = {d for d in STEPS if (target[_slid(source, shape, d)] == shape.colours[0]).all()}
             value = SLIDE_KEYS[key](shape)
@@ -374,6 +378,8 @@ def slide_each(grid: np.ndarray, found: Objects, key: str, directions: dict[obje
     background = background_colour(grid)
     out = grid.copy()
     moves = []
+    if len(found.of(grid, True, True)) > MAX_CONTAINERS:
+        return None
     for shape in found.of(grid, True, True):
         direction = directions.get(SLIDE_KEYS[key](shape))
         if direction is None:
