@@ -84,6 +84,19 @@ def test_tiling_scales_up_by_the_number_of_colours_the_input_holds() -> None:
     assert top.grid[0][:3] == (3, 3, 3) and top.grid[3][3:6] == (5, 5, 5)
 
 
+def test_a_shape_is_completed_by_both_mirrors_about_its_own_centre() -> None:
+    # Each shape lacks cells its two mirrors (about the centre of its box, not the grid's) give.
+    train = [
+        (g([[0, 0, 0, 0, 0], [0, 1, 2, 0, 0], [0, 2, 0, 0, 0], [0, 1, 0, 1, 0], [0, 0, 0, 0, 0]]),
+         g([[0, 0, 0, 0, 0], [0, 1, 2, 1, 0], [0, 2, 0, 2, 0], [0, 1, 2, 1, 0], [0, 0, 0, 0, 0]])),
+        (g([[3, 0, 3, 0], [0, 0, 4, 0], [3, 0, 0, 0], [0, 0, 0, 0]]), g([[3, 4, 3, 0], [4, 0, 4, 0], [3, 4, 3, 0], [0, 0, 0, 0]])),
+    ]
+    top = best(tiling_candidates(train, g([[0, 0, 0, 0], [0, 5, 6, 0], [0, 6, 0, 0], [0, 5, 0, 5]])))
+    # (Its quarter turns complete these square shapes alike.)
+    assert top.score == 1.0 and top.rule.startswith("completed by") and top.rule.endswith("about its content's centre")
+    assert top.grid == g([[0, 0, 0, 0], [0, 5, 6, 5], [0, 6, 0, 6], [0, 5, 6, 5]])
+
+
 def test_a_masked_region_is_repaired_from_the_symmetry_or_the_period_the_rest_obeys() -> None:
     symmetric = np.array([[1, 2, 2, 1], [3, 9, 4, 3], [3, 4, 4, 3], [1, 2, 2, 1]])
     assert repair_by_symmetry(symmetric, 9)[1, 1] == 4

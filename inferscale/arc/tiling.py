@@ -6,6 +6,8 @@
   scaled up by a count read off it (its colours, its filled cells), when the factor differs from
   pair to pair.
 - Shrinking: the output is the input scaled down, each block read by majority or presence.
+- Completing: the background cells filled from their images under a group of symmetries (a
+  mirror, both mirrors, the quarter turns, ...), about the grid's centre or its content's.
 - Repairing: cells of a mask colour (one the inputs have and the outputs never do) are filled
   from the symmetries or the periodic pattern the rest of the grid obeys; the answer is the
   repaired grid or just the repaired region.
@@ -261,6 +263,42 @@ def repair_by_period(grid: np.ndarray, mask: int) -> np.ndarray | None:
     return None
 
 
+# Groups of symmetries an output may be completed under: each adds its images of the grid.
+COMPLETIONS: dict[str, tuple[str, ...]] = {
+    "its mirror across": ("flip columns",),
+    "its mirror down": ("flip rows",),
+    "its half turn": ("rotate 180",),
+    "its two mirrors": ("flip columns", "flip rows", "rotate 180"),
+    "its quarter turns": ("rotate 90", "rotate 180", "rotate 270"),
+    "its diagonal mirror": ("transpose",),
+    "every symmetry of the square": ("rotate 90", "rotate 180", "rotate 270", "flip rows", "flip columns", "transpose", "anti-transpose"),
+}
+
+
+def completed(grid: np.ndarray, group: str, around_content: bool) -> np.ndarray | None:
+    """The grid's background cells filled from their images under the group's symmetries (about
+    the grid's centre, or about the centre of the box its content spans); None where that changes
+    nothing or a square symmetry meets a box that is not square."""
+    background = background_colour(grid)
+    out = grid.copy()
+    if around_content:
+        rows, cols = np.nonzero(grid != background)
+        if not rows.size:
+            return None
+        box = np.s_[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    else:
+        box = np.s_[:, :]
+    part = out[box]
+    if part.shape[0] != part.shape[1] and any(name not in SHAPE_KEEPING for name in COMPLETIONS[group]):
+        return None
+    original = part.copy()
+    for name in COMPLETIONS[group]:
+        image = SYMMETRIES[name](original)
+        take = (part == background) & (image != background)
+        part[take] = image[take]
+    return None if (part == original).all() else out
+
+
 def hidden_region(grid: np.ndarray, mask: int, repaired: np.ndarray | None) -> np.ndarray | None:
     if repaired is None:
         return None
@@ -293,6 +331,11 @@ def tiling_rules(train: Sequence[tuple[Grid, Grid]]) -> Iterator[tuple[str, Rule
     if shrink is not None:
         for how in ("majority", "any", "first"):
             yield f"scale down by {how}", lambda g, how=how: block_reduce(g, shrink, how)
+    if all(s.shape == t.shape for s, t in pairs):
+        for group in COMPLETIONS:
+            for around_content in (False, True):
+                about = "its content's centre" if around_content else "the centre"
+                yield f"completed by {group} about {about}", lambda g, k=group, a=around_content: completed(g, k, a)
     mask = mask_colour(pairs)
     if mask is not None:
         yield f"repair colour {mask} by symmetry", lambda g: repair_by_symmetry(g, mask)
