@@ -55,6 +55,30 @@ def test_a_pattern_that_grows_with_the_radius_is_no_stamp() -> None:
     assert stamp_candidates(train, g([[0, 0, 3], [0, 0, 0], [0, 0, 0], [0, 0, 0], [0, 0, 0]])) == []
 
 
+def test_the_largest_object_is_copied_onto_each_lone_marker_by_its_centre() -> None:
+    shape = [[0, 2, 0], [2, 1, 2], [0, 3, 0]]
+
+    def placed(grid: list[list[int]], top: int, left: int) -> list[list[int]]:
+        out = [row[:] for row in grid]
+        for r, row in enumerate(shape):
+            for c, colour in enumerate(row):
+                if colour:
+                    out[top + r][left + c] = colour
+        return out
+
+    blank = [[0] * 7 for _ in range(7)]
+    first = placed(blank, 0, 0)
+    first[5][4] = 5
+    second = placed(blank, 4, 4)
+    second[1][1] = 5
+    train = [(g(first), g(placed(placed(blank, 0, 0), 4, 3))), (g(second), g(placed(placed(blank, 4, 4), 0, 0)))]
+    test = placed(blank, 0, 4)
+    test[5][1] = 5
+    top = stamp_candidates(train, g(test))[0]
+    assert (top.score, top.rule) == (1.0, "the largest object copied onto each lone 5, its centre on it")
+    assert top.grid == g(placed(placed(blank, 0, 4), 4, 0))
+
+
 def test_pairs_that_change_size_teach_no_stamp() -> None:
     assert stamp_candidates([(g([[1, 0]]), g([[1]]))], g([[1, 0]])) == []
 

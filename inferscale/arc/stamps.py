@@ -9,6 +9,9 @@ cell itself may change colour too. A second reading learns one shape for every c
 the marked cell's own colour, so that a colour no training pair showed still draws; being the
 simpler, it ranks first among equal scores.
 
+The pattern may also come from the input itself: its largest object copied onto every lone cell
+of a marker colour, by its centre or by its own cell of a colour, the original kept or erased.
+
 A colour's stamp at radius 1 or 2 counts only when the next radius adds nothing to it: a pattern
 that keeps growing is a line or a fill (other families draw those), and a stub of it would answer
 a test whose lines are longer with a confident wrong grid. Stamps are drawn on the background
@@ -16,21 +19,27 @@ only, the smaller radius first, and every rule is scored on the training pairs.
 
 **Bound.** The cells around every filled cell up to radius 3 (49 offsets) are read once per pair,
 as windows of the padded grid: at most 17 x 900 x 49 values counted in one pass, vectorised; a
-rule then draws at most 10 colours x 25 offsets, each one shifted copy of the grid.
+rule then draws at most 10 colours x 25 offsets, each one shifted copy of the grid. Templates are
+read only on grids of at most 60 objects, once per grid and marker colour.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from inferscale.arc.objects import Shape, shapes
+from inferscale.arc.per_grid import PerGrid
 from inferscale.arc.solvers import Candidate, Rule, as_array, candidates_from_rules
 from inferscale.arc.tasks import Grid
 from inferscale.arc.tiling import background_colour
 
 RADII = (1, 2, 3)
+# The most objects a grid may hold for its largest to be read as a template and its lone cells as
+# markers.
+MAX_OBJECTS = 60
 # The key of the stamp that every colour shares, drawn in the marked cell's own colour.
 OWN_COLOUR = -1
 # Colours of the learning tables beside 0-9: "the marked cell's own colour" (the shared stamp's)
@@ -126,10 +135,66 @@ def stamped(grid: np.ndarray, stamps: dict[int, dict[tuple[int, int], int]]) -> 
     return out
 
 
+def _template_and_markers(grid: np.ndarray, marker: int) -> tuple[Shape, list[tuple[int, int]]] | None:
+    """The largest object (8-connected, of any colours; the one largest) and the lone cells of
+    colour ``marker`` outside it."""
+    background = background_colour(grid)
+    found = shapes(grid, background, True, False)
+    if len(found) > MAX_OBJECTS:
+        return None
+    sizes = [s.size for s in found]
+    if not sizes or sizes.count(max(sizes)) != 1 or max(sizes) < 2:
+        return None
+    template = found[sizes.index(max(sizes))]
+    markers = [(s.top, s.left) for s in found if s.size == 1 and s.colours == (marker,)]
+    return (template, markers) if markers else None
+
+
+TemplateFinder = Callable[[np.ndarray, int], "tuple[Shape, list[tuple[int, int]]] | None"]
+
+
+def copied_to_markers(
+    grid: np.ndarray, marker: int, anchor: int | None, erase_original: bool, find: TemplateFinder = _template_and_markers
+) -> np.ndarray | None:
+    """The largest object copied onto each lone cell of colour ``marker``, so that its cell of
+    colour ``anchor`` (None: its centre) lands on the marker; the copy's ``anchor`` cell itself is
+    left out and the marker emptied; the original kept or erased."""
+    found = find(grid, marker)
+    if found is None:
+        return None
+    template, markers = found
+    background = background_colour(grid)
+    box = template.cut(grid)
+    cells = template.mask[template.top : template.bottom, template.left : template.right].copy()
+    if anchor is None:
+        if box.shape[0] % 2 == 0 or box.shape[1] % 2 == 0:
+            return None  # an even side has no centre cell
+        at = (box.shape[0] // 2, box.shape[1] // 2)
+    else:
+        spots = np.argwhere(cells & (box == anchor))
+        if len(spots) != 1:
+            return None
+        at = (int(spots[0][0]), int(spots[0][1]))
+        cells[at] = False
+    out = grid.copy()
+    if erase_original:
+        out[template.mask] = background
+    h, w = grid.shape
+    for top, left in markers:
+        out[top, left] = background
+        for r, c in np.argwhere(cells).tolist():
+            y, x = top - at[0] + r, left - at[1] + c
+            if 0 <= y < h and 0 <= x < w:
+                out[y, x] = box[r, c]
+    return out
+
+
 def stamp_rules(train: Sequence[tuple[Grid, Grid]]) -> Iterator[tuple[str, Rule]]:
-    tables = learn_tables([(as_array(i), as_array(o)) for i, o in train])
+    pairs = [(as_array(i), as_array(o)) for i, o in train]
+    tables = learn_tables(pairs)
     if tables is None:
         return
+    yield from template_rules(pairs)
     for radius in RADII[:-1]:
         for shared in (True, False):
             # A stamp that grows with the radius is a line or a fill, not a pattern of its own.
@@ -138,6 +203,28 @@ def stamp_rules(train: Sequence[tuple[Grid, Grid]]) -> Iterator[tuple[str, Rule]
             if stamps:
                 kind = "one stamp in each cell's colour" if shared else "a stamp per colour"
                 yield f"{kind}, radius {radius}", lambda g, s=stamps: stamped(g, s)
+
+
+def template_rules(pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> Iterator[tuple[str, Rule]]:
+    """Copies of the largest object onto the lone cells of each colour every input shows alone."""
+    singles = None
+    for source, _ in pairs:
+        background = background_colour(source)
+        lone = {s.colours[0] for s in shapes(source, background, True, False) if s.size == 1}
+        singles = lone if singles is None else singles & lone
+    find: TemplateFinder = PerGrid(_template_and_markers)
+    for marker in sorted(singles or ()):
+        first = find(pairs[0][0], marker)
+        if first is None:
+            continue
+        # The anchor is a colour the template holds once: read off the first pair's template.
+        for anchor in (None, *first[0].colours):
+            for erase in (False, True):
+                where = "its centre" if anchor is None else f"its cell of colour {anchor}"
+                yield (
+                    f"the largest object copied onto each lone {marker}, {where} on it{', the original erased' if erase else ''}",
+                    lambda g, m=marker, a=anchor, e=erase: copied_to_markers(g, m, a, e, find),
+                )
 
 
 def stamp_candidates(train: Sequence[tuple[Grid, Grid]], test_input: Grid) -> list[Candidate]:
