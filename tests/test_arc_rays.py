@@ -73,6 +73,17 @@ def test_each_colour_draws_its_own_rays_and_their_crossings_take_a_learned_colou
     assert top.grid == g([[0, 0, 2, 0], [1, 1, 4, 1], [0, 0, 2, 0], [0, 0, 2, 0]])
 
 
+def test_an_elbow_path_joins_the_single_cells_of_two_colours() -> None:
+    # From the 2 along its row to the 3's column, then along that column to the 3, in 8.
+    train = [
+        (g([[2, 0, 0], [0, 0, 0], [0, 0, 3]]), g([[2, 8, 8], [0, 0, 8], [0, 0, 3]])),
+        (g([[0, 0, 0, 3], [0, 0, 0, 0], [0, 2, 0, 0]]), g([[0, 0, 0, 3], [0, 0, 0, 8], [0, 2, 8, 8]])),
+    ]
+    top = ray_candidates(train, g([[0, 0, 0, 0], [0, 0, 0, 2], [0, 0, 0, 0], [3, 0, 0, 0]]))[0]
+    assert (top.score, top.rule) == (1.0, "a path from the 2 to the 3, along the row first, in 8")
+    assert top.grid == g([[0, 0, 0, 0], [8, 8, 8, 2], [8, 0, 0, 0], [3, 0, 0, 0]])
+
+
 def test_the_nearest_cell_is_found_along_rows_columns_and_both_diagonals() -> None:
     places = np.full((3, 3), NOTHING)
     places[0, 0] = 7

@@ -13,7 +13,8 @@ pairs, which must keep their size:
 A kind is drawn when every cell it would paint changes in the training outputs, in the source's
 colour where the outputs mostly show it (two crossing rays cannot both win), else in the one
 colour they show. Each colour may also learn its own kinds, drawn together (one colour's rays go
-down, another's across), with the colour the outputs show where rays of two colours cross.
+down, another's across), with the colour the outputs show where rays of two colours cross. Or an
+elbow path joins the single cells of two colours, along a row then a column (or the other way).
 
 **Bound.** For each source choice (at most 11) and mode (3), each wall layout is looked along
 once per direction (8) and grid (17), by one cumulative pass over its 900 cells (diagonals by
@@ -234,6 +235,7 @@ def ray_rules(train: Sequence[tuple[Grid, Grid]]) -> list[tuple[str, Rule]]:
                     )
                 )
     rules.extend(_rules_per_colour(pairs, colours, sights))
+    rules.extend(_elbow_rules(pairs, colours))
     return [(name, rule) for _, name, rule in sorted(rules, key=lambda r: r[0])]
 
 
@@ -270,6 +272,43 @@ def _rules_per_colour(
                 return out
 
             yield sum(len(d) for d in learned.values()), name, rule
+
+
+def elbow(grid: np.ndarray, start: int, end: int, across_first: bool, colour: int) -> np.ndarray | None:
+    """A path in ``colour`` from the one cell of colour ``start`` to the one of colour ``end``:
+    along its row to the end's column, then along that column (or the column first), over the
+    background only; None unless each colour holds one cell."""
+    first, last = np.argwhere(grid == start), np.argwhere(grid == end)
+    if len(first) != 1 or len(last) != 1:
+        return None
+    (r0, c0), (r1, c1) = first[0].tolist(), last[0].tolist()
+    corner = (r0, c1) if across_first else (r1, c0)
+    path = np.zeros(grid.shape, dtype=bool)
+    for (ra, ca), (rb, cb) in (((r0, c0), corner), (corner, (r1, c1))):
+        path[min(ra, rb) : max(ra, rb) + 1, min(ca, cb) : max(ca, cb) + 1] = True
+    path &= grid == background_colour(grid)
+    out = grid.copy()
+    out[path] = colour
+    return out
+
+
+def _elbow_rules(pairs: Sequence[tuple[np.ndarray, np.ndarray]], colours: Sequence[int]) -> Iterator[tuple[int, str, Rule]]:
+    """Elbow paths between the single cells of two colours, in the one colour the outputs add."""
+    single = [c for c in colours if all((s == c).sum() == 1 for s, _ in pairs)]
+    added = set.union(*(set(np.unique(t[s != t]).tolist()) for s, t in pairs))
+    if len(single) < 2 or len(added) != 1:
+        return
+    colour = added.pop()
+    for start in single:
+        for end in single:
+            if start != end:
+                for across_first in (True, False):
+                    way = "along the row first" if across_first else "along the column first"
+                    yield (
+                        2,
+                        f"a path from the {start} to the {end}, {way}, in {colour}",
+                        lambda g, a=start, b=end, f=across_first, c=colour: elbow(g, a, b, f, c),
+                    )
 
 
 def paint_each(
