@@ -358,6 +358,9 @@ def learn_slides(pairs: Sequence[tuple[np.ndarray, np.ndarray]], found: Objects,
     """The direction objects slide in, per value of ``key`` (their colour or shape): the one
     direction that lands every such object of every pair where the output shows it; None when a
     value has none or the slides move nothing."""
+    # Sliding only moves cells: every pair keeps its count of each colour.
+    if any((np.bincount(s.ravel(), minlength=10) != np.bincount(t.ravel(), minlength=10)).any() for s, t in pairs):
+        return None
     options: dict[object, set[str]] = {}
     for source, target in pairs:
         if len(found.of(source, True, True)) > MAX_CONTAINERS:
@@ -457,11 +460,18 @@ def recolour_by_container(grid: np.ndarray, found: Objects, outermost: bool) -> 
     objects = found.of(grid, True, True)
     if len(objects) > MAX_CONTAINERS:
         return None  # an object against each of hundreds is more than a frame-and-contents task
-    insides = [ndimage.binary_fill_holes(shape.mask) & ~shape.mask for shape in objects]
+    containers = []
+    for shape in objects:
+        box = _box(shape)
+        inside = ndimage.binary_fill_holes(box) & ~box
+        if inside.any():  # most objects enclose nothing and hold no other
+            whole = np.zeros(grid.shape, dtype=bool)
+            whole[shape.top : shape.bottom, shape.left : shape.right] = inside
+            containers.append((int(inside.sum()), whole, shape))
     out = grid.copy()
     changed = False
-    for shape in objects:
-        around = [(int(inside.sum()), other) for inside, other in zip(insides, objects, strict=True) if (shape.mask <= inside).all()]
+    for shape in objects if containers else ():
+        around = [(size, other) for size, inside, other in containers if (shape.mask <= inside).all()]
         if around:
             _, container = max(around, key=lambda a: a[0]) if outermost else min(around, key=lambda a: a[0])
             out[shape.mask] = container.colours[0]
