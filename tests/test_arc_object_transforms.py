@@ -168,6 +168,16 @@ def test_each_object_slides_to_the_side_its_colour_calls_for() -> None:
     assert all(not c.rule.startswith("slide each object") for c in unseen)
 
 
+def test_each_cell_of_a_colour_takes_the_other_colour_its_row_holds() -> None:
+    train = [
+        (g([[1, 0, 5, 5], [2, 0, 0, 5], [0, 0, 0, 0]]), g([[1, 0, 1, 1], [2, 0, 0, 2], [0, 0, 0, 0]])),
+        (g([[3, 5, 0, 0], [0, 0, 0, 0], [4, 0, 5, 0]]), g([[3, 3, 0, 0], [0, 0, 0, 0], [4, 0, 4, 0]])),
+    ]
+    top = object_transform_candidates(train, g([[6, 0, 5, 0], [7, 5, 5, 0], [0, 0, 0, 0]]))[0]
+    assert (top.score, top.rule) == (1.0, "recolour each cell of colour 5 with the other colour its row holds")
+    assert top.grid == g([[6, 0, 6, 0], [7, 7, 7, 0], [0, 0, 0, 0]])
+
+
 def test_each_colour_moves_by_its_own_offset() -> None:
     # 1s move one step right, 2s two steps, 3s stay; the 2 is absent from the second pair.
     train = [

@@ -13,7 +13,8 @@ learned from the training pairs (which must keep their size), changes them where
   colour, an anchor; or the objects of every colour that moves, each towards its own anchor; or
   lets every object fall as a rigid body until it rests on the border or on an object that fell
   before it (gravity), or slides each object to the side its colour (or shape) calls for;
-- recolours each object of one colour with the colour of the nearest cell of another, or swaps
+- recolours each object of one colour with the colour of the nearest cell of another (or each
+  cell with the one other colour its row or column holds), or swaps
   the two colours of each two-coloured object, or recolours each object lying inside another
   with the colour of the outermost (or innermost) one around it;
 - mirrors each object within its bounding box;
@@ -454,6 +455,22 @@ def recolour_by_nearest(grid: np.ndarray, found: Objects, colour: int, diagonal:
     return out
 
 
+def recolour_by_line(grid: np.ndarray, colour: int, columns: bool) -> np.ndarray | None:
+    """Each cell of ``colour`` recoloured with the one other colour its row (or column) holds
+    besides the background; None when a line holding such a cell holds no other colour, or two."""
+    lines = grid.T if columns else grid
+    background = background_colour(grid)
+    out = lines.copy()
+    for index, line in enumerate(lines):
+        if not (line == colour).any():
+            continue
+        others = np.unique(line[(line != background) & (line != colour)])
+        if others.size != 1:
+            return None
+        out[index][line == colour] = others[0]
+    return out.T if columns else out
+
+
 def recolour_by_container(grid: np.ndarray, found: Objects, outermost: bool) -> np.ndarray | None:
     """Each 8-connected one-colour object that lies inside another's enclosed space recoloured
     with the colour of the outermost (or the innermost) object around it."""
@@ -518,6 +535,11 @@ def object_transform_rules(train: Sequence[tuple[Grid, Grid]]) -> Iterator[tuple
     # colour of its nearest neighbour.
     for colour in colours:
         if all(((s == colour) <= (s != t)).all() for s, t in pairs):
+            for columns in (False, True):
+                yield (
+                    f"recolour each cell of colour {colour} with the other colour its {'column' if columns else 'row'} holds",
+                    lambda g, c=colour, k=columns: recolour_by_line(g, c, k),
+                )
             for diagonal in (True, False):
                 yield (
                     f"recolour each {'8' if diagonal else '4'}-connected object of colour {colour} with the nearest other colour",
