@@ -59,6 +59,17 @@ def test_tiling_places_copies_at_the_rarest_colour() -> None:
     assert top.grid == g([[0, 0, 6, 5], [0, 0, 6, 0], [0, 0, 0, 0], [0, 0, 0, 0]])
 
 
+def test_tiling_places_copies_at_the_cells_of_one_colour() -> None:
+    # Copies go where the input holds 2, whichever colour is rarest.
+    train = [
+        (g([[2, 1], [1, 1]]), g([[2, 1, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]])),
+        (g([[1, 2], [2, 2]]), g([[0, 0, 1, 2], [0, 0, 2, 2], [1, 2, 1, 2], [2, 2, 2, 2]])),
+    ]
+    top = best(tiling_candidates(train, g([[1, 1], [1, 2]])))
+    assert (top.score, top.rule) == (1.0, "fractal at colour 2")
+    assert top.grid == g([[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 1, 1], [0, 0, 1, 2]])
+
+
 def test_tiling_tiles_the_inverted_input() -> None:
     train = [(g([[1, 0, 0]]), g([[0, 1, 1, 0, 1, 1], [0, 1, 1, 0, 1, 1]])), (g([[2, 2, 0]]), g([[0, 0, 2, 0, 0, 2], [0, 0, 2, 0, 0, 2]]))]
     top = best(tiling_candidates(train, g([[3, 3, 0]])))

@@ -98,7 +98,7 @@ def learn_tile_symmetries(pairs: Sequence[tuple[np.ndarray, np.ndarray]], ratio:
 
 
 # Where a fractal places copies: the cells of the input that are filled, empty, of its rarest or of
-# its commonest filled colour.
+# its commonest filled colour (or of a colour every input holds).
 FRACTAL_PLACES = ("filled cells", "empty cells", "the rarest colour", "the commonest colour")
 
 
@@ -115,6 +115,8 @@ def fractal(grid: np.ndarray, copy: np.ndarray, where: str) -> np.ndarray | None
         places = grid != background
     elif where == "empty cells":
         places = grid == background
+    elif where.startswith("colour "):
+        places = grid == int(where.removeprefix("colour "))
     elif filled.size < 2:
         return None  # rarest and commonest are the same colour: the rule reads nothing
     else:
@@ -321,7 +323,8 @@ def tiling_rules(train: Sequence[tuple[Grid, Grid]]) -> Iterator[tuple[str, Rule
                 lambda g: _then(inverted(g), lambda i: tiled(i, grow, inverted_symmetries)),
             )
         yield "scale up by learned blocks", _blocks_rule(pairs, grow)
-        for where in FRACTAL_PLACES:
+        shared = set.intersection(*(set(np.unique(source).tolist()) for source, _ in pairs)) - {0}
+        for where in (*FRACTAL_PLACES, *(f"colour {c}" for c in sorted(shared))):
             yield f"fractal at {where}", lambda g, w=where: fractal(g, g, w) if g.shape == grow else None
             yield f"inverted fractal at {where}", lambda g, w=where: _then(inverted(g), lambda i: fractal(g, i, w)) if g.shape == grow else None
     for count, read in SCALE_COUNTS.items():
