@@ -84,6 +84,17 @@ def test_an_elbow_path_joins_the_single_cells_of_two_colours() -> None:
     assert top.grid == g([[0, 0, 0, 0], [8, 8, 8, 2], [8, 0, 0, 0], [3, 0, 0, 0]])
 
 
+def test_every_all_black_row_and_column_is_drawn_in_one_colour() -> None:
+    # Noise outnumbers black; the rows and columns that hold only black become 2.
+    train = [
+        (g([[1, 0, 1], [0, 0, 0], [1, 0, 1]]), g([[1, 2, 1], [2, 2, 2], [1, 2, 1]])),
+        (g([[3, 3, 0, 3], [3, 3, 0, 3]]), g([[3, 3, 2, 3], [3, 3, 2, 3]])),
+    ]
+    top = ray_candidates(train, g([[4, 0, 4], [0, 0, 0], [4, 0, 4], [4, 0, 4]]))[0]
+    assert (top.score, top.rule) == (1.0, "every empty row and column in 2")
+    assert top.grid == g([[4, 2, 4], [2, 2, 2], [4, 2, 4], [4, 2, 4]])
+
+
 def test_the_nearest_cell_is_found_along_rows_columns_and_both_diagonals() -> None:
     places = np.full((3, 3), NOTHING)
     places[0, 0] = 7

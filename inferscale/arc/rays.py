@@ -14,7 +14,8 @@ A kind is drawn when every cell it would paint changes in the training outputs, 
 colour where the outputs mostly show it (two crossing rays cannot both win), else in the one
 colour they show. Each colour may also learn its own kinds, drawn together (one colour's rays go
 down, another's across), with the colour the outputs show where rays of two colours cross. Or an
-elbow path joins the single cells of two colours, along a row then a column (or the other way).
+elbow path joins the single cells of two colours, along a row then a column (or the other way);
+or every all-black row and column is drawn in one colour.
 
 **Bound.** For each source choice (at most 11) and mode (3), each wall layout is looked along
 once per direction (8) and grid (17), by one cumulative pass over its 900 cells (diagonals by
@@ -236,6 +237,7 @@ def ray_rules(train: Sequence[tuple[Grid, Grid]]) -> list[tuple[str, Rule]]:
                 )
     rules.extend(_rules_per_colour(pairs, colours, sights))
     rules.extend(_elbow_rules(pairs, colours))
+    rules.extend(_empty_line_rules(pairs))
     return [(name, rule) for _, name, rule in sorted(rules, key=lambda r: r[0])]
 
 
@@ -309,6 +311,30 @@ def _elbow_rules(pairs: Sequence[tuple[np.ndarray, np.ndarray]], colours: Sequen
                         f"a path from the {start} to the {end}, {way}, in {colour}",
                         lambda g, a=start, b=end, f=across_first, c=colour: elbow(g, a, b, f, c),
                     )
+
+
+def empty_lines(grid: np.ndarray, rows: bool, columns: bool, colour: int) -> np.ndarray | None:
+    """Every row (and, or, column) of the grid that holds only black (0), in ``colour``: a grid
+    filled with noise may hold more of another colour than of black."""
+    empty = grid == 0
+    lines = np.zeros(grid.shape, dtype=bool)
+    if rows:
+        lines |= empty.all(axis=1, keepdims=True)
+    if columns:
+        lines |= empty.all(axis=0, keepdims=True)
+    if not lines.any():
+        return None
+    return np.where(lines, np.int8(colour), grid)
+
+
+def _empty_line_rules(pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> Iterator[tuple[int, str, Rule]]:
+    """The empty rows and columns drawn in the one colour the outputs add."""
+    added = set.union(*(set(np.unique(t[s != t]).tolist()) for s, t in pairs))
+    if len(added) != 1:
+        return
+    colour = added.pop()
+    for rows, columns, which in ((True, True, "row and column"), (True, False, "row"), (False, True, "column")):
+        yield 1, f"every empty {which} in {colour}", lambda g, r=rows, c=columns, k=colour: empty_lines(g, r, c, k)
 
 
 def paint_each(
