@@ -330,8 +330,8 @@ def empty_lines(grid: np.ndarray, rows: bool, columns: bool, colour: int) -> np.
 def _empty_line_rules(pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> Iterator[tuple[int, str, Rule]]:
     """The empty rows and columns drawn in the one colour the outputs add."""
     added = set.union(*(set(np.unique(t[s != t]).tolist()) for s, t in pairs))
-    if len(added) != 1:
-        return
+    if added - {0} != added or len(added) != 1:
+        return  # drawing black over black changes nothing
     colour = added.pop()
     for rows, columns, which in ((True, True, "row and column"), (True, False, "row"), (False, True, "column")):
         yield 1, f"every empty {which} in {colour}", lambda g, r=rows, c=columns, k=colour: empty_lines(g, r, c, k)
