@@ -263,12 +263,11 @@ def plot(folder: str, summary: list[dict], path: pathlib.Path, budget: float) ->
         if not chosen:
             continue
         axis.plot([r["compute"] for r in chosen], [r["solved"] for r in chosen], marker=marker, linestyle="", label=kind)
-        for r in chosen:
-            label = r["name"].replace(" alone", "").replace("arc_", "").replace("ensemble of ", "").split(", budget")[0]
-            # The cascade, the budgeted ensemble and the reference land close together: labels
-            # below-left, above-right and above-left of their points.
-            offset, align = {"cascade": ((-4, -11), "right"), "reference": ((-6, 5), "right")}.get(kind, ((4, 3), "left"))
-            axis.annotate(label, (r["compute"], r["solved"]), fontsize=7, textcoords="offset points", xytext=offset, ha=align)
+        # The strategies land close together and the legend names them by marker; only the
+        # single solvers carry labels.
+        for r in chosen if kind == "single" else ():
+            label = r["name"].replace(" alone", "").replace("arc_", "")
+            axis.annotate(label, (r["compute"], r["solved"]), fontsize=7, textcoords="offset points", xytext=(4, 3))
     save_log_x(
         figure,
         axis,
@@ -276,6 +275,8 @@ def plot(folder: str, summary: list[dict], path: pathlib.Path, budget: float) ->
         xlabel="compute per test input (cost units, log scale)",
         ylabel="tasks solved (official: two attempts, exact)",
         title=f"ARC {folder}: solved vs compute, strategies ≤ {budget:g} units",
+        # Lower right is where the dearest solvers lie.
+        legend_loc="center right",
     )
 
 

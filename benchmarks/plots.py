@@ -21,13 +21,13 @@ def latency_cdfs(axis, curves: Iterable[tuple[str, np.ndarray]], *, title: str, 
     axis.legend(fontsize=7)
 
 
-def save_log_x(figure, axis, path, *, xlabel: str, ylabel: str, title: str) -> None:  # type: ignore[no-untyped-def]
+def save_log_x(figure, axis, path, *, xlabel: str, ylabel: str, title: str, legend_loc: str = "lower right") -> None:  # type: ignore[no-untyped-def]
     """Finishes a figure of results against compute (a log x axis) the same way everywhere and saves it."""
     axis.set_xscale("log")
     axis.set_xlabel(xlabel)
     axis.set_ylabel(ylabel)
     axis.set_title(title)
     axis.grid(True, alpha=0.3)
-    axis.legend(loc="lower right", fontsize=8)
+    axis.legend(loc=legend_loc, fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
