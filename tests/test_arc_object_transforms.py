@@ -178,6 +178,21 @@ def test_each_cell_of_a_colour_takes_the_other_colour_its_row_holds() -> None:
     assert top.grid == g([[6, 0, 6, 0], [7, 7, 7, 0], [0, 0, 0, 0]])
 
 
+def test_a_colour_seen_only_where_it_could_not_move_is_not_guessed_a_direction() -> None:
+    # 1s slide right; the 2 always sat in the bottom right corner, where down and right both fit.
+    train = [
+        (g([[1, 0, 0], [0, 0, 0], [0, 0, 2]]), g([[0, 0, 1], [0, 0, 0], [0, 0, 2]])),
+        (g([[0, 0, 0], [1, 0, 0], [0, 0, 2]]), g([[0, 0, 0], [0, 0, 1], [0, 0, 2]])),
+    ]
+    # A 2 in the corner again stays there; the 1 slides right.
+    cornered = object_transform_candidates(train, g([[0, 0, 0], [0, 1, 0], [0, 0, 2]]))
+    slid = [c for c in cornered if c.rule == "slide each object the way its colour says"]
+    assert [(c.grid, c.score) for c in slid] == [(g([[0, 0, 0], [0, 0, 1], [0, 0, 2]]), 1.0)]
+    # A 2 that is free to go down or right: the pairs never said which, so the rule answers nothing.
+    free = object_transform_candidates(train, g([[0, 0, 0], [0, 2, 0], [1, 0, 0]]))
+    assert all(c.rule != "slide each object the way its colour says" for c in free)
+
+
 def test_each_colour_moves_by_its_own_offset() -> None:
     # 1s move one step right, 2s two steps, 3s stay; the 2 is absent from the second pair.
     train = [

@@ -355,40 +355,46 @@ def _slid(grid: np.ndarray, shape: Shape, direction: str) -> tuple[np.ndarray, n
     return cells[0] + steps * step[0], cells[1] + steps * step[1]
 
 
-def learn_slides(pairs: Sequence[tuple[np.ndarray, np.ndarray]], found: Objects, key: str) -> dict[object, str] | None:
-    """The direction objects slide in, per value of ``key`` (their colour or shape): the one
-    direction that lands every such object of every pair where the output shows it; None when a
-    value has none or the slides move nothing."""
+def learn_slides(
+    pairs: Sequence[tuple[np.ndarray, np.ndarray]], found: Objects, key: str
+) -> dict[object, frozenset[str]] | None:
+    """The directions objects may slide in, per value of ``key`` (their colour or shape): those
+    that land every such object of every pair where the output shows it. Several directions fit
+    only objects that stayed where they were, blocked every way that fits. None when a value has
+    no direction, or no value has exactly one (nothing was seen to move)."""
     # Sliding only moves cells: every pair keeps its count of each colour.
     if any((np.bincount(s.ravel(), minlength=10) != np.bincount(t.ravel(), minlength=10)).any() for s, t in pairs):
         return None
-    options: dict[object, set[str]] = {}
+    options: dict[object, frozenset[str]] = {}
     for source, target in pairs:
         if len(found.of(source, True, True)) > MAX_CONTAINERS:
             return None  # hundreds of specks are noise, not objects that each know their way
         for shape in found.of(source, True, True):
-            landing = {d for d in STEPS if (target[_slid(source, shape, d)] == shape.colours[0]).all()}
+            landing = frozenset(d for d in STEPS if (target[_slid(source, shape, d)] == shape.colours[0]).all())
             value = SLIDE_KEYS[key](shape)
             options[value] = options.get(value, landing) & landing
     if not options or any(not o for o in options.values()):
         return None
-    learned = {value: min(o) for value, o in options.items()}  # several fit: the object stays put
-    return learned if any(len(o) == 1 for o in options.values()) else None
+    return options if any(len(o) == 1 for o in options.values()) else None
 
 
-def slide_each(grid: np.ndarray, found: Objects, key: str, directions: dict[object, str]) -> np.ndarray | None:
+def slide_each(grid: np.ndarray, found: Objects, key: str, directions: dict[object, frozenset[str]]) -> np.ndarray | None:
     """Each object slid in the direction learned for its colour (or shape), the others standing
-    where they were; None when an object's value was never seen."""
+    where they were. None when an object's value was never seen, or when its value allows several
+    directions that would land it in different places: the pairs never told which way it goes."""
     background = background_colour(grid)
     out = grid.copy()
     moves = []
     if len(found.of(grid, True, True)) > MAX_CONTAINERS:
         return None
     for shape in found.of(grid, True, True):
-        direction = directions.get(SLIDE_KEYS[key](shape))
-        if direction is None:
+        allowed = directions.get(SLIDE_KEYS[key](shape))
+        if allowed is None:
             return None
-        moves.append((_slid(grid, shape, direction), shape))
+        landings = {tuple(map(tuple, _slid(grid, shape, d))) for d in allowed}
+        if len(landings) != 1:
+            return None
+        moves.append((_slid(grid, shape, min(allowed)), shape))
     for _, shape in moves:
         out[shape.mask] = background
     for landing, shape in moves:
