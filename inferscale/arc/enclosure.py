@@ -13,10 +13,9 @@ of its cells, with:
 - the one colour already inside it (a seed floods its room, enclosed or not).
 The backgrounds of shapes are filled too: each object's bounding box (or the box of all cells of
 each colour, or only that box's edge), where it is background, with one colour or the object's
-own. Which walls,
-connectivity, cells and colour is learned from the training pairs, which must keep their size
-(and some pair must change): only walls that no output changes are tried, then each rule is
-scored on the pairs.
+own. Which walls, connectivity, cells and colour is learned from the training pairs, which must
+keep their size (and some pair must change): only walls that no output changes are tried, then
+each rule is scored on the pairs.
 
 **Bound.** At most 11 wall choices x 2 connectivities, each labelled once per grid (17 grids of
 900 cells) and per table, and one pass per region (at most 450 per grid) to read its colour.

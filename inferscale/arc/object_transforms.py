@@ -14,9 +14,9 @@ learned from the training pairs (which must keep their size), changes them where
   lets every object fall as a rigid body until it rests on the border or on an object that fell
   before it (gravity), or slides each object to the side its colour (or shape) calls for;
 - recolours each object of one colour with the colour of the nearest cell of another (or each
-  cell with the one other colour its row or column holds), or swaps
-  the two colours of each two-coloured object, or recolours each object lying inside another
-  with the colour of the outermost (or innermost) one around it;
+  cell with the one other colour its row or column holds), or swaps the two colours of each
+  two-coloured object, or recolours each object lying inside another with the colour of the
+  outermost (or innermost) one around it;
 - mirrors each object within its bounding box;
 - sorts the rows or columns by how many filled cells each holds.
 
@@ -45,7 +45,7 @@ from inferscale.arc.tiling import background_colour
 KEPT = -1
 # The most objects a grid may hold for the rules that look at each object against every other
 # (containers) or slide each one on its own.
-MAX_CONTAINERS = 60
+MAX_OBJECTS = 60
 STEPS = {"down": (1, 0), "up": (-1, 0), "right": (0, 1), "left": (0, -1)}
 # Object kinds: (8-connected, of one colour).
 KINDS = ((True, True), (False, True), (True, False), (False, False))
@@ -76,15 +76,19 @@ def _extremes(values: list[int]) -> list[object]:
     ]
 
 
-def _holds_a_hole(shape: Shape) -> bool:
+def _inside(shape: Shape) -> np.ndarray:
+    """The cells of the object's box that it encloses and does not fill: its holes."""
     box = _box(shape)
-    return bool((ndimage.binary_fill_holes(box) & ~box).any())
+    return ndimage.binary_fill_holes(box) & ~box
+
+
+def _holds_a_hole(shape: Shape) -> bool:
+    return bool(_inside(shape).any())
 
 
 def _holes(shape: Shape) -> int:
-    """How many separate holes the object encloses (4-connected background inside its box)."""
-    box = _box(shape)
-    return int(ndimage.label(ndimage.binary_fill_holes(box) & ~box)[1])
+    """How many separate holes the object encloses (4-connected)."""
+    return int(ndimage.label(_inside(shape))[1])
 
 
 def _shared_shape(objects: list[Shape]) -> list[object]:
@@ -194,15 +198,8 @@ def _moving(grid: np.ndarray, mover: int | None) -> np.ndarray:
 def shift(grid: np.ndarray, mover: int | None, offset: tuple[int, int]) -> np.ndarray | None:
     """The cells of colour ``mover`` (None: every filled cell) moved by ``offset``, drawn over the
     rest; cells moved off the grid are lost."""
-    moving = _moving(grid, mover)
-    if not moving.any():
-        return None
-    out = np.where(moving, np.int8(background_colour(grid)), grid)
-    rows, cols = np.nonzero(moving)
-    r, c = rows + offset[0], cols + offset[1]
-    inside = (r >= 0) & (r < grid.shape[0]) & (c >= 0) & (c < grid.shape[1])
-    out[r[inside], c[inside]] = grid[rows[inside], cols[inside]]
-    return out
+    colours = np.unique(grid[_moving(grid, mover)]).tolist()
+    return shift_each(grid, dict.fromkeys(colours, offset))
 
 
 def learn_offset(
@@ -367,7 +364,7 @@ def learn_slides(
         return None
     options: dict[object, frozenset[str]] = {}
     for source, target in pairs:
-        if len(found.of(source, True, True)) > MAX_CONTAINERS:
+        if len(found.of(source, True, True)) > MAX_OBJECTS:
             return None  # hundreds of specks are noise, not objects that each know their way
         for shape in found.of(source, True, True):
             landing = frozenset(d for d in STEPS if (target[_slid(source, shape, d)] == shape.colours[0]).all())
@@ -385,16 +382,16 @@ def slide_each(grid: np.ndarray, found: Objects, key: str, directions: dict[obje
     background = background_colour(grid)
     out = grid.copy()
     moves = []
-    if len(found.of(grid, True, True)) > MAX_CONTAINERS:
+    if len(found.of(grid, True, True)) > MAX_OBJECTS:
         return None
     for shape in found.of(grid, True, True):
         allowed = directions.get(SLIDE_KEYS[key](shape))
         if allowed is None:
             return None
-        landings = {tuple(map(tuple, _slid(grid, shape, d))) for d in allowed}
-        if len(landings) != 1:
+        landings = [_slid(grid, shape, d) for d in sorted(allowed)]
+        if any((r != landings[0][0]).any() or (c != landings[0][1]).any() for r, c in landings[1:]):
             return None
-        moves.append((_slid(grid, shape, min(allowed)), shape))
+        moves.append((landings[0], shape))
     for _, shape in moves:
         out[shape.mask] = background
     for landing, shape in moves:
@@ -481,12 +478,11 @@ def recolour_by_container(grid: np.ndarray, found: Objects, outermost: bool) -> 
     """Each 8-connected one-colour object that lies inside another's enclosed space recoloured
     with the colour of the outermost (or the innermost) object around it."""
     objects = found.of(grid, True, True)
-    if len(objects) > MAX_CONTAINERS:
+    if len(objects) > MAX_OBJECTS:
         return None  # an object against each of hundreds is more than a frame-and-contents task
     containers = []
     for shape in objects:
-        box = _box(shape)
-        inside = ndimage.binary_fill_holes(box) & ~box
+        inside = _inside(shape)
         if inside.any():  # most objects enclose nothing and hold no other
             whole = np.zeros(grid.shape, dtype=bool)
             whole[shape.top : shape.bottom, shape.left : shape.right] = inside

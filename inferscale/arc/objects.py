@@ -5,8 +5,9 @@ of one colour or of any colours). A selector picks one (the largest, the one of 
 object has, the one whose shape is unique, ...), and the answer is its bounding box cut from the
 grid, or the object alone on the background. Other cuts: everything that is not background, all
 cells of one colour, and the inside of a frame; or every object, when all share one size, cut out
-and laid side by side (across, down, or along the axis they are spread over). Which selector and cut is learned by scoring
-every combination on the training pairs (``inferscale.arc.solvers.candidates_from_rules``).
+and laid side by side (across, down, or along the axis they are spread over). Which selector and
+cut is learned by scoring every combination on the training pairs
+(``inferscale.arc.solvers.candidates_from_rules``).
 """
 
 from __future__ import annotations

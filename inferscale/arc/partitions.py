@@ -44,6 +44,7 @@ from inferscale.arc.counting import pick
 from inferscale.arc.per_grid import PerGrid
 from inferscale.arc.solvers import SYMMETRIES, Candidate, Rule, as_array, candidates_from_rules
 from inferscale.arc.tasks import Grid
+from inferscale.arc.tiling import black_or_commonest
 
 # The orders of cells laid over one another are all tried up to this many cells.
 MAX_ORDERED_CELLS = 4
@@ -108,12 +109,6 @@ def _colour_counts(cells: Sequence[np.ndarray]) -> np.ndarray:
     return np.bincount(np.concatenate([c.ravel() for c in cells]), minlength=10)
 
 
-def _drawn_on(counts: np.ndarray) -> int:
-    """The colour cells with these colour counts are drawn on: 0 where they hold it, else their
-    most frequent."""
-    return 0 if counts[0] else int(counts.argmax())
-
-
 def _most_frequent(p: Partition) -> int:
     """The most frequent colour in the cells."""
     return int(_colour_counts(p.cells).argmax())
@@ -152,7 +147,7 @@ def split(grid: np.ndarray) -> Partition | None:
         counts = _colour_counts(cells)
         if counts[line] * 2 > counts.sum():
             continue
-        return Partition(cells, corners, len(row_runs), len(col_runs), line, _drawn_on(counts))
+        return Partition(cells, corners, len(row_runs), len(col_runs), line, black_or_commonest(counts))
     return None
 
 
@@ -165,7 +160,7 @@ def blocks(grid: np.ndarray, rows: int, cols: int) -> Partition | None:
     bh, bw = h // rows, w // cols
     corners = tuple((r * bh, c * bw) for r in range(rows) for c in range(cols))
     cells = tuple(grid[top : top + bh, left : left + bw] for top, left in corners)
-    return Partition(cells, corners, rows, cols, -1, _drawn_on(np.bincount(grid.ravel(), minlength=10)))
+    return Partition(cells, corners, rows, cols, -1, black_or_commonest(np.bincount(grid.ravel(), minlength=10)))
 
 
 def repeats(grid: np.ndarray) -> Partition | None:

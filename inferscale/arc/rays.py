@@ -236,8 +236,11 @@ def ray_rules(train: Sequence[tuple[Grid, Grid]]) -> list[tuple[str, Rule]]:
                     )
                 )
     rules.extend(_rules_per_colour(pairs, colours, sights))
-    rules.extend(_elbow_rules(pairs, colours))
-    rules.extend(_empty_line_rules(pairs))
+    # The colours the outputs paint where they change: elbows and empty lines draw in the one.
+    added = set.union(*(set(np.unique(t[s != t]).tolist()) for s, t in pairs))
+    if len(added) == 1:
+        rules.extend(_elbow_rules(pairs, colours, *added))
+        rules.extend(_empty_line_rules(*added))
     return [(name, rule) for _, name, rule in sorted(rules, key=lambda r: r[0])]
 
 
@@ -294,13 +297,11 @@ def elbow(grid: np.ndarray, start: int, end: int, across_first: bool, colour: in
     return out
 
 
-def _elbow_rules(pairs: Sequence[tuple[np.ndarray, np.ndarray]], colours: Sequence[int]) -> Iterator[tuple[int, str, Rule]]:
-    """Elbow paths between the single cells of two colours, in the one colour the outputs add."""
+def _elbow_rules(
+    pairs: Sequence[tuple[np.ndarray, np.ndarray]], colours: Sequence[int], colour: int
+) -> Iterator[tuple[int, str, Rule]]:
+    """Elbow paths in ``colour`` between the single cells of two colours."""
     single = [c for c in colours if all((s == c).sum() == 1 for s, _ in pairs)]
-    added = set.union(*(set(np.unique(t[s != t]).tolist()) for s, t in pairs))
-    if len(single) < 2 or len(added) != 1:
-        return
-    colour = added.pop()
     for start in single:
         for end in single:
             if start != end:
@@ -327,12 +328,10 @@ def empty_lines(grid: np.ndarray, rows: bool, columns: bool, colour: int) -> np.
     return np.where(lines, np.int8(colour), grid)
 
 
-def _empty_line_rules(pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> Iterator[tuple[int, str, Rule]]:
-    """The empty rows and columns drawn in the one colour the outputs add."""
-    added = set.union(*(set(np.unique(t[s != t]).tolist()) for s, t in pairs))
-    if added - {0} != added or len(added) != 1:
+def _empty_line_rules(colour: int) -> Iterator[tuple[int, str, Rule]]:
+    """The empty rows and columns drawn in ``colour``."""
+    if colour == 0:
         return  # drawing black over black changes nothing
-    colour = added.pop()
     for rows, columns, which in ((True, True, "row and column"), (True, False, "row"), (False, True, "column")):
         yield 1, f"every empty {which} in {colour}", lambda g, r=rows, c=columns, k=colour: empty_lines(g, r, c, k)
 

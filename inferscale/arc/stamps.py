@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from inferscale.arc.objects import Shape, shapes
+from inferscale.arc.objects import ObjectsOf, Shape, objects_on_background
 from inferscale.arc.per_grid import PerGrid
 from inferscale.arc.solvers import Candidate, Rule, as_array, candidates_from_rules
 from inferscale.arc.tasks import Grid
@@ -135,11 +135,12 @@ def stamped(grid: np.ndarray, stamps: dict[int, dict[tuple[int, int], int]]) -> 
     return out
 
 
-def _template_and_markers(grid: np.ndarray, marker: int) -> tuple[Shape, list[tuple[int, int]]] | None:
+def _template_and_markers(
+    grid: np.ndarray, marker: int, objects_of: ObjectsOf = objects_on_background
+) -> tuple[Shape, list[tuple[int, int]]] | None:
     """The largest object (8-connected, of any colours; the one largest) and the lone cells of
     colour ``marker`` outside it."""
-    background = background_colour(grid)
-    found = shapes(grid, background, True, False)
+    found = objects_of(grid, True, False)
     if len(found) > MAX_OBJECTS:
         return None
     sizes = [s.size for s in found]
@@ -207,13 +208,11 @@ def stamp_rules(train: Sequence[tuple[Grid, Grid]]) -> Iterator[tuple[str, Rule]
 
 def template_rules(pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> Iterator[tuple[str, Rule]]:
     """Copies of the largest object onto the lone cells of each colour every input shows alone."""
-    singles = None
-    for source, _ in pairs:
-        background = background_colour(source)
-        lone = {s.colours[0] for s in shapes(source, background, True, False) if s.size == 1}
-        singles = lone if singles is None else singles & lone
-    find: TemplateFinder = PerGrid(_template_and_markers)
-    for marker in sorted(singles or ()):
+    # Each grid's objects found once, for the lone colours and for every marker's template.
+    objects_of: ObjectsOf = PerGrid(objects_on_background)
+    singles = set.intersection(*({s.colours[0] for s in objects_of(source, True, False) if s.size == 1} for source, _ in pairs))
+    find: TemplateFinder = PerGrid(lambda grid, marker: _template_and_markers(grid, marker, objects_of))
+    for marker in sorted(singles):
         first = find(pairs[0][0], marker)
         if first is None:
             continue

@@ -105,10 +105,8 @@ FRACTAL_PLACES = ("filled cells", "empty cells", "the rarest colour", "the commo
 def fractal(grid: np.ndarray, copy: np.ndarray, where: str) -> np.ndarray | None:
     """The input laid out in its own shape: ``copy`` in the blocks of the cells ``where`` names,
     black (0) elsewhere."""
-    # Black (0) is the background wherever the grid has it: in grids this small the commonest
-    # colour is often the pattern's own.
-    background = 0 if (grid == 0).any() else background_colour(grid)
     counts = np.bincount(grid.ravel(), minlength=10)
+    background = black_or_commonest(counts)
     counts[0] = 0  # black is never the rarest or commonest colour; another background may be
     filled = np.nonzero(counts)[0]
     if where == "filled cells":
@@ -185,6 +183,12 @@ def block_reduce(grid: np.ndarray, ratio: tuple[int, int], how: str) -> np.ndarr
                 if others.size:
                     out[i, j] = Counter(others.tolist()).most_common(1)[0][0]
     return out
+
+
+def black_or_commonest(counts: np.ndarray) -> int:
+    """The colour cells with these counts per colour are drawn on: black (0) where they hold it,
+    since small grids are often mostly their pattern, else their most frequent colour."""
+    return 0 if counts[0] else int(counts.argmax())
 
 
 def background_colour(grid: np.ndarray) -> int:
