@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 
 import grpc
 import psutil
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
 
 from inferscale.gsm8k import (
     DEFAULT_SHOTS,
@@ -49,6 +51,7 @@ from inferscale.gsm8k import (
 from inferscale.suite import REPO_ROOT, Suite, SuitePorts
 from inferscale.v1 import common_pb2, router_service_pb2, router_service_pb2_grpc
 from services.monitor.policy import ScoredStep, learn_thresholds
+from services.orchestrator.registry import PARAM_ANSWER_CHECK
 
 RESULTS = REPO_ROOT / "results"
 SHARED = REPO_ROOT.parent / "shared" / "gsm8k"
@@ -58,6 +61,8 @@ MODELS = list(TIERS)
 STRONGEST = MODELS[-1]
 TASK = "math"
 SAMPLING_TEMPERATURE = 0.7
+# Marks a row whose answers were recorded under other answer checks than the models declare now.
+STALE_MARK = "†"
 
 
 @dataclass
@@ -109,6 +114,19 @@ def self_consistency(model: str, k: int) -> Row:
         {"strategy": common_pb2.STRATEGY_SELF_CONSISTENCY, "model_name": model, "max_calls": k},
         SAMPLING_TEMPERATURE,
     )
+
+
+def answer_checks(repository: pathlib.Path = REPO_ROOT / "model_repository") -> dict[str, str]:
+    """The answer check each text model of the task declares in the repository the suite serves.
+
+    A check changes what a strategy votes for and escalates on, though never a single greedy
+    answer: an answer recorded under other checks is not taken for one under these."""
+    checks = {}
+    for model in MODELS:
+        config = text_format.Parse((repository / model / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+        declared = config.parameters.get(PARAM_ANSWER_CHECK)
+        checks[model] = declared.string_value if declared is not None else ""
+    return checks
 
 
 def run_key(settings: dict) -> str:
@@ -224,11 +242,13 @@ class CrashGuard:
                     raise
 
 
-def summarise(name: str, records: list[dict]) -> dict:
-    """A row's accuracy and mean compute."""
+def summarise(name: str, records: list[dict], checks: dict[str, str]) -> dict:
+    """A row's accuracy and mean compute, and whether any of its answers was recorded under other
+    answer checks than ``checks``, those the models declare now."""
     n = len(records)
     return {
         "row": name,
+        "stale": any(record.get("answer_checks") != checks for record in records),
         "n": n,
         "accuracy": sum(r["right"] for r in records) / n if n else 0.0,
         "tokens": sum(r["output_tokens"] for r in records) / n if n else 0.0,
@@ -253,7 +273,7 @@ def table(summaries: list[dict], header: str) -> str:
             return s[key] / best[key] if best and best[key] else float("nan")
 
         lines.append(
-            f"| {s['row']} | {s['n']} | {s['accuracy']:.3f} | {ratio('accuracy'):.2f} | {s['tokens']:.0f} | "
+            f"| {s['row']}{' ' + STALE_MARK if s['stale'] else ''} | {s['n']} | {s['accuracy']:.3f} | {ratio('accuracy'):.2f} | {s['tokens']:.0f} | "
             f"{ratio('tokens'):.2f} | {s['cpu']:.2f} | {ratio('cpu'):.2f} | {s['cost']:.0f} |"
         )
     if best is not None:
@@ -308,7 +328,7 @@ def plot(summaries: list[dict], path: pathlib.Path) -> None:
         for s in summaries:
             if s["n"]:
                 axis.scatter(s[key], s["accuracy"])
-                axis.annotate(s["row"], (s[key], s["accuracy"]), fontsize=7, xytext=(4, 4), textcoords="offset points")
+                axis.annotate(s["row"] + (" " + STALE_MARK if s["stale"] else ""), (s[key], s["accuracy"]), fontsize=7, xytext=(4, 4), textcoords="offset points")
         axis.set_xlabel(label)
         axis.grid(alpha=0.3)
     axes[0].set_ylabel("accuracy (exact match)")
@@ -362,6 +382,10 @@ async def run(args: argparse.Namespace, suite: Suite) -> int:
     """Answers every (row, problem) of the plan not answered yet, then reports."""
     planned = plan(args)
     problems, done, key = planned.problems, planned.done, planned.key
+    checks = answer_checks()
+    # An answer recorded under other answer checks is asked again; until it is, the report shows
+    # the old one, marked.
+    current = {where for where, record in done.items() if record.get("answer_checks") == checks}
     channel = suite.aio_channel("router")
     router = router_service_pb2_grpc.RouterServiceStub(channel)
     metadata = suite.metadata("client")
@@ -370,7 +394,7 @@ async def run(args: argparse.Namespace, suite: Suite) -> int:
     with planned.answers.open("a") as sink:
         for row in planned.chosen:
             for index, problem in enumerate(problems):
-                if (row.name, index) in done:
+                if (row.name, index) in current:
                     continue
                 request_id = f"gsm8k-{key}-{row.name}-{index}"
                 record = await guard.ask(
@@ -378,7 +402,7 @@ async def run(args: argparse.Namespace, suite: Suite) -> int:
                         router, metadata, row, problem, planned.context, args.max_tokens, request_id, triton_processes(suite)
                     )
                 )
-                record.update(run=key, row=row.name, problem=index)
+                record.update(run=key, row=row.name, problem=index, answer_checks=checks)
                 sink.write(json.dumps(record) + "\n")
                 sink.flush()
                 done[(row.name, index)] = record
@@ -400,12 +424,18 @@ def report(args: argparse.Namespace, planned: Plan) -> int:
     answered = [
         (r.name, [planned.done[(r.name, i)] for i in range(len(problems)) if (r.name, i) in planned.done]) for r in rows(planned.thresholds)
     ]
-    summaries = [summarise(name, records) for name, records in answered if records]
+    checks = answer_checks()
+    summaries = [summarise(name, records, checks) for name, records in answered if records]
     text = table(
         summaries,
         f"GSM8K {args.data.name}, first {len(problems)} problems, {args.shots}-shot, max {args.max_tokens} tokens, "
         f"sampling temperature {SAMPLING_TEMPERATURE}; cascade thresholds {planned.thresholds or 'not calibrated (run --calibrate)'}.",
     )
+    if any(summary["stale"] for summary in summaries):
+        text += (
+            f"\n- {STALE_MARK}: answered before the models declared their answer checks {checks}; "
+            "a greedy answer is the same under any check, a strategy's may not be (ask the row again with --rows)"
+        )
     print(text)
     # One table and plot per number of problems: a long run and a shorter one over more rows both stay.
     stem = RESULTS / f"gsm8k-{len(problems)}"

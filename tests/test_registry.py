@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from services.orchestrator.registry import ROLE_COMPLEXITY, ROLE_EMBEDDING, RegistrySnapshot, parse_model
+from services.orchestrator.registry import (
+    ROLE_COMPLEXITY,
+    ROLE_EMBEDDING,
+    RegistrySnapshot,
+    parse_model,
+)
 
 GOOD = {
     "inferscale.task": "digits",
@@ -126,6 +131,9 @@ def test_a_text_model_declares_its_token_costs_extraction_and_prompt_format() ->
     assert (model.cost_per_input_token, model.cost_per_output_token) == (1.5, 12.0)
     assert (model.answer_extraction, model.prompt_format, model.agreement_samples) == ("last_number", "chatml", 3)
     assert parse_model("llm", 1, True, _text_parameters(**{"inferscale.confidence": "derivation_probability"})).routable
+    assert model.answer_check == ""
+    checked = parse_model("llm", 1, True, _text_parameters(**{"inferscale.answer_check": "arithmetic"}))
+    assert checked.routable and checked.answer_check == "arithmetic"
 
 
 @pytest.mark.parametrize(
@@ -138,6 +146,8 @@ def test_a_text_model_declares_its_token_costs_extraction_and_prompt_format() ->
         ({"inferscale.agreement_samples": "1"}, "agreement_samples"),
         ({"inferscale.confidence": "max_probability"}, "token_probability"),
         ({"inferscale.confidence": "derivation_probability", "inferscale.answer_extraction": "first_line"}, "needs inferscale.answer_extraction 'last_number'"),
+        ({"inferscale.answer_check": "spelling"}, "answer_check"),
+        ({"inferscale.answer_check": "arithmetic", "inferscale.answer_extraction": "whole_text"}, "needs inferscale.answer_extraction 'last_number'"),
     ],
 )
 def test_a_text_model_with_a_malformed_declaration_is_left_out_naming_the_fault(override: dict[str, str], fault: str) -> None:

@@ -112,6 +112,23 @@ def test_a_token_probability_confidence_reads_the_answers_tokens() -> None:
     assert len(triton.sampling) == 1
 
 
+def test_a_text_that_fails_its_answer_check_has_confidence_zero_and_says_why() -> None:
+    model = replace(MODEL, confidence_method="token_probability", answer_check="arithmetic")
+    answer = _answer(_caller(ScriptedTriton([_response("4+5=10", -0.01)])), model)
+    assert answer.label == "10" and answer.confidence == 0.0
+    assert answer.slips == ("4+5 = 10",) and "arithmetic slip '4+5 = 10'" in answer.why
+    right = _answer(_caller(ScriptedTriton([_response("4+5=9", -0.01)])), model)
+    assert right.confidence == pytest.approx(np.exp(-0.01)) and not right.slips
+
+
+def test_agreement_counts_only_samples_whose_text_holds() -> None:
+    # Two samples slip to 10, one derives 9: the vote goes to 9, and its text stands for the answer.
+    triton = ScriptedTriton([_response("4+5=10", -0.1), _response("4+5=9", -0.2), _response("4+5=10", -0.3)])
+    answer = _answer(_caller(triton), replace(MODEL, answer_check="arithmetic"))
+    assert (answer.label, answer.confidence) == ("9", pytest.approx(1 / 3))
+    assert answer.generated.text == "4+5=9" and not answer.slips
+
+
 def test_the_verifier_scores_by_its_probability_of_yes() -> None:
     triton = ScriptedTriton([_response("Yes", np.log(0.6), {"No": np.log(0.2), "Maybe": np.log(0.2)})])
     verdict = asyncio.run(

@@ -123,6 +123,18 @@ def test_the_vote_settles_when_no_other_answer_can_win_or_the_share_is_reached()
     assert vote.leader() == ("7", 4)
 
 
+def test_a_sample_whose_text_failed_its_check_votes_only_when_every_sample_failed() -> None:
+    vote = Vote()
+    vote.add("9", holds=False)
+    vote.add("9", holds=False)
+    # Only failed texts so far: they name the leader, but settle nothing and are worth no confidence.
+    assert vote.leader() == ("9", 2) and vote.share() == 0.0
+    assert not vote.settled(max_samples=3, threshold=0.5)
+    vote.add("7")
+    assert vote.leader() == ("7", 1) and vote.share() == pytest.approx(1 / 3)
+    assert vote.settled(max_samples=3, threshold=1.0)  # 1 to 0 with none left: the failed nines do not count
+
+
 @pytest.mark.parametrize(
     ("text", "fault"),
     [

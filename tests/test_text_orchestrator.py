@@ -1,6 +1,7 @@
 """Text plans through the orchestrator on the real embedded Triton with real small language models:
-one greedy step, streamed steps and tokens, a cascade on the answer's token probability,
-self-consistency, best-of-N with a verifier, cancellation reaching Triton, and bad prompts refused."""
+one greedy step, streamed steps and tokens, a cascade on the answer's token probability, the
+arithmetic check, self-consistency, best-of-N with a verifier, cancellation reaching Triton, and
+bad prompts refused."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 from inferscale.suite import Suite
 from inferscale.tensors import bytes_tensor
 from inferscale.v1 import common_pb2, orchestrator_service_pb2, orchestrator_service_pb2_grpc
+from services.orchestrator.text.arithmetic import check_arithmetic
 from services.orchestrator.text.prompts import Turn, render
 
 pytestmark = pytest.mark.integration
@@ -54,7 +56,7 @@ def test_one_greedy_step_answers_text_with_its_tokens_usage_and_token_cost(orche
     assert 0 < response.answer.confidence <= 1
     models = {m.model.name: m for m in orchestrator_stub.ListModels(orchestrator_service_pb2.ListModelsRequest(task="math"), timeout=10).models}
     large = models[LARGE]
-    assert large.answer_extraction == "last_number" and large.prompt_format == "chatml"
+    assert large.answer_extraction == "last_number" and large.prompt_format == "chatml" and large.answer_check == "arithmetic"
     assert step.usage.input_tokens > 10 and 0 < step.usage.output_tokens <= 8
     assert step.cost == pytest.approx(step.usage.input_tokens * large.cost_per_input_token + step.usage.output_tokens * large.cost_per_output_token)
     assert response.total_cost == pytest.approx(step.cost)
@@ -88,16 +90,35 @@ def test_a_cascade_escalates_on_the_derivations_token_probability(orchestrator_s
     assert [s.model.name for s in accepted.steps] == [SMALL]
 
 
+def test_a_derivation_with_an_arithmetic_slip_has_confidence_zero(orchestrator_stub) -> None:  # type: ignore[no-untyped-def]
+    # Greedy, the model copies the wrong sum it is shown, as it copied the one before.
+    request = _request(common_pb2.STRATEGY_SINGLE, [_step(LARGE, 2)], max_tokens=8)
+    request.text.context.extend(
+        [
+            common_pb2.ChatMessage(role="user", content="Copy exactly: 1+1=3"),
+            common_pb2.ChatMessage(role="assistant", content="1+1=3"),
+        ]
+    )
+    request.text.prompt = "Copy exactly: 2+2=5"
+    response = orchestrator_stub.Execute(request, timeout=120)
+    (step,) = response.steps
+    assert check_arithmetic(step.answer.text).slips, f"the model did not copy the slip: {step.answer.text!r}"
+    assert step.answer.confidence == 0.0 and response.answer.confidence == 0.0
+    assert "arithmetic slip" in step.reason
+
+
 def test_self_consistency_samples_until_the_vote_settles(orchestrator_stub) -> None:  # type: ignore[no-untyped-def]
     response = orchestrator_stub.Execute(
         _request(common_pb2.STRATEGY_SELF_CONSISTENCY, [_step(LARGE, 2, 1.0)], temperature=0.8, max_calls=4), timeout=240
     )
     samples = [s for s in response.steps if s.decision == common_pb2.DECISION_CONTRIBUTED]
     assert 2 <= len(samples) <= 4
-    labels = [s.answer.label for s in samples]
+    # The model's answer check (arithmetic): a sample whose text slipped votes only if all slipped.
+    held = [s.answer.label for s in samples if not check_arithmetic(s.answer.text).slips]
+    labels = held or [s.answer.label for s in samples]
     leader = max(set(labels), key=labels.count)
     assert response.answer.label == leader
-    assert response.answer.confidence == pytest.approx(labels.count(leader) / len(samples))
+    assert response.answer.confidence == pytest.approx(labels.count(leader) / len(samples) if held else 0.0)
     assert response.uncertainty.members_answered == len(samples)
     # Each sample drew its own seed: the request's tokens are those of a sample that reached the answer.
     assert response.answer.text in {s.answer.text for s in samples if s.answer.label == leader}
@@ -111,8 +132,12 @@ def test_best_of_n_scores_every_sample_with_the_verifier_and_keeps_the_best(orch
     sampled = [s for s in response.steps if s.index >= 0]
     verifications = [s for s in response.steps if s.decision == common_pb2.DECISION_ANALYZED]
     assert [s.model.name for s in sampled] == [SMALL, LARGE]
-    assert len(verifications) == 2 and all(v.model.name == LARGE and v.usage.output_tokens == 1 for v in verifications)
-    scores = [v.answer.confidence for v in verifications]
+    # A sample whose arithmetic slipped scores 0 without a verifier call; every other one is verified.
+    slipped = [s for s in sampled if check_arithmetic(s.answer.text).slips]
+    assert all(s.answer.confidence == 0.0 for s in slipped)
+    assert len(verifications) == len(sampled) - len(slipped)
+    assert all(v.model.name == LARGE and v.usage.output_tokens == 1 for v in verifications)
+    scores = [v.answer.confidence for v in verifications] + [0.0] * len(slipped)
     assert response.answer.confidence == pytest.approx(max(scores))
     assert response.total_cost == pytest.approx(sum(s.cost for s in response.steps))
 

@@ -71,6 +71,12 @@ PARAM_COST_PER_OUTPUT_TOKEN = "inferscale.cost_per_output_token"
 PARAM_ANSWER_EXTRACTION = "inferscale.answer_extraction"
 PARAM_PROMPT_FORMAT = "inferscale.prompt_format"
 PARAM_AGREEMENT_SAMPLES = "inferscale.agreement_samples"
+# A check of the text a model writes, run on every answer before it counts (optional): "arithmetic"
+# recomputes the equations of a derivation (services/orchestrator/text/arithmetic.py). A text
+# that fails it has confidence 0 and votes for nothing while another sample's text holds.
+PARAM_ANSWER_CHECK = "inferscale.answer_check"
+ARITHMETIC_CHECK = "arithmetic"
+ANSWER_CHECKS = ("", ARITHMETIC_CHECK)
 LAST_NUMBER = "last_number"
 ANSWER_EXTRACTIONS = (LAST_NUMBER, "first_line", "whole_text")
 PROMPT_FORMATS = ("chatml", "plain")
@@ -108,6 +114,7 @@ class RegisteredModel:
     answer_extraction: str = ""
     prompt_format: str = ""
     agreement_samples: int = 0
+    answer_check: str = ""
     role: str = ""
     problem: str = ""
 
@@ -248,6 +255,7 @@ def parse_model(name: str, version: int, ready: bool, parameters: Mapping[str, s
         answer_extraction=text.answer_extraction,
         prompt_format=text.prompt_format,
         agreement_samples=text.agreement_samples,
+        answer_check=text.answer_check,
         problem=problem,
     )
 
@@ -259,6 +267,7 @@ class _TextSettings:
     answer_extraction: str = ""
     prompt_format: str = ""
     agreement_samples: int = 0
+    answer_check: str = ""
 
 
 def _parse_text_settings(parameters: Mapping[str, str]) -> _TextSettings:
@@ -281,7 +290,12 @@ def _parse_text_settings(parameters: Mapping[str, str]) -> _TextSettings:
     samples_text = parameters.get(PARAM_AGREEMENT_SAMPLES, "").strip() or str(DEFAULT_AGREEMENT_SAMPLES)
     if not samples_text.isdigit() or not 2 <= int(samples_text) <= MAX_AGREEMENT_SAMPLES:
         raise ValueError(f"{PARAM_AGREEMENT_SAMPLES} must be an integer in [2, {MAX_AGREEMENT_SAMPLES}], got {samples_text!r}")
-    return _TextSettings(costs[0], costs[1], extraction, prompt_format, int(samples_text))
+    check = parameters.get(PARAM_ANSWER_CHECK, "").strip()
+    if check not in ANSWER_CHECKS:
+        raise ValueError(f"{PARAM_ANSWER_CHECK} must be {ARITHMETIC_CHECK!r} or absent, got {check!r}")
+    if check == ARITHMETIC_CHECK and extraction != LAST_NUMBER:
+        raise ValueError(f"{PARAM_ANSWER_CHECK} {ARITHMETIC_CHECK!r} checks a computed answer: it needs {PARAM_ANSWER_EXTRACTION} 'last_number'")
+    return _TextSettings(costs[0], costs[1], extraction, prompt_format, int(samples_text), check)
 
 
 class RegistrySnapshot:

@@ -53,6 +53,7 @@ def _model_info(model: RegisteredModel) -> common_pb2.ModelInfo:
         cost_per_output_token=model.cost_per_output_token,
         answer_extraction=model.answer_extraction,
         prompt_format=model.prompt_format,
+        answer_check=model.answer_check,
         role=model.role,
     )
 

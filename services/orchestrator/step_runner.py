@@ -434,7 +434,8 @@ class StepRunner:
             timeout_seconds=timeout_seconds,
             on_tokens=self.tokens_sink(execution, model.name),
         )
-        if model.confidence_method == VERIFIER:
+        # A text that failed its answer check keeps confidence 0: no verifier call is spent on it.
+        if model.confidence_method == VERIFIER and not text.slips:
             verdict = await self.text.verify(
                 self.verifier(execution),
                 request.text.prompt,

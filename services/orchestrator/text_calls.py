@@ -23,7 +23,13 @@ from inferscale.tensors import bytes_tensor, from_numpy
 from inferscale.v1 import common_pb2, orchestrator_service_pb2
 from services.orchestrator.latency import RecentSteps
 from services.orchestrator.model_cache import L3, ModelOutputCache, model_output_key
-from services.orchestrator.registry import AGREEMENT, DERIVATION_PROBABILITY, RegisteredModel
+from services.orchestrator.registry import (
+    AGREEMENT,
+    ARITHMETIC_CHECK,
+    DERIVATION_PROBABILITY,
+    RegisteredModel,
+)
+from services.orchestrator.text.arithmetic import check_arithmetic
 from services.orchestrator.text.confidence import (
     Vote,
     derivation_probability,
@@ -67,6 +73,8 @@ class TextAnswer:
     # Every generation the step ran (the verifier's and extra samples' included): its usage.
     input_tokens: int = 0
     output_tokens: int = 0
+    # The equations of the text that its model's answer check found wrong (none: it holds or is not checked).
+    slips: tuple[str, ...] = ()
 
     def count(self, generated: Generated, model: RegisteredModel | None = None) -> None:
         """Adds a generation the step ran, by ``model`` (the step's own by default), to its cost and tokens."""
@@ -217,9 +225,10 @@ class TextCaller:
         answer = TextAnswer(model, generated, label, 0.0, 0.0, latency_ms, version or model.version, served_by)
         if not served_by:
             answer.count(generated)
+        answer.slips = _slips(model, generated.text)
         if model.confidence_method == AGREEMENT:
             vote = Vote()
-            vote.add(label)
+            vote.add(label, holds=not answer.slips)
             temperature = sampling.temperature or AGREEMENT_TEMPERATURE
             for sample in range(1, model.agreement_samples):
                 extra = Sampling(sampling.max_tokens, temperature, sample_seed(nonce, f"step {position} agreement {sample}"))
@@ -227,16 +236,17 @@ class TextCaller:
                     model, turns, extra, request_id=request_id, skip_cache=skip_cache, timeout_seconds=timeout_seconds, on_tokens=None
                 )
                 more_label = extract_answer(more.text, extraction)
-                vote.add(more_label)
+                more_slips = _slips(model, more.text)
+                vote.add(more_label, holds=not more_slips)
                 # A sample always runs (samples are never cached): the step ran, whoever served its first generation.
                 answer.count(more)
                 answer.served_by = common_pb2.CACHE_LEVEL_UNSPECIFIED
                 answer.latency_ms += more_ms
                 leader, _ = vote.leader()
-                if more_label == leader and answer.label != leader:
-                    answer.generated, answer.label = more, leader
+                if more_label == leader and answer.label != leader and (not more_slips or answer.slips):
+                    answer.generated, answer.label, answer.slips = more, leader, more_slips
             leader, votes = vote.leader()
-            answer.confidence = votes / vote.samples
+            answer.confidence = vote.share()
             answer.why = f"{votes} of {vote.samples} samples agree on {leader!r}"
         elif model.confidence_method == DERIVATION_PROBABILITY:
             answer.confidence = derivation_probability(generated.tokens)
@@ -244,6 +254,9 @@ class TextCaller:
         else:
             answer.confidence = token_probability(generated.tokens, extraction)
             answer.why = f"answer tokens' probability {answer.confidence:.3f}"
+        if answer.slips:
+            answer.confidence = 0.0
+            answer.why = f"arithmetic slip {answer.slips[0]!r}"
         if answer.served_by == common_pb2.CACHE_LEVEL_UNSPECIFIED:
             self._recent.observe(model.name, answer.latency_ms, answer.confidence)
         return answer
@@ -276,3 +289,10 @@ class TextCaller:
         if not served_by:
             verdict.count(generated)
         return verdict
+
+
+def _slips(model: RegisteredModel, text: str) -> tuple[str, ...]:
+    """The equations of ``text`` that ``model``'s declared answer check finds wrong; none without a check."""
+    if model.answer_check == ARITHMETIC_CHECK:
+        return check_arithmetic(text).slips
+    return ()

@@ -1,6 +1,8 @@
 """Self-consistency: one model samples the prompt again and again, and the answer most samples reach wins.
 
-Sampling is adaptive: it stops as soon as the vote is settled (no other answer can still overtake
+A sample whose text fails its model's answer check (an arithmetic slip) votes for nothing while
+another sample's text holds (services/orchestrator/text/confidence.py). Sampling is adaptive: it
+stops as soon as the vote is settled (no other answer can still overtake
 the leader with the samples left, or the leader's share of at least three samples reaches the
 step's threshold), so an easy prompt costs two or three samples and a hard one up to
 ``plan.max_calls``. Each sample is a step (DECISION_CONTRIBUTED) with a fresh seed, and no sample
@@ -26,8 +28,10 @@ async def run(
     index, model = next((i, m) for i, m in enumerate(models) if m is not None)
     step = plan.steps[index]
     vote = Vote()
-    # The position of each answer's first sample: its text and tokens stand for the answer.
+    # The position of each answer's first sample (whose text held its check, or else any): its
+    # text and tokens stand for the answer.
     first_position: dict[str, int] = {}
+    first_failed_position: dict[str, int] = {}
     for sample in range(plan.max_calls):
         if vote.samples and runner.stopped(execution, index, step, model, "the vote so far stands"):
             break
@@ -37,8 +41,9 @@ async def run(
             if call is None:
                 continue
             label = call.answer.label
-            vote.add(label)
-            first_position.setdefault(label, position)
+            holds = call.text is None or not call.text.slips
+            vote.add(label, holds=holds)
+            (first_position if holds else first_failed_position).setdefault(label, position)
             settled = vote.settled(plan.max_calls, step.accept_threshold)
             leader, votes = vote.leader()
             reason = f"sample {sample + 1}: {label!r}; leader {leader!r} with {votes} of {vote.samples}" + (
@@ -50,11 +55,12 @@ async def run(
     if not vote.samples:
         raise execution.last_error or ModelFailed("no sample was drawn")
     leader, votes = vote.leader()
-    execution.answer_position = first_position.get(leader, first_position.get("", 0))
+    positions = first_position if leader in first_position else first_failed_position
+    execution.answer_position = positions.get(leader, first_position.get("", first_failed_position.get("", 0)))
     chosen = response.steps[execution.answer_position]
     response.answer.CopyFrom(common_pb2.Answer(label=leader, confidence=vote.share(), text=chosen.answer.text))
     response.outputs.extend(text_output(execution))
-    labels = list(vote.counts.elements())
+    labels = list((vote.counts or vote.failed).elements())
     response.uncertainty.CopyFrom(
         common_pb2.Uncertainty(
             vote_entropy=vote_entropy(labels, [1.0] * len(labels)) if labels else 0.0,

@@ -76,40 +76,51 @@ def verifier_score(first_token_top: dict[str, float]) -> float:
 class Vote:
     """Self-consistency's tally: how many samples reached each extracted answer.
 
-    A sample with no answer to extract counts as a sample but votes for nothing.
+    A sample with no answer to extract counts as a sample but votes for nothing. So does a sample
+    whose text failed its model's answer check (an arithmetic slip), while any sample's text holds:
+    its answer is kept aside and decides only when every sample failed.
     """
 
     counts: Counter[str] = field(default_factory=Counter)
+    # The answers of samples whose text failed its check.
+    failed: Counter[str] = field(default_factory=Counter)
     samples: int = 0
 
-    def add(self, label: str) -> None:
-        """Counts one sample's extracted answer."""
+    def add(self, label: str, *, holds: bool = True) -> None:
+        """Counts one sample's extracted answer; ``holds`` False when its text failed its check."""
         self.samples += 1
         if label:
-            self.counts[label] += 1
+            (self.counts if holds else self.failed)[label] += 1
 
     def leader(self) -> tuple[str, int]:
-        """The answer most samples reached (the first to get there among equals) and its votes."""
-        if not self.counts:
+        """The answer most samples reached (the first to get there among equals) and its votes:
+        among the samples whose text held, or among all when none did."""
+        tally = self.counts or self.failed
+        if not tally:
             return "", 0
-        best = max(self.counts.values())
-        label = next(label for label, count in self.counts.items() if count == best)
+        best = max(tally.values())
+        label = next(label for label, count in tally.items() if count == best)
         return label, best
 
     def share(self) -> float:
-        """The leader's share of all samples: self-consistency's confidence."""
-        return self.leader()[1] / self.samples if self.samples else 0.0
+        """The leader's share of all samples: self-consistency's confidence (0 when only failed texts voted)."""
+        if not self.counts:
+            return 0.0
+        return self.leader()[1] / self.samples
 
     def settled(self, max_samples: int, threshold: float, min_samples: int = 3) -> str:
         """Why sampling may stop now, or "" to go on.
 
         Stops when no other answer can overtake the leader with the samples left, or when at
-        least ``min_samples`` were drawn and the leader's share reaches ``threshold``.
+        least ``min_samples`` were drawn and the leader's share reaches ``threshold``. Samples
+        whose text failed their check settle nothing.
         """
+        if not self.counts:
+            return ""
         label, votes = self.leader()
         runner_up = max((c for other, c in self.counts.items() if other != label), default=0)
         left = max_samples - self.samples
-        if votes and votes > runner_up + left:
+        if votes > runner_up + left:
             return f"answer {label!r} leads {votes} to {runner_up} with {left} samples left: no other answer can win"
         if self.samples >= min_samples and self.share() >= threshold:
             return f"answer {label!r} holds {votes} of {self.samples} samples, share {self.share():.2f} >= {threshold:.2f}"
