@@ -255,8 +255,20 @@ def summarise(name: str, records: list[dict], checks: dict[str, str]) -> dict:
         "cpu": sum(r["cpu_seconds"] for r in records) / n if n else 0.0,
         "cost": sum(r["cost"] for r in records) / n if n else 0.0,
         # The samples drawn: steps that contributed to a vote or were scored.
-        "samples": sum(1 for r in records for step in r["steps"] if step[1] == common_pb2.DECISION_CONTRIBUTED),
+        "samples": sum(_samples(r) for r in records),
+        # What one sample cost, averaged over the problems (each problem weighs the same, however
+        # many samples it drew).
+        "sample_tokens": _per_problem_mean([r["output_tokens"] / _samples(r) for r in records if _samples(r)]),
+        "sample_cpu": _per_problem_mean([r["cpu_seconds"] / _samples(r) for r in records if _samples(r)]),
     }
+
+
+def _samples(record: dict) -> int:
+    return sum(1 for step in record["steps"] if step[1] == common_pb2.DECISION_CONTRIBUTED)
+
+
+def _per_problem_mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
 
 
 def table(summaries: list[dict], header: str) -> str:
@@ -292,17 +304,17 @@ def targets(summaries: list[dict], best: dict) -> list[str]:
     generated tokens and in Triton CPU seconds: a strategy at 1.3x its accuracy within its own
     self-consistency budget of k = 8, and one at its accuracy within half its compute.
 
-    The budget of k = 8 is what 8 samples of the model cost: 8 times a sample's mean tokens and CPU
-    seconds, as its self-consistency row drew them on these problems. Adaptive self-consistency
-    stops before 8 samples where the vote is settled, so it spends less than that budget.
+    The budget of k = 8 is what 8 samples of the model cost: 8 times a sample's tokens and CPU
+    seconds, as its self-consistency row drew them on these problems (averaged per problem, so that
+    the hard problems' many samples do not weigh more). Adaptive self-consistency stops before 8
+    samples where the vote is settled, so it spends less than that budget.
     """
     model = best["row"].removesuffix(" greedy")
     # Only rows over the same problems compare: a row an interrupted run left short is not judged.
     sampled = next((s for s in summaries if s["row"] == f"{model} self-consistency k<={BUDGET_SAMPLES}" and s["n"] == best["n"]), None)
     budget = None
     if sampled is not None and sampled["samples"]:
-        per_sample = sampled["n"] / sampled["samples"]
-        budget = {key: BUDGET_SAMPLES * sampled[key] * per_sample for key in ("tokens", "cpu")}
+        budget = {"tokens": BUDGET_SAMPLES * sampled["sample_tokens"], "cpu": BUDGET_SAMPLES * sampled["sample_cpu"]}
     strategies = [s for s in summaries if s is not best and not s["row"].endswith("greedy") and s["n"] == best["n"]]
 
     def meeting(accuracy: float, limit: dict[str, float]) -> str:
@@ -320,8 +332,8 @@ def targets(summaries: list[dict], best: dict) -> list[str]:
     else:
         lines.append(
             f"- 1.3x {best['row']} ({1.3 * best['accuracy']:.3f}) within its self-consistency budget of k = {BUDGET_SAMPLES} samples "
-            f"({budget['tokens']:.0f} tokens, {budget['cpu']:.2f} CPU s, from the {sampled['samples'] / sampled['n']:.2f} samples a problem "
-            f"its adaptive row drew): {meeting(1.3 * best['accuracy'], budget)}"
+            f"({budget['tokens']:.0f} tokens, {budget['cpu']:.2f} CPU s: {BUDGET_SAMPLES} times a sample of its adaptive row, "
+            f"which drew {sampled['samples'] / sampled['n']:.2f} a problem): {meeting(1.3 * best['accuracy'], budget)}"
         )
     half = {"tokens": best["tokens"] / 2, "cpu": best["cpu"] / 2}
     lines.append(
@@ -364,6 +376,8 @@ class Plan:
     context: list[common_pb2.ChatMessage]
     key: str
     thresholds: dict[int, float] | None
+    # Whether the thresholds were learned under other answer checks than the models declare now.
+    thresholds_stale: bool
     chosen: list[Row]
     answers: pathlib.Path
     done: dict[tuple[str, int], dict]
@@ -377,10 +391,12 @@ def plan(args: argparse.Namespace) -> Plan:
     args.out.mkdir(parents=True, exist_ok=True)
     calibration_path = args.out / "calibration.json"
     thresholds = None
+    thresholds_stale = False
     if calibration_path.exists():
         calibration = json.loads(calibration_path.read_text())
         if calibration.get("run") == run_key({**settings, "data": "train"}):
             thresholds = {int(tier): value for tier, value in calibration["thresholds"].items()}
+            thresholds_stale = calibration.get("answer_checks") != answer_checks()
     chosen = rows(thresholds)
     if args.rows:
         wanted = set(args.rows.split(","))
@@ -390,7 +406,7 @@ def plan(args: argparse.Namespace) -> Plan:
             raise SystemExit(f"--rows: no row named {', '.join(sorted(unknown))}; the rows: {', '.join(r.name for r in chosen)}{uncalibrated}")
         chosen = [r for r in chosen if r.name in wanted]
     answers = args.out / "answers.jsonl"
-    return Plan(problems, short_examples_context(args.train, args.shots), key, thresholds, chosen, answers, load_done(answers, key))
+    return Plan(problems, short_examples_context(args.train, args.shots), key, thresholds, thresholds_stale, chosen, answers, load_done(answers, key))
 
 
 async def run(args: argparse.Namespace, suite: Suite) -> int:
@@ -446,6 +462,11 @@ def report(args: argparse.Namespace, planned: Plan) -> int:
         f"GSM8K {args.data.name}, first {len(problems)} problems, {args.shots}-shot, max {args.max_tokens} tokens, "
         f"sampling temperature {SAMPLING_TEMPERATURE}; cascade thresholds {planned.thresholds or 'not calibrated (run --calibrate)'}.",
     )
+    if planned.thresholds_stale:
+        text += (
+            f"\n- the cascade's thresholds were learned before the models declared their answer checks {checks}; "
+            "a slipped greedy answer now scores 0 (learn them again with --calibrate)"
+        )
     if any(summary["stale"] for summary in summaries):
         text += (
             f"\n- {STALE_MARK}: answered before the models declared their answer checks {checks}; "
@@ -482,7 +503,8 @@ async def calibrate(args: argparse.Namespace, suite: Suite) -> int:
     learned = learn_thresholds(scored)
     thresholds = {str(tier): value for tier, value in learned.thresholds.items()}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "calibration.json").write_text(json.dumps({"run": run_key(settings), "thresholds": thresholds, "problems": len(problems)}, indent=2))
+    calibration = {"run": run_key(settings), "thresholds": thresholds, "problems": len(problems), "answer_checks": answer_checks()}
+    (args.out / "calibration.json").write_text(json.dumps(calibration, indent=2))
     print(f"learned thresholds {thresholds} on {len(problems)} train problems")
     return 0
 

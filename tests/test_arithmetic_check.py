@@ -17,10 +17,15 @@ from services.orchestrator.text.arithmetic import MAX_EQUATIONS, check_arithmeti
         ("(80-15*4)/10=5 boxes", ["(80-15*4)/10 = 5"]),
         ("He had 93-122=-39 left", ["93-122 = -39"]),
         # Each equation of a chain is its own: the first holds, the second does not.
-        ("20 - 5 = 15 = 14 + 2", ["15 = 14+2"]),  # spaces within a side are dropped
+        ("20 - 5 = 15 = 14 + 3", ["15 = 14+3"]),  # spaces within a side are dropped
         ("3*2=6\n4+1=6", ["4+1 = 6"]),
         ("x is 2x3=7", ["2x3 = 7"]),
         ("1.5*4 = 3*2.1", ["1.5*4 = 3*2.1"]),  # two expressions must be equal: no rounding read into either
+        # A whole number rounds a sum to the nearest: 8.98 is not 8.
+        ("$4.99 + $3.99 = $8", ["$4.99+$3.99 = $8"]),
+        ("1.5 + 1.2 = 2", ["1.5+1.2 = 2"]),
+        ("15/40 = 90%", ["15/40 = 90%"]),
+        ("−5 + 3 = −3", ["−5+3 = −3"]),  # the Unicode minus
     ],
 )
 def test_a_wrong_equation_is_a_slip_named_by_its_sides(text: str, slips: list[str]) -> None:
@@ -42,6 +47,12 @@ def test_a_wrong_equation_is_a_slip_named_by_its_sides(text: str, slips: list[st
         "(15/40)*100% = 37.5%",  # and one that does not
         "(so 3*4=12)",  # brackets of the sentence, not of the expression
         "She has 3, 4+5=9 in all",  # a list's comma is no thousands separator
+        "5 + 3 = 8 + 2 = 10",  # running totals
+        "120 * 2 = 240 / 4 = 60",
+        "Costs:\n- 5 * 3 = 15\n- 2 * 4 = 8",  # a list's bullets are no minus signs
+        "2 (5+3) = 16",  # a bracket after a number multiplies
+        "$.50 * 4 = $2",
+        "20/3 = 6.66",  # truncated to the decimals written
     ],
 )
 def test_what_people_write_as_equal_holds(text: str) -> None:
@@ -57,6 +68,9 @@ def test_what_people_write_as_equal_holds(text: str) -> None:
         "The box holds 3 apples and 4 pears = 9 fruit",  # words between the numbers
         "111111111111111111111111111111+1=2",  # past MAX_NUMBER_DIGITS: not read
         "#### 42",
+        "1 1/2 + 1 1/2 = 3",  # a mixed number
+        "3:45 + 15 = 4:00",  # times of day
+        "$50 - 20% = $40",  # a percentage of its own base
         "",
     ],
 )

@@ -127,6 +127,11 @@ def test_agreement_counts_only_samples_whose_text_holds() -> None:
     answer = _answer(_caller(triton), replace(MODEL, answer_check="arithmetic"))
     assert (answer.label, answer.confidence) == ("9", pytest.approx(1 / 3))
     assert answer.generated.text == "4+5=9" and not answer.slips
+    # The first sample reached the leader too, but slipped on the way: a text that holds stands for it.
+    triton = ScriptedTriton([_response("2+2=5, so 9", -0.1), _response("4+5=9", -0.2), _response("4+5=9", -0.3)])
+    answer = _answer(_caller(triton), replace(MODEL, answer_check="arithmetic"))
+    assert (answer.label, answer.confidence) == ("9", pytest.approx(2 / 3))
+    assert answer.generated.text == "4+5=9" and not answer.slips
 
 
 def test_the_verifier_scores_by_its_probability_of_yes() -> None:

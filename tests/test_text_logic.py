@@ -10,8 +10,20 @@ import pytest
 
 from inferscale.models.llm import SamplingParameters
 from inferscale.tensors import bytes_tensor, from_numpy
-from services.orchestrator.text.confidence import Vote, derivation_probability, token_probability, verifier_score
-from services.orchestrator.text.contract import Generated, MalformedResponse, Sampling, Token, absorb, request_tensors
+from services.orchestrator.text.confidence import (
+    Vote,
+    derivation_probability,
+    token_probability,
+    verifier_score,
+)
+from services.orchestrator.text.contract import (
+    Generated,
+    MalformedResponse,
+    Sampling,
+    Token,
+    absorb,
+    request_tensors,
+)
 from services.orchestrator.text.extraction import extract_answer, normalize_number
 from services.orchestrator.text.prompts import Turn, answer_turns, render
 

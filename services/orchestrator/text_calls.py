@@ -243,7 +243,10 @@ class TextCaller:
                 answer.served_by = common_pb2.CACHE_LEVEL_UNSPECIFIED
                 answer.latency_ms += more_ms
                 leader, _ = vote.leader()
-                if more_label == leader and answer.label != leader and (not more_slips or answer.slips):
+                # The answer's text is a sample that reached the leader, one whose text holds if any
+                # does: never a slipped text for one that holds.
+                holds_better = answer.slips and not more_slips
+                if more_label == leader and (answer.label != leader and (not more_slips or answer.slips) or holds_better):
                     answer.generated, answer.label, answer.slips = more, leader, more_slips
             leader, votes = vote.leader()
             answer.confidence = vote.share()

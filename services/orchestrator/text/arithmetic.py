@@ -3,9 +3,10 @@
 Small models reason in the right direction and slip on the sums: "1000+375=3750" ends in a wrong
 answer that no probability of the model's flags. Recomputing the equations a text writes catches
 such slips for free, without another model call. An equation counts as a slip only when it is
-plainly wrong: a right-hand side that rounds its left-hand side (100/3=33.33), or an integer that
-truncates it (7/2=3, people counted whole), is not one. What cannot be read as arithmetic (words,
-a unit, an unbalanced bracket) is not checked at all.
+plainly wrong: a number that rounds or truncates the other side (100/3=33.33, 20/3=6.66), the
+whole part of a quotient (7/2=3, people counted whole), or a running total (5 + 3 = 8 + 2 = 10) is
+not one. What cannot be read as arithmetic (words, a unit, a time of day, a mixed number, a
+percentage added to its own base) is not checked at all.
 
 Pure: no gRPC. Every bound is enforced before any work that grows with it.
 """
@@ -21,14 +22,17 @@ from fractions import Fraction
 # One token of a derivation. Each alternative is linear, and none overlaps another, so reading a
 # text costs time proportional to its length, whatever a model writes.
 _TOKEN = re.compile(
-    r"(?P<number>(?:\$\s?)?\d+(?:,\d{3})*(?:\.\d+)?%?)"  # $1,375.50, $ 5, 20%
-    r"|(?P<operator>[-+*/×÷])"
+    r"(?P<clock>\d+:\d\d)"  # a time of day (9:45): not a number to compute with
+    r"|(?P<number>(?:\$ ?)?(?:\d+(?:,\d{3})*(?:\.\d+)?|\.\d+)%?)"  # $1,375.50, $ 5, $.50, 20%
+    r"|(?P<dash>-(?=\s))"  # a minus before a space: a bullet where it opens an equation
+    r"|(?P<operator>[-+*/×÷−])"
     r"|(?P<times>x(?=\s?[\d$(]))"  # "3 x 4": x between two numbers multiplies
     r"|(?P<open>\()|(?P<close>\))|(?P<equals>=)"
     r"|(?P<space>[ \t]+)"
     r"|(?P<other>.)",  # a word, a line's end: an equation does not go on past it
     re.DOTALL,
 )
+_SPELLINGS = {"×": "*", "x": "*", "÷": "/", "−": "-"}
 # Longer expressions or numbers are not checked: no derivation writes them, and exact fractions of
 # huge numbers cost time that grows with their digits.
 MAX_EXPRESSION_TOKENS = 40
@@ -37,10 +41,12 @@ MAX_NUMBER_DIGITS = 15
 MAX_EQUATIONS = 64
 _ALLOWED_OPERATORS = {ast.Add: Fraction.__add__, ast.Sub: Fraction.__sub__, ast.Mult: Fraction.__mul__, ast.Div: Fraction.__truediv__}
 
+_Token = tuple[str, str]  # (kind, text)
+
 
 @dataclass(frozen=True)
 class ArithmeticCheck:
-    """What recomputing a text's equations found: how many were read, and the wrong ones as written."""
+    """What recomputing a text's equations found: how many were read, and the wrong ones."""
 
     equations: int = 0
     slips: tuple[str, ...] = field(default=())
@@ -56,32 +62,72 @@ def check_arithmetic(text: str) -> ArithmeticCheck:
     equations = 0
     slips = []
     for chain in _chains(text):
-        for left, right in itertools.pairwise(chain):
+        for left_side, right_side in itertools.pairwise(chain):
             if equations >= MAX_EQUATIONS:
                 return ArithmeticCheck(equations, tuple(slips))
-            # The operands next to "=": what a side wrote before the left one, or after the right one, is not part of it.
-            left, right = _segments(left)[-1], _segments(right)[0]
+            left, right = _expression(left_side), _expression(right_side)
+            if left is None or right is None:
+                continue  # two numbers side by side (a mixed number, "he has 5 3*2"): not read
             left_numbers, right_numbers = _count(left, "number"), _count(right, "number")
             if left_numbers + right_numbers < 3 or not left_numbers or not right_numbers:
                 continue  # "$5 = 5 dollars" restates a number: nothing to recompute
+            if _relative_percent(left) or _relative_percent(right):
+                continue  # "$50 - 20% = $40" takes a share of its own base: not read
             left_values, right_values = _values(left), _values(right)
             if not left_values or not right_values:
                 continue
             equations += 1
-            # A bare number on one side may round the other; a percent sign may mean /100 or not.
-            bare = right if right_numbers == 1 else left if left_numbers == 1 else None
-            written = _spelled(bare) if bare is not None else None
-            if all(_plainly_wrong(a, b, written) for a in left_values for b in right_values):
+            if not _equal_as_written(left, left_values, right, right_values):
                 slips.append(f"{_spelled(left)} = {_spelled(right)}")
     return ArithmeticCheck(equations, tuple(slips))
 
 
-_Token = tuple[str, str]  # (kind, text)
+def _equal_as_written(left: list[_Token], left_values: list[tuple[bool, Fraction]], right: list[_Token], right_values: list[tuple[bool, Fraction]]) -> bool:
+    """Whether the two sides may be meant as equal.
+
+    A bare number (one side of a single number) may round or truncate the other side to the
+    decimals it writes, or, after a division, be its whole part. Two expressions are equal, or the
+    right one starts with the left one's value: a running total ("5 + 3 = 8 + 2 = 10").
+    """
+    sides = [(right, right_values, left, left_values), (left, left_values, right, right_values)]
+    for bare, bare_values, other, other_values in sides:
+        if _count(bare, "number") == 1:
+            number = next(text for kind, text in bare if kind == "number")
+            divides = any(kind == "operator" and text in "/÷" for kind, text in other)
+            return any(_stands_for(written, percent, number, value, divides) for percent, written in bare_values for _, value in other_values)
+    if any(a == b for _, a in left_values for _, b in right_values):
+        return True
+    leading = next((i for i, (kind, _) in enumerate(right) if kind == "operator" and i > 0), len(right))
+    first = right[:leading]
+    if _count(first, "number") != 1:
+        return False
+    number = next(text for kind, text in first if kind == "number")
+    return any(_stands_for(written, percent, number, value, False) for percent, written in _values(first) for _, value in left_values)
+
+
+def _stands_for(written: Fraction, percent_divided: bool, number: str, value: Fraction, divides: bool) -> bool:
+    """Whether ``number`` (read as ``written``) may stand for ``value``: equal, rounded or truncated
+    to the decimals it writes, rounded to a whole number, or the whole part of a quotient."""
+    if written == value:
+        return True
+    _, _, decimals = number.removesuffix("%").partition(".")
+    places = len(decimals) + (2 if percent_divided and number.endswith("%") else 0)
+    if places:
+        return abs(written - value) < Fraction(1, 10**places)
+    return abs(written - value) <= Fraction(1, 2) or (divides and abs(written - value) < 1)
+
+
+def _relative_percent(tokens: list[_Token]) -> bool:
+    """Whether a percentage is added to or taken from something ("$50 - 20%")."""
+    return any(
+        kind == "number" and text.endswith("%") and index > 0 and tokens[index - 1][1] in "+-−"
+        for index, (kind, text) in enumerate(tokens)
+    )
 
 
 def _chains(text: str) -> list[list[list[_Token]]]:
     """The runs of arithmetic tokens joined by "=", each as its sides (token lists); a run ends at
-    anything that is not arithmetic: a word, a line's end."""
+    anything that is not arithmetic: a word, a time of day, a line's end."""
     chains: list[list[list[_Token]]] = []
     sides: list[list[_Token]] = [[]]
     previous = ""
@@ -98,7 +144,11 @@ def _chains(text: str) -> list[list[list[_Token]]]:
             continue
         if kind == "times" and previous not in ("number", "close"):
             kind = "other"
-        if kind == "other":
+        if kind == "dash":
+            if len(sides) == 1 and not sides[0]:
+                continue  # "- 5 * 3 = 15": a list's bullet, not a sign
+            kind = "operator"
+        if kind in ("other", "clock"):
             close_chain()
         elif kind == "equals":
             sides.append([])
@@ -109,15 +159,17 @@ def _chains(text: str) -> list[list[list[_Token]]]:
     return chains
 
 
-def _segments(side: list[_Token]) -> list[list[_Token]]:
-    """A side cut where two operands meet without an operator ("12 5+5" is "12" and "5+5")."""
-    segments: list[list[_Token]] = [[]]
+def _expression(side: list[_Token]) -> list[_Token] | None:
+    """A side as an expression, "2(5+3)" multiplying; None where two numbers meet without an operator."""
+    expression: list[_Token] = []
     for token in side:
-        last = segments[-1][-1][0] if segments[-1] else ""
-        if last in ("number", "close") and token[0] in ("number", "open"):
-            segments.append([])
-        segments[-1].append(token)
-    return segments
+        last = expression[-1][0] if expression else ""
+        if last in ("number", "close") and token[0] == "open":
+            expression.append(("operator", "*"))
+        elif last in ("number", "close") and token[0] == "number":
+            return None
+        expression.append(token)
+    return expression
 
 
 def _count(tokens: list[_Token], kind: str) -> int:
@@ -128,34 +180,20 @@ def _spelled(tokens: list[_Token]) -> str:
     return "".join(text for _, text in tokens)
 
 
-def _plainly_wrong(left: Fraction, right: Fraction, written: str | None) -> bool:
-    """Whether the two sides cannot be meant as equal: not equal, not a rounding to the decimals
-    ``written`` (the side that is a bare number) shows, and not the integer part people take of a
-    count. Two expressions (no bare number: ``written`` None) must be equal."""
-    if left == right:
-        return False
-    if written is None:
-        return True
-    _, _, decimals = written.strip().partition(".")
-    decimals = decimals.rstrip("%")
-    if decimals:
-        return abs(left - right) > Fraction(1, 2 * 10 ** len(decimals))
-    return abs(left - right) >= 1
-
-
-def _values(tokens: list[_Token]) -> list[Fraction]:
-    """The values an expression may mean: one, or two where a percent sign may divide by 100 or
-    not ("50*20%" is 10, "(15/40)*100%" is 37.5); none when it is not arithmetic this reads."""
+def _values(tokens: list[_Token]) -> list[tuple[bool, Fraction]]:
+    """The values an expression may mean, each with whether its percent signs divide by 100: one,
+    or two where a percent sign may divide or not ("50*20%" is 10, "(15/40)*100%" is 37.5); none
+    when it is not arithmetic this reads."""
     if not tokens or len(tokens) > MAX_EXPRESSION_TOKENS:
         return []
     # Brackets the equation's neighbours opened or closed ("(so 3*4=12)") are not the expression's.
-    while tokens[0][0] == "open" and _count(tokens, "open") > _count(tokens, "close"):
+    while tokens and tokens[0][0] == "open" and _count(tokens, "open") > _count(tokens, "close"):
         tokens = tokens[1:]
-    while tokens[-1][0] == "close" and _count(tokens, "close") > _count(tokens, "open"):
+    while tokens and tokens[-1][0] == "close" and _count(tokens, "close") > _count(tokens, "open"):
         tokens = tokens[:-1]
     readings = (True, False) if any(text.endswith("%") for _, text in tokens) else (True,)
-    values = [_evaluate(tokens, percent_divides) for percent_divides in readings]
-    return [value for value in values if value is not None]
+    values = [(percent_divides, _evaluate(tokens, percent_divides)) for percent_divides in readings]
+    return [(percent_divides, value) for percent_divides, value in values if value is not None]
 
 
 def _parse_number(text: str, percent_divides: bool) -> Fraction | None:
@@ -179,7 +217,7 @@ def _evaluate(tokens: list[_Token], percent_divides: bool) -> Fraction | None:
             source.append(f"_{len(numbers)}")
             numbers.append(parsed)
         else:
-            source.append({"×": "*", "x": "*", "÷": "/"}.get(text, text))
+            source.append(_SPELLINGS.get(text, text))
     try:
         tree = ast.parse("".join(source), mode="eval")
         return _value(tree.body, numbers)
