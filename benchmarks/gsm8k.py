@@ -378,6 +378,8 @@ class Plan:
     thresholds: dict[int, float] | None
     # Whether the thresholds were learned under other answer checks than the models declare now.
     thresholds_stale: bool
+    # The answer checks the models declare now (answer_checks()).
+    checks: dict[str, str]
     chosen: list[Row]
     answers: pathlib.Path
     done: dict[tuple[str, int], dict]
@@ -390,13 +392,14 @@ def plan(args: argparse.Namespace) -> Plan:
     key = run_key(settings)
     args.out.mkdir(parents=True, exist_ok=True)
     calibration_path = args.out / "calibration.json"
+    checks = answer_checks()
     thresholds = None
     thresholds_stale = False
     if calibration_path.exists():
         calibration = json.loads(calibration_path.read_text())
         if calibration.get("run") == run_key({**settings, "data": "train"}):
             thresholds = {int(tier): value for tier, value in calibration["thresholds"].items()}
-            thresholds_stale = calibration.get("answer_checks") != answer_checks()
+            thresholds_stale = calibration.get("answer_checks") != checks
     chosen = rows(thresholds)
     if args.rows:
         wanted = set(args.rows.split(","))
@@ -406,14 +409,13 @@ def plan(args: argparse.Namespace) -> Plan:
             raise SystemExit(f"--rows: no row named {', '.join(sorted(unknown))}; the rows: {', '.join(r.name for r in chosen)}{uncalibrated}")
         chosen = [r for r in chosen if r.name in wanted]
     answers = args.out / "answers.jsonl"
-    return Plan(problems, short_examples_context(args.train, args.shots), key, thresholds, thresholds_stale, chosen, answers, load_done(answers, key))
+    return Plan(problems, short_examples_context(args.train, args.shots), key, thresholds, thresholds_stale, checks, chosen, answers, load_done(answers, key))
 
 
 async def run(args: argparse.Namespace, suite: Suite) -> int:
     """Answers every (row, problem) of the plan not answered yet, then reports."""
     planned = plan(args)
-    problems, done, key = planned.problems, planned.done, planned.key
-    checks = answer_checks()
+    problems, done, key, checks = planned.problems, planned.done, planned.key, planned.checks
     # An answer recorded under other answer checks is asked again; until it is, the report shows
     # the old one, marked.
     current = {where for where, record in done.items() if record.get("answer_checks") == checks}
@@ -455,7 +457,7 @@ def report(args: argparse.Namespace, planned: Plan) -> int:
     answered = [
         (r.name, [planned.done[(r.name, i)] for i in range(len(problems)) if (r.name, i) in planned.done]) for r in rows(planned.thresholds)
     ]
-    checks = answer_checks()
+    checks = planned.checks
     summaries = [summarise(name, records, checks) for name, records in answered if records]
     text = table(
         summaries,

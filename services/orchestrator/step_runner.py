@@ -96,6 +96,11 @@ class ModelCall:
     text: TextAnswer | None = None
 
     @property
+    def slipped(self) -> bool:
+        """Whether the call's text failed its model's answer check (an arithmetic slip)."""
+        return self.text is not None and bool(self.text.slips)
+
+    @property
     def output(self) -> common_pb2.InferTensor:
         """The output the model's config declares as its answer (present: reading the answer needed it)."""
         return next(t for t in self.result.outputs if t.name == self.model.output_name)

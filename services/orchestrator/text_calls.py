@@ -245,8 +245,9 @@ class TextCaller:
                 leader, _ = vote.leader()
                 # The answer's text is a sample that reached the leader, one whose text holds if any
                 # does: never a slipped text for one that holds.
-                holds_better = answer.slips and not more_slips
-                if more_label == leader and (answer.label != leader and (not more_slips or answer.slips) or holds_better):
+                no_worse = not more_slips or bool(answer.slips)
+                better = answer.label != leader or (bool(answer.slips) and not more_slips)
+                if more_label == leader and no_worse and better:
                     answer.generated, answer.label, answer.slips = more, leader, more_slips
             leader, votes = vote.leader()
             answer.confidence = vote.share()

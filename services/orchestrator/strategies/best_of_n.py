@@ -42,8 +42,7 @@ async def run(
                 continue
             runner.record(execution, ran(index, step, call, common_pb2.DECISION_CONTRIBUTED, "sampled; the verifier scores it next"), span)
         # A text that failed its model's answer check scores 0 without a verifier call.
-        slipped = call.text is not None and bool(call.text.slips)
-        score = 0.0 if slipped else await _verify(runner, execution, verifier, response.steps[position].answer.text)
+        score = 0.0 if call.slipped else await _verify(runner, execution, verifier, response.steps[position].answer.text)
         if score is None:
             continue
         sampled = response.steps[position]

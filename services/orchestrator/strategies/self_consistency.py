@@ -41,9 +41,8 @@ async def run(
             if call is None:
                 continue
             label = call.answer.label
-            holds = call.text is None or not call.text.slips
-            vote.add(label, holds=holds)
-            (first_position if holds else first_failed_position).setdefault(label, position)
+            vote.add(label, holds=not call.slipped)
+            (first_failed_position if call.slipped else first_position).setdefault(label, position)
             settled = vote.settled(plan.max_calls, step.accept_threshold)
             leader, votes = vote.leader()
             reason = f"sample {sample + 1}: {label!r}; leader {leader!r} with {votes} of {vote.samples}" + (
@@ -55,8 +54,7 @@ async def run(
     if not vote.samples:
         raise execution.last_error or ModelFailed("no sample was drawn")
     leader, votes = vote.leader()
-    positions = first_position if leader in first_position else first_failed_position
-    execution.answer_position = positions.get(leader, first_position.get("", first_failed_position.get("", 0)))
+    execution.answer_position = (first_failed_position | first_position).get(leader, 0)
     chosen = response.steps[execution.answer_position]
     response.answer.CopyFrom(common_pb2.Answer(label=leader, confidence=vote.share(), text=chosen.answer.text))
     response.outputs.extend(text_output(execution))
